@@ -1,0 +1,230 @@
+"""Configuration: YAML files merged over the packaged defaults, parsed once into frozen typed objects.
+
+``conf/default.yaml`` is the single source of truth for every knob (the models below carry no
+defaults of their own, so a knob cannot silently differ between the file and the code). A bad key,
+type or choice raises :class:`ConfigError` naming the key, the value and the valid choices, before
+any Spark session exists.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from genre_spark import schemas as S
+from genre_spark.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class SparkSettings(_Strict):
+    master: str | None
+    app_name: str
+    shuffle_partitions: int = Field(gt=0)
+    ui_enabled: bool
+    log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"]
+    conf: dict[str, str]
+
+
+class StorageSettings(_Strict):
+    warehouse: str
+    backend: Literal["auto", "embedded", "delta"]
+
+
+class CsvOptions(_Strict):
+    delimiter: str = ","
+    encoding: str = "UTF-8"
+    quote: str = '"'
+    escape: str = '"'
+
+
+# Contract columns a source may map, per target table; the required ones must be mapped.
+SOURCE_COLUMNS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    S.EVENTS: (
+        frozenset({S.ORDER_ID, S.ITEM_ID, S.QUANTITY, S.EVENT_TS, S.UNIT_PRICE, S.USER_ID}),
+        frozenset({S.TITLE, S.COUNTRY, S.EVENT_TYPE}),
+    ),
+    S.ITEMS: (frozenset({S.ITEM_ID, S.TITLE}), frozenset({S.DESCRIPTION, S.UNIT_PRICE, S.CATEGORY_LABEL})),
+    S.USERS: (frozenset({S.USER_ID}), frozenset({S.COUNTRY})),
+}
+
+
+class SourceSettings(_Strict):
+    table: Literal["events", "items", "users"]
+    format: Literal["csv", "parquet", "delta"]
+    path: str
+    columns: dict[str, str] = Field(description="contract column -> column name in the source")
+    timestamp_format: str = "yyyy-MM-dd HH:mm:ss"
+    csv: CsvOptions = CsvOptions()
+    enabled: bool = True
+
+    @field_validator("columns")
+    @classmethod
+    def _check_columns(cls, columns: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        table = info.data.get("table")
+        if table is None:  # the table itself was invalid; that error is reported
+            return columns
+        required, optional = SOURCE_COLUMNS[table]
+        unknown = sorted(set(columns) - required - optional)
+        if unknown:
+            raise ValueError(
+                f"unknown contract column(s) {unknown} for table '{table}'; "
+                f"valid choices: {sorted(required | optional)}"
+            )
+        missing = sorted(required - set(columns))
+        if missing:
+            raise ValueError(f"table '{table}' needs a source column for {missing}")
+        return columns
+
+
+class IngestSettings(_Strict):
+    sources: dict[str, SourceSettings]
+    cancellation_prefix: str
+    non_product_codes: list[str]
+    non_product_patterns: list[str]
+
+    @field_validator("non_product_patterns")
+    @classmethod
+    def _patterns_compile(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from exc
+        return patterns
+
+    @model_validator(mode="after")
+    def _some_events_source(self) -> IngestSettings:
+        if not any(s.enabled and s.table == S.EVENTS for s in self.sources.values()):
+            raise ValueError("sources: at least one enabled source must feed table 'events'")
+        return self
+
+
+class Settings(_Strict):
+    spark: SparkSettings
+    storage: StorageSettings
+    ingest: IngestSettings
+
+    def fingerprint(self) -> str:
+        """A short stable hash of the effective configuration (part of the default run id)."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:10]
+
+
+def default_run_id(settings: Settings, as_of: dt.date) -> str:
+    """Rerunning the same date with the same config gives the same run id, hence an idempotent no-op."""
+    return f"{as_of.isoformat()}-{settings.fingerprint()}"
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def default_config_text() -> str:
+    return resources.files("genre_spark").joinpath("default.yaml").read_text(encoding="utf-8")
+
+
+def load_settings(config_paths: Sequence[str | Path] = (), overrides: Iterable[str] = ()) -> Settings:
+    """Packaged defaults, then each YAML file in order, then ``key.path=value`` overrides."""
+    merged = _yaml_mapping(default_config_text(), "<packaged default.yaml>")
+    for path in config_paths:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {str(p)!r} does not exist")
+        merged = _deep_merge(merged, _yaml_mapping(p.read_text(encoding="utf-8"), str(p)))
+    for override in overrides:
+        _apply_override(merged, override)
+    return parse_settings(merged)
+
+
+def parse_settings(data: Mapping[str, Any]) -> Settings:
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(
+            "invalid configuration:\n" + "\n".join(_describe(err) for err in exc.errors())
+        ) from None
+
+
+def _yaml_mapping(text: str, origin: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{origin}: not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: expected a mapping at the top level, found {type(data).__name__}")
+    return data
+
+
+def _deep_merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _apply_override(data: dict[str, Any], override: str) -> None:
+    key, sep, raw = override.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {override!r}: expected KEY.PATH=VALUE")
+    parts = key.strip().split(".")
+    node = data
+    for depth, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(
+                f"override {override!r}: '{'.'.join(parts[: depth + 1])}' is a value, not a section"
+            )
+        node = child
+    try:
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {override!r}: value is not valid YAML: {exc}") from None
+
+
+def _describe(err: Mapping[str, Any]) -> str:
+    loc = tuple(err["loc"])
+    key = ".".join(str(p) for p in loc) or "<root>"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        valid = _valid_keys(loc[:-1])
+        return f"  config key '{key}': unknown key; valid keys here: {', '.join(valid)}"
+    if kind == "missing":
+        return f"  config key '{key}': required but missing"
+    value = json.dumps(err.get("input"), default=str)
+    message = str(err["msg"]).removeprefix("Value error, ")
+    return f"  config key '{key}': got {value}; {message}"
+
+
+def _valid_keys(loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the model found by walking ``loc`` from :class:`Settings`."""
+    model: Any = Settings
+    for part in loc:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            # a dict[str, Model] level: the key is user-chosen, the value type is the next model
+            model = get_args(model)[-1] if get_origin(model) is dict else None
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        model = field.annotation
+    if get_origin(model) is dict:
+        return []
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return sorted(model.model_fields)
+    return []

@@ -1,0 +1,180 @@
+"""The storage interface shared by both back-ends, and the checks every write goes through."""
+
+from __future__ import annotations
+
+import datetime as dt
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import types as T
+
+from genre_spark.errors import SchemaMismatchError
+from genre_spark.schemas import contract
+
+WriteMode = Literal["append", "overwrite"]
+PartitionValue = str | int | dt.date
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    table: str
+    version: int | None  # table version after the write (the existing one when skipped)
+    skipped: bool  # True when this run id had already been committed: nothing was written
+    files: int = 0
+    rows: int | None = None
+
+
+class TableStore(ABC):
+    """Delta tables under one warehouse root. Use :func:`genre_spark.storage.open_store` to get one."""
+
+    backend: str
+
+    def __init__(self, spark: SparkSession, warehouse: str) -> None:
+        self.spark = spark
+        self.warehouse = warehouse.rstrip("/")
+
+    def table_path(self, name: str) -> str:
+        return f"{self.warehouse}/{name}"
+
+    def write_table(
+        self,
+        df: DataFrame,
+        name: str,
+        *,
+        mode: WriteMode,
+        run_id: str,
+        partition_by: Sequence[str] = (),
+        replace_where: Mapping[str, PartitionValue] | None = None,
+    ) -> WriteResult:
+        """Write ``df`` to table ``name`` in one atomic, idempotent commit.
+
+        ``run_id`` is recorded as the Delta app-transaction id: writing the same run id again
+        (to the same partition, when ``replace_where`` is given) is detected and skipped.
+        ``replace_where`` maps partition columns to values and turns an overwrite into a
+        replacement of that partition only; every written row must fall inside it.
+        """
+        if mode not in ("append", "overwrite"):
+            raise ValueError(f"mode must be 'append' or 'overwrite', got {mode!r}")
+        if replace_where:
+            if mode != "overwrite":
+                raise ValueError("replace_where requires mode='overwrite'")
+            outside = sorted(set(replace_where) - set(partition_by))
+            if outside:
+                raise ValueError(f"replace_where columns {outside} must be partition columns {list(partition_by)}")
+        df = conform_to_contract(df, name)
+        missing = [c for c in partition_by if c not in df.columns]
+        if missing:
+            raise SchemaMismatchError(name, [f"partition column(s) {missing} not in the DataFrame"])
+        return self._write(
+            df,
+            name,
+            mode=mode,
+            app_id=transaction_app_id(run_id, replace_where),
+            run_id=run_id,
+            partition_by=list(partition_by),
+            replace_where={k: partition_string(v) for k, v in (replace_where or {}).items()},
+        )
+
+    @abstractmethod
+    def _write(
+        self,
+        df: DataFrame,
+        name: str,
+        *,
+        mode: WriteMode,
+        app_id: str,
+        run_id: str,
+        partition_by: list[str],
+        replace_where: dict[str, str],
+    ) -> WriteResult: ...
+
+    @abstractmethod
+    def read_table(self, name: str, *, version: int | None = None) -> DataFrame:
+        """The committed snapshot of ``name`` (latest, or ``version``); never uncommitted files."""
+
+    @abstractmethod
+    def exists(self, name: str) -> bool: ...
+
+    @abstractmethod
+    def version(self, name: str) -> int | None:
+        """Latest committed version, None when the table does not exist."""
+
+    @abstractmethod
+    def history(self, name: str) -> list[dict[str, Any]]:
+        """Commit infos, newest first."""
+
+
+def transaction_app_id(run_id: str, replace_where: Mapping[str, PartitionValue] | None) -> str:
+    """Delta app-transaction id of a write: the run id, plus the partition it replaces if any."""
+    if not run_id or not run_id.strip():
+        raise ValueError("run_id must be a non-empty string")
+    if not replace_where:
+        return f"genre-spark:{run_id}"
+    part = ",".join(f"{k}={partition_string(v)}" for k, v in sorted(replace_where.items()))
+    return f"genre-spark:{run_id}:{part}"
+
+
+def partition_string(value: PartitionValue) -> str:
+    """How a partition value is spelled in paths, Delta partitionValues and predicates."""
+    if isinstance(value, dt.datetime):
+        raise TypeError("timestamp partition values are not supported; partition by a date")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def replace_where_predicate(replace_where: Mapping[str, str], schema: T.StructType) -> str:
+    """SQL predicate for Delta's ``replaceWhere`` option (native back-end)."""
+    clauses = []
+    for column, value in sorted(replace_where.items()):
+        dtype = schema[column].dataType
+        literal = value if isinstance(dtype, T.IntegralType) else "'" + value.replace("'", "''") + "'"
+        if isinstance(dtype, T.DateType):
+            literal = f"DATE {literal}"
+        clauses.append(f"`{column}` = {literal}")
+    return " AND ".join(clauses)
+
+
+def conform_to_contract(df: DataFrame, table: str) -> DataFrame:
+    """Check ``df`` against the table's contract and return it in contract column order.
+
+    Tables without a contract pass through unchanged. Nullability is not compared: every
+    contract field is nullable (delta-rs would not enforce NOT NULL anyway).
+    """
+    expected = contract(table)
+    if expected is None:
+        return df
+    return df.select(*check_schema(table, expected, df.schema))
+
+
+def check_schema(table: str, expected: T.StructType, found: T.StructType) -> list[str]:
+    """Column names of ``expected`` after checking ``found`` has exactly those columns and types."""
+    found_types = {f.name: f.dataType for f in found.fields}
+    problems = []
+    for field in expected.fields:
+        if field.name not in found_types:
+            problems.append(f"missing column '{field.name}' ({field.dataType.simpleString()})")
+        elif _strip_nullability(found_types[field.name]) != _strip_nullability(field.dataType):
+            problems.append(
+                f"column '{field.name}': expected {field.dataType.simpleString()}, "
+                f"found {found_types[field.name].simpleString()}"
+            )
+    extra = [name for name in found_types if name not in expected.names]
+    if extra:
+        problems.append(f"unexpected column(s) {extra}")
+    if problems:
+        raise SchemaMismatchError(table, problems)
+    return list(expected.names)
+
+
+def _strip_nullability(dtype: T.DataType) -> T.DataType:
+    if isinstance(dtype, T.StructType):
+        return T.StructType([T.StructField(f.name, _strip_nullability(f.dataType)) for f in dtype.fields])
+    if isinstance(dtype, T.ArrayType):
+        return T.ArrayType(_strip_nullability(dtype.elementType))
+    if isinstance(dtype, T.MapType):
+        return T.MapType(_strip_nullability(dtype.keyType), _strip_nullability(dtype.valueType))
+    return dtype

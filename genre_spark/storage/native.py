@@ -1,0 +1,77 @@
+"""Native Delta back-end: Spark's own Delta writer, for clusters with io.delta:delta-spark (and Databricks).
+
+Everything but the Spark calls is shared with the embedded back-end (``base.TableStore``): the
+contract check, the app-transaction id (``txnAppId``/``txnVersion``, which Delta itself enforces:
+a rerun is skipped without writing) and the replaced partition (``replaceWhere``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyspark.sql import DataFrame
+
+from genre_spark.errors import TableNotFoundError
+from genre_spark.schemas import contract
+from genre_spark.storage.base import TableStore, WriteMode, WriteResult, replace_where_predicate
+
+
+class NativeDeltaStore(TableStore):
+    backend = "delta"
+
+    def exists(self, name: str) -> bool:
+        from delta.tables import DeltaTable
+
+        return bool(DeltaTable.isDeltaTable(self.spark, self.table_path(name)))
+
+    def version(self, name: str) -> int | None:
+        if not self.exists(name):
+            return None
+        return int(self._history_df(name, 1).first()["version"])
+
+    def history(self, name: str) -> list[dict[str, Any]]:
+        if not self.exists(name):
+            raise TableNotFoundError(name, self.table_path(name))
+        return [row.asDict(recursive=True) for row in self._history_df(name, None).collect()]
+
+    def _history_df(self, name: str, limit: int | None) -> DataFrame:
+        from delta.tables import DeltaTable
+
+        return DeltaTable.forPath(self.spark, self.table_path(name)).history(limit)
+
+    def read_table(self, name: str, *, version: int | None = None) -> DataFrame:
+        if not self.exists(name):
+            raise TableNotFoundError(name, self.table_path(name))
+        reader = self.spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        df = reader.load(self.table_path(name))
+        schema = contract(name)
+        return df if schema is None else df.select(*schema.names)
+
+    def _write(
+        self,
+        df: DataFrame,
+        name: str,
+        *,
+        mode: WriteMode,
+        app_id: str,
+        run_id: str,
+        partition_by: list[str],
+        replace_where: dict[str, str],
+    ) -> WriteResult:
+        before = self.version(name)
+        writer = (
+            df.write.format("delta")
+            .mode(mode)
+            .option("txnAppId", app_id)
+            .option("txnVersion", 0)
+            .option("userMetadata", f"genre_spark.run_id={run_id}")
+        )
+        if partition_by:
+            writer = writer.partitionBy(*partition_by)
+        if replace_where:
+            writer = writer.option("replaceWhere", replace_where_predicate(replace_where, df.schema))
+        writer.save(self.table_path(name))
+        after = self.version(name)
+        return WriteResult(name, after, skipped=after == before)

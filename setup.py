@@ -1,0 +1,33 @@
+"""Packaging for genre-spark. Tool configuration (ruff, mypy, pytest) lives in pyproject.toml."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="genre-spark",
+    version="0.1.0",
+    description="Batch top-K recommendations on Spark following the GENRE loop",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["genre_spark", "genre_spark.*"]),
+    # conf/default.yaml is the single source of truth for every knob; the package carries a
+    # copy (genre_spark/default.yaml is a symlink to it) so an installed wheel has its defaults.
+    package_data={"genre_spark": ["default.yaml", "py.typed"]},
+    install_requires=[
+        # delta-spark 4.4.1 (the native back-end on clusters) requires pyspark<=4.2.0; an open
+        # pin makes pip fetch 4.3 and backtrack.
+        "pyspark>=4.0,<=4.2.0",
+        "deltalake>=1.2,<2",
+        # pandas 3 half-works with pyspark 4.2 (pyspark.pandas import fails, 'nan' strings).
+        "pandas>=2.1,<3",
+        "pyarrow>=15",
+        "pydantic>=2.6,<3",
+        "PyYAML>=6",
+    ],
+    extras_require={
+        "dev": ["pytest>=8", "chispa>=0.10", "ruff>=0.6", "mypy>=1.10", "types-PyYAML"],
+        "delta": ["delta-spark>=4.0,<=4.4.1"],
+    },
+    entry_points={"console_scripts": ["genre-spark=genre_spark.cli:main"]},
+)

@@ -1,0 +1,49 @@
+"""One Spark session for the whole suite, built by the same code the entry points use."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+
+from genre_spark.config import Settings, load_settings
+from genre_spark.session import build_spark_session
+from genre_spark.storage import TableStore
+from genre_spark.storage.embedded import EmbeddedDeltaStore
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHIPPED_DATA = PROJECT_ROOT / "data" / "online_retail"
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data" / "online_retail"
+
+
+def retail_file(name: str) -> Path:
+    """A real export: the copy shipped with the project, else the shared one."""
+    for folder in (SHIPPED_DATA, SHARED_DATA):
+        if (folder / name).is_file():
+            return folder / name
+    raise FileNotFoundError(f"{name} is neither in {SHIPPED_DATA} nor in {SHARED_DATA}")
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return load_settings(
+        [PROJECT_ROOT / "conf" / "local.yaml"],
+        ["spark.master=local[2]", "spark.shuffle_partitions=2", "spark.conf.spark.driver.memory=2g"],
+    )
+
+
+@pytest.fixture(scope="session")
+def spark(settings: Settings) -> Iterator[SparkSession]:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    session = build_spark_session(settings.spark)
+    yield session
+    session.stop()
+
+
+@pytest.fixture()
+def store(spark: SparkSession, tmp_path: Path) -> TableStore:
+    """An empty embedded warehouse in a fresh temporary folder."""
+    return EmbeddedDeltaStore(spark, str(tmp_path / "warehouse"))
