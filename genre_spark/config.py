@@ -184,17 +184,41 @@ def _apply_override(data: dict[str, Any], override: str) -> None:
         raise ConfigError(f"override {override!r}: expected KEY.PATH=VALUE")
     parts = key.strip().split(".")
     node = data
-    for depth, part in enumerate(parts[:-1]):
+    model: Any = Settings
+    depth = 0
+    while depth < len(parts) - 1:
+        part = parts[depth]
+        model = _child_type(model, part)
+        if _is_string_map(model):
+            # free-form maps (spark.conf) take dotted keys whole: spark.conf.spark.driver.memory=4g
+            node = node.setdefault(part, {})
+            node[".".join(parts[depth + 1 :])] = raw
+            return
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
             raise ConfigError(
                 f"override {override!r}: '{'.'.join(parts[: depth + 1])}' is a value, not a section"
             )
         node = child
+        depth += 1
     try:
         node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
         raise ConfigError(f"override {override!r}: value is not valid YAML: {exc}") from None
+
+
+def _child_type(model: Any, key: str) -> Any:
+    """Type of ``key`` below ``model`` (a settings model or a dict[str, X] level); None if unknown."""
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        field = model.model_fields.get(key)
+        return None if field is None else field.annotation
+    if get_origin(model) is dict:
+        return get_args(model)[-1]
+    return None
+
+
+def _is_string_map(model: Any) -> bool:
+    return get_origin(model) is dict and get_args(model)[-1] is str
 
 
 def _describe(err: Mapping[str, Any]) -> str:
@@ -215,16 +239,7 @@ def _valid_keys(loc: tuple[Any, ...]) -> list[str]:
     """Field names of the model found by walking ``loc`` from :class:`Settings`."""
     model: Any = Settings
     for part in loc:
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            # a dict[str, Model] level: the key is user-chosen, the value type is the next model
-            model = get_args(model)[-1] if get_origin(model) is dict else None
-            continue
-        field = model.model_fields.get(str(part))
-        if field is None:
-            return []
-        model = field.annotation
-    if get_origin(model) is dict:
-        return []
+        model = _child_type(model, str(part))
     if isinstance(model, type) and issubclass(model, BaseModel):
         return sorted(model.model_fields)
     return []

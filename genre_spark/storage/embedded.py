@@ -80,15 +80,7 @@ class EmbeddedDeltaStore(TableStore):
         table = self._open(name, version)
         if table is None:
             raise TableNotFoundError(name, self.table_path(name))
-        schema = contract(name) or from_arrow_schema(pa.schema(table.schema().to_arrow()))
-        files = table.file_uris()
-        if not files:
-            return self.spark.createDataFrame([], schema)
-        reader = self.spark.read.schema(schema)
-        if table.metadata().partition_columns:
-            # partition values live in the folder names: discover them relative to the table root
-            reader = reader.option("basePath", self.table_path(name))
-        return reader.parquet(*files).select(*schema.names)
+        return _read_snapshot(self.spark, table, self.table_path(name), contract(name))
 
     # ------------------------------------------------------------------ writes
 
@@ -221,6 +213,29 @@ class EmbeddedDeltaStore(TableStore):
         current = list(table.metadata().partition_columns)
         if current != partition_by:
             raise SchemaMismatchError(name, [f"partitioned by {current}, write asks for {partition_by}"])
+
+
+def read_delta_path(spark: SparkSession, path: str, *, version: int | None = None) -> DataFrame:
+    """Any Delta table by path (an input source, say), read through its snapshot's file list."""
+    try:
+        table = DeltaTable(path, version=version)
+    except DeltaTableNotFound:
+        raise TableNotFoundError(path.rstrip("/").rsplit("/", 1)[-1], path) from None
+    return _read_snapshot(spark, table, path, None)
+
+
+def _read_snapshot(
+    spark: SparkSession, table: DeltaTable, path: str, schema: T.StructType | None
+) -> DataFrame:
+    schema = schema or from_arrow_schema(pa.schema(table.schema().to_arrow()))
+    files = table.file_uris()
+    if not files:
+        return spark.createDataFrame([], schema)
+    reader = spark.read.schema(schema)
+    if table.metadata().partition_columns:
+        # partition values live in the folder names: discover them relative to the table root
+        reader = reader.option("basePath", path)
+    return reader.parquet(*files).select(*schema.names)
 
 
 def _as_uri(location: str) -> str:

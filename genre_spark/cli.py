@@ -1,0 +1,85 @@
+"""The ``genre-spark`` command: ``genre-spark run [--stage S ...]`` or ``genre-spark <stage>``.
+
+The one place (with ``jobs/``) where a Spark session is built. Exit codes: 0 done; otherwise the
+error class's code (2 config, 3 input, 4 schema/table, 5 write conflict, 6 accounting, 1 other)
+with a one-line reason on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import time
+from collections.abc import Sequence
+
+from genre_spark.config import default_run_id, load_settings
+from genre_spark.errors import ConfigError, GenreSparkError
+from genre_spark.pipeline import STAGES, RunContext, run_stages
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--conf", action="append", default=[], metavar="FILE",
+                        help="YAML merged over the packaged defaults (repeatable, later wins)")
+    common.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help="override one knob, e.g. --set storage.warehouse=/data/wh (repeatable)")
+    common.add_argument("--as-of", type=_date, default=None, help="as-of date YYYY-MM-DD (default: today, UTC)")
+    common.add_argument("--run-id", default=None,
+                        help="run id (default: <as-of>-<config hash>; a rerun with the same id is a no-op)")
+
+    parser = argparse.ArgumentParser(prog="genre-spark", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", parents=[common], help="run the pipeline (all stages, or --stage ...)")
+    run.add_argument("--stage", action="append", choices=list(STAGES), default=None,
+                     help="run only this stage (repeatable)")
+    for stage in STAGES:
+        sub.add_parser(stage, parents=[common], help=f"run the {stage} stage alone")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except GenreSparkError as exc:
+        print(f"genre-spark: error: {exc}".replace("\n", " | "), file=sys.stderr)
+        return exc.exit_code
+
+
+def _run(args: argparse.Namespace) -> int:
+    # Config is parsed (and fails) before any Spark session exists.
+    settings = load_settings(args.conf, args.overrides)
+    as_of = args.as_of or dt.datetime.now(dt.timezone.utc).date()
+    run_id = args.run_id or default_run_id(settings, as_of)
+    stages = [args.command] if args.command != "run" else args.stage
+
+    from genre_spark.session import build_spark_session  # heavy import after config checks
+    from genre_spark.storage import open_store
+
+    started = time.perf_counter()
+    spark = build_spark_session(settings.spark, delta_extension=settings.storage.backend == "delta")
+    try:
+        store = open_store(spark, settings.storage)
+        print(f"genre-spark run {run_id} as of {as_of}: warehouse {store.warehouse} ({store.backend} Delta)")
+        ctx = RunContext(spark, store, settings, as_of, run_id)
+        for result in run_stages(ctx, stages):
+            print(result.summary)
+            print(f"stage {result.stage}: {result.seconds:.1f} s")
+        print(f"done in {time.perf_counter() - started:.1f} s; tables under {store.warehouse}")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    finally:
+        spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

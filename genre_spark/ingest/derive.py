@@ -1,0 +1,76 @@
+"""Tables derived at ingest: the item catalog (when no catalog source is given) and the users table."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from genre_spark import schemas as S
+
+ENRICHMENT = (S.PRICE_BAND, S.CATEGORY_ID, S.CATEGORY_LABEL)
+
+
+def is_product(item_id: Column, codes: Sequence[str], patterns: Sequence[str]) -> Column:
+    """False for postage, fees and manual adjustments (config lists), matched case-insensitively."""
+    upper = F.upper(item_id)
+    matches = upper.isin(*[c.upper() for c in codes]) if codes else F.lit(False)
+    for pattern in patterns:
+        matches = matches | item_id.rlike(f"(?i)^(?:{pattern})$")
+    return ~matches
+
+
+def items_from_events(rows: DataFrame) -> DataFrame:
+    """One row per item id seen in event rows: its most frequent title and median positive price.
+
+    ``rows`` are parsed event rows with a usable item id; rows quarantined for other reasons (a
+    missing customer id, say) still tell us the item's title and price.
+    """
+    return rows.groupBy(S.ITEM_ID).agg(
+        F.mode(S.TITLE, deterministic=True).alias(S.TITLE),
+        F.lit(None).cast("string").alias(S.DESCRIPTION),
+        F.median(F.when(F.col(S.UNIT_PRICE) > 0, F.col(S.UNIT_PRICE))).alias(S.UNIT_PRICE),
+    )
+
+
+def merge_items(
+    fresh: DataFrame, existing: DataFrame | None, codes: Sequence[str], patterns: Sequence[str]
+) -> DataFrame:
+    """The new catalog: fresh rows (keeping the enrichment already computed for them) and the
+    existing items this run did not see."""
+    base = fresh.select(S.ITEM_ID, S.TITLE, S.DESCRIPTION, S.UNIT_PRICE)
+    if existing is None:
+        merged = base.select("*", *[F.lit(None).alias(c) for c in ENRICHMENT])
+    else:
+        enrichment = existing.select(S.ITEM_ID, *ENRICHMENT)
+        kept = existing.join(base.select(S.ITEM_ID), S.ITEM_ID, "left_anti").drop(S.IS_PRODUCT)
+        merged = base.join(enrichment, S.ITEM_ID, "left").unionByName(kept)
+    return merged.select(
+        S.ITEM_ID,
+        S.TITLE,
+        S.DESCRIPTION,
+        S.UNIT_PRICE,
+        F.col(S.PRICE_BAND).cast("string").alias(S.PRICE_BAND),
+        F.col(S.CATEGORY_ID).cast("int").alias(S.CATEGORY_ID),
+        F.col(S.CATEGORY_LABEL).cast("string").alias(S.CATEGORY_LABEL),
+        is_product(F.col(S.ITEM_ID), codes, patterns).alias(S.IS_PRODUCT),
+    )
+
+
+def users_from_events(events: DataFrame, profiles: DataFrame | None = None) -> DataFrame:
+    """One row per user: most frequent country and first/last event time; a users source, when
+    given, supplies the country and users who have no events yet."""
+    derived = events.groupBy(S.USER_ID).agg(
+        F.mode(S.COUNTRY, deterministic=True).alias("_event_country"),
+        F.min(S.EVENT_TS).alias("first_event_ts"),
+        F.max(S.EVENT_TS).alias("last_event_ts"),
+    )
+    if profiles is None:
+        return derived.select(S.USER_ID, F.col("_event_country").alias(S.COUNTRY), "first_event_ts", "last_event_ts")
+    return derived.join(profiles.select(S.USER_ID, S.COUNTRY), S.USER_ID, "full_outer").select(
+        S.USER_ID,
+        F.coalesce(S.COUNTRY, "_event_country").alias(S.COUNTRY),
+        "first_event_ts",
+        "last_event_ts",
+    )

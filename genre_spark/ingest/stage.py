@@ -1,0 +1,306 @@
+"""The ingest stage: raw sources -> ``events``, ``items``, ``users`` and ``quarantine``.
+
+Every input row lands in exactly one of its target table or ``quarantine``; the stage checks
+``count(in) == count(valid) + count(quarantined)`` per source against what the tables hold after
+the commit, and fails the run on a mismatch.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from py4j.protocol import Py4JJavaError
+from pyspark import StorageLevel
+from pyspark.errors import PySparkException
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from genre_spark import schemas as S
+from genre_spark.config import IngestSettings, SourceSettings
+from genre_spark.errors import AccountingError, InputError
+from genre_spark.ingest import derive, rules
+from genre_spark.ingest.rules import DETAIL, MALFORMED, RAW, REASON, SOURCE_COL
+from genre_spark.ingest.sources import read_source, spark_error_reason
+from genre_spark.storage import TableStore, WriteResult
+
+DUPLICATE_EVENT = "duplicate_event"
+DUPLICATE_ITEM = "duplicate_item"
+DUPLICATE_USER = "duplicate_user"
+_PRIORITY = "_priority"
+
+
+@dataclass(frozen=True)
+class SourceCounts:
+    source: str
+    table: str
+    rows_in: int
+    valid: int
+    quarantined: int
+    reasons: dict[str, int]
+    distinct_orders: int | None = None
+    distinct_items: int | None = None
+
+    @property
+    def duplicates(self) -> int:
+        return sum(n for reason, n in self.reasons.items() if reason.startswith("duplicate_"))
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    run_id: str
+    sources: list[SourceCounts]
+    writes: list[WriteResult] = field(default_factory=list)
+
+    def format(self) -> str:
+        lines = [f"ingest run {self.run_id}"]
+        header = f"  {'source':<28} {'table':<7} {'rows in':>9} {'valid':>9} {'quarant.':>9} {'dupl.':>7}"
+        lines += [header + f" {'orders':>8} {'items':>7}"]
+        for s in self.sources:
+            extra = f" {s.distinct_orders or '':>8} {s.distinct_items or '':>7}"
+            lines.append(
+                f"  {s.source:<28} {s.table:<7} {s.rows_in:>9,} {s.valid:>9,} {s.quarantined:>9,} "
+                f"{s.duplicates:>7,}" + extra
+            )
+            for reason, n in sorted(s.reasons.items(), key=lambda kv: -kv[1]):
+                lines.append(f"      quarantine {reason:<26} {n:>9,}")
+        for w in self.writes:
+            state = "unchanged (run already committed)" if w.skipped else f"{w.rows or 0:,} rows written"
+            lines.append(f"  table {w.table:<11} version {w.version}: {state}")
+        return "\n".join(lines)
+
+
+def run_ingest(spark: SparkSession, store: TableStore, settings: IngestSettings, run_id: str) -> IngestReport:
+    sources = [(name, src) for name, src in settings.sources.items() if src.enabled]
+    priority = {name: i for i, (name, _) in enumerate(sources)}
+    classified: dict[str, list[DataFrame]] = {S.EVENTS: [], S.ITEMS: [], S.USERS: []}
+    cached: list[DataFrame] = []
+    rows_in: dict[str, int] = {}
+    try:
+        for name, src in sources:
+            df = _classify_source(spark, name, src, settings.cancellation_prefix)
+            df = df.withColumn(_PRIORITY, F.lit(priority[name])).persist(StorageLevel.MEMORY_AND_DISK)
+            cached.append(df)
+            rows_in[name] = _count_source(df, name, src)
+            classified[src.table].append(df)
+
+        events = _dedup_events(_union(classified[S.EVENTS]), _previous_events(store, run_id))
+        events = events.persist(StorageLevel.MEMORY_AND_DISK)
+        cached.append(events)
+        items = _dedup(_union(classified[S.ITEMS]), S.ITEM_ID, DUPLICATE_ITEM) if classified[S.ITEMS] else None
+        users = _dedup(_union(classified[S.USERS]), S.USER_ID, DUPLICATE_USER) if classified[S.USERS] else None
+
+        writes = [
+            store.write_table(_valid_events(events, run_id), S.EVENTS, mode="append", run_id=run_id),
+            store.write_table(
+                _quarantine([(S.EVENTS, events), (S.ITEMS, items), (S.USERS, users)], run_id),
+                S.QUARANTINE,
+                mode="append",
+                run_id=run_id,
+            ),
+        ]
+        writes.append(store.write_table(_items(store, events, items, settings), S.ITEMS, mode="overwrite", run_id=run_id))
+        profiles = None if users is None else users.filter(F.col(REASON).isNull())
+        all_events = store.read_table(S.EVENTS)
+        writes.append(
+            store.write_table(derive.users_from_events(all_events, profiles), S.USERS, mode="overwrite", run_id=run_id)
+        )
+        report = IngestReport(run_id, _account(store, run_id, sources, rows_in, events, items, users), writes)
+    finally:
+        for df in cached:
+            df.unpersist()
+    return report
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def _classify_source(spark: SparkSession, name: str, src: SourceSettings, cancellation_prefix: str) -> DataFrame:
+    raw = read_source(spark, name, src)
+    n_columns = len(raw.columns) - 1
+    if src.table == S.EVENTS:
+        parsed = rules.parse_events(raw, src, name, cancellation_prefix)
+        return rules.classify(parsed, rules.event_rules(src, n_columns))
+    if src.table == S.ITEMS:
+        return rules.classify(rules.parse_items(raw, src, name), rules.item_rules(src, n_columns))
+    return rules.classify(rules.parse_users(raw, src, name), rules.user_rules(src, n_columns))
+
+
+def _count_source(df: DataFrame, name: str, src: SourceSettings) -> int:
+    """Materialises the source (into the cache); errors deep in a file surface here, named."""
+    try:
+        return df.count()
+    except (PySparkException, Py4JJavaError) as exc:
+        raise InputError(name, f"cannot be read as {src.format}: {spark_error_reason(exc)}", path=src.path) from None
+
+
+def _union(frames: Iterable[DataFrame]) -> DataFrame:
+    return functools.reduce(lambda a, b: a.unionByName(b), frames)
+
+
+def _previous_events(store: TableStore, run_id: str) -> DataFrame | None:
+    """Event ids committed by earlier runs (a rerun of this run must not see its own rows)."""
+    if not store.exists(S.EVENTS):
+        return None
+    return store.read_table(S.EVENTS).filter(F.col(S.INGESTED_RUN_ID) != run_id).select(
+        S.EVENT_ID, F.col(S.INGESTED_RUN_ID).alias("_previous_run")
+    )
+
+
+def _content_key() -> F.Column:
+    parts = [
+        F.col(S.ORDER_ID),
+        F.col(S.ITEM_ID),
+        F.col(S.EVENT_TYPE),
+        F.col(S.QUANTITY).cast("string"),
+        F.col(S.UNIT_PRICE).cast("string"),
+        F.date_format(S.EVENT_TS, "yyyy-MM-dd HH:mm:ss.SSSSSS"),
+        F.col(S.USER_ID),
+    ]
+    return F.sha2(F.concat_ws("\u001f", *[F.coalesce(p, F.lit("\u0000")) for p in parts]), 256)
+
+
+def _dedup_events(events: DataFrame, previous: DataFrame | None) -> DataFrame:
+    """Deterministic event ids, then duplicates (across sources, or already ingested) quarantined.
+
+    The id hashes the parsed content and its occurrence number among identical rows of the same
+    source: two identical lines of one export stay two events, while the same line in two
+    overlapping exports (or ingested again) is one event.
+    """
+    valid = F.col(REASON).isNull()
+    key = F.when(valid, _content_key()).otherwise(F.sha2(F.col(RAW), 256))
+    occurrence = F.row_number().over(Window.partitionBy(SOURCE_COL, "_key").orderBy(RAW))
+    event_id = F.substring(F.sha2(F.concat_ws(":", F.col("_key"), occurrence.cast("string")), 256), 1, 32)
+    events = events.withColumn("_key", key).withColumn(S.EVENT_ID, F.when(valid, event_id)).drop("_key")
+
+    by_id = Window.partitionBy(S.EVENT_ID).orderBy(_PRIORITY, RAW)
+    events = events.withColumns(
+        {"_rank": F.row_number().over(by_id), "_first_source": F.first(SOURCE_COL).over(by_id)}
+    )
+    duplicate_in_run = valid & (F.col("_rank") > 1)
+    detail = F.concat(F.lit("event_id="), F.col(S.EVENT_ID), F.lit(" also in source '"), F.col("_first_source"), F.lit("'"))
+    if previous is not None:
+        events = events.join(previous, S.EVENT_ID, "left")
+        duplicate_before = valid & ~duplicate_in_run & F.col("_previous_run").isNotNull()
+        before_detail = F.concat(
+            F.lit("event_id="), F.col(S.EVENT_ID), F.lit(" already ingested by run "), F.col("_previous_run")
+        )
+    else:
+        duplicate_before = F.lit(False)
+        before_detail = F.lit(None).cast("string")
+    return events.withColumns(
+        {
+            REASON: F.when(duplicate_in_run | duplicate_before, F.lit(DUPLICATE_EVENT)).otherwise(F.col(REASON)),
+            DETAIL: F.when(duplicate_in_run, detail).when(duplicate_before, before_detail).otherwise(F.col(DETAIL)),
+        }
+    )
+
+
+def _dedup(df: DataFrame, key: str, reason: str) -> DataFrame:
+    """Catalog/user sources: the first row per id (by source order) wins, later ones are quarantined."""
+    valid = F.col(REASON).isNull()
+    w = Window.partitionBy(F.when(valid, F.col(key)), F.when(~valid, F.col(RAW))).orderBy(_PRIORITY, RAW)
+    dup = valid & (F.row_number().over(w) > 1)
+    return df.withColumns(
+        {
+            REASON: F.when(dup, F.lit(reason)).otherwise(F.col(REASON)),
+            DETAIL: F.when(dup, F.concat(F.lit(f"{key}="), F.col(key), F.lit(" repeated"))).otherwise(F.col(DETAIL)),
+        }
+    )
+
+
+def _valid_events(events: DataFrame, run_id: str) -> DataFrame:
+    return events.filter(F.col(REASON).isNull()).select(
+        S.EVENT_ID,
+        S.USER_ID,
+        S.ITEM_ID,
+        S.EVENT_TYPE,
+        F.abs(S.QUANTITY).alias(S.QUANTITY),  # direction is the event type
+        S.UNIT_PRICE,
+        S.EVENT_TS,
+        S.ORDER_ID,
+        S.COUNTRY,
+        F.col(SOURCE_COL).alias(S.SOURCE),
+        F.lit(run_id).alias(S.INGESTED_RUN_ID),
+    )
+
+
+def _quarantine(frames: list[tuple[str, DataFrame | None]], run_id: str) -> DataFrame:
+    return _union(
+        df.filter(F.col(REASON).isNotNull()).select(
+            F.lit(table).alias("table"),
+            F.col(SOURCE_COL).alias(S.SOURCE),
+            F.col(RAW).alias("raw"),
+            F.col(REASON).alias("reason"),
+            F.col(DETAIL).alias("detail"),
+            F.lit(run_id).alias(S.RUN_ID),
+        )
+        for table, df in frames
+        if df is not None
+    )
+
+
+def _items(store: TableStore, events: DataFrame, catalog: DataFrame | None, settings: IngestSettings) -> DataFrame:
+    usable = events.filter(
+        F.col(S.ITEM_ID).isNotNull() & ~F.col(MALFORMED) & (F.coalesce(REASON, F.lit("")) != DUPLICATE_EVENT)
+    )
+    fresh = derive.items_from_events(usable)
+    if catalog is not None:
+        listed = catalog.filter(F.col(REASON).isNull()).select(S.ITEM_ID, S.TITLE, S.DESCRIPTION, S.UNIT_PRICE)
+        fresh = listed.unionByName(fresh.join(listed.select(S.ITEM_ID), S.ITEM_ID, "left_anti"))
+    existing = store.read_table(S.ITEMS) if store.exists(S.ITEMS) else None
+    return derive.merge_items(fresh, existing, settings.non_product_codes, settings.non_product_patterns)
+
+
+def _account(
+    store: TableStore,
+    run_id: str,
+    sources: list[tuple[str, SourceSettings]],
+    rows_in: dict[str, int],
+    events: DataFrame,
+    items: DataFrame | None,
+    users: DataFrame | None,
+) -> list[SourceCounts]:
+    """Counts per source, read back from the committed tables, checked against the input counts."""
+    landed = _counts_by_source(store.read_table(S.EVENTS).filter(F.col(S.INGESTED_RUN_ID) == run_id))
+    for df in (items, users):
+        if df is not None:
+            landed.update(_counts_by_source(df.filter(F.col(REASON).isNull()).withColumnRenamed(SOURCE_COL, S.SOURCE)))
+    reasons: dict[str, dict[str, int]] = {}
+    quarantined = store.read_table(S.QUARANTINE).filter(F.col(S.RUN_ID) == run_id)
+    for row in quarantined.groupBy(S.SOURCE, "reason").count().collect():  # sources x rule ids: small
+        reasons.setdefault(row[S.SOURCE], {})[row["reason"]] = row["count"]
+    figures = {
+        row[SOURCE_COL]: row
+        for row in events.groupBy(SOURCE_COL)
+        .agg(F.countDistinct(S.ORDER_ID).alias("orders"), F.countDistinct(S.ITEM_ID).alias("items"))
+        .collect()
+    }
+    counts = []
+    for name, src in sources:
+        q = sum(reasons.get(name, {}).values())
+        valid = landed.get(name, 0)
+        if rows_in[name] != valid + q:
+            raise AccountingError(
+                f"source '{name}': {rows_in[name]:,} rows in, but {valid:,} landed in '{src.table}' and "
+                f"{q:,} in 'quarantine' (run {run_id})"
+            )
+        fig = figures.get(name)
+        counts.append(
+            SourceCounts(
+                name,
+                src.table,
+                rows_in[name],
+                valid,
+                q,
+                reasons.get(name, {}),
+                fig["orders"] if fig else None,
+                fig["items"] if fig else None,
+            )
+        )
+    return counts
+
+
+def _counts_by_source(df: DataFrame) -> dict[str, int]:
+    return {row[S.SOURCE]: row["count"] for row in df.groupBy(S.SOURCE).count().collect()}

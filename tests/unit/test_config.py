@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from genre_spark.config import default_config_text, default_run_id, load_settings
+from genre_spark.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_packaged_defaults_are_conf_default_yaml() -> None:
+    assert default_config_text() == (ROOT / "conf" / "default.yaml").read_text(encoding="utf-8")
+
+
+def test_profiles_in_conf_parse() -> None:
+    profiles = sorted((ROOT / "conf").glob("*.yaml"))
+    assert profiles, "conf/ holds no YAML profile"
+    for profile in profiles:
+        settings = load_settings([profile])
+        assert settings.storage.warehouse
+
+
+def test_files_and_overrides_merge_in_order(tmp_path: Path) -> None:
+    extra = tmp_path / "extra.yaml"
+    extra.write_text("storage:\n  warehouse: /from/file\nspark:\n  shuffle_partitions: 3\n")
+    settings = load_settings([extra], ["storage.warehouse=/from/override", "spark.conf.spark.x=1"])
+    assert settings.storage.warehouse == "/from/override"
+    assert settings.spark.shuffle_partitions == 3
+    assert settings.spark.conf["spark.x"] == "1"  # YAML parses 1 as int; conf values are strings
+    assert settings.ingest.sources, "defaults not kept under a partial file"
+
+
+@pytest.mark.parametrize(
+    ("override", "fragments"),
+    [
+        ("storage.backend=lakehouse", ["storage.backend", '"lakehouse"', "'auto', 'embedded' or 'delta'"]),
+        ("storage.bakend=embedded", ["storage.bakend", "unknown key", "backend, warehouse"]),
+        ("spark.shuffle_partitions=many", ["spark.shuffle_partitions", '"many"', "integer"]),
+        ("spark.shuffle_partitions=0", ["spark.shuffle_partitions", "greater than 0"]),
+        ("spark.ui_enabled=maybe", ["spark.ui_enabled", '"maybe"', "boolean"]),
+        (
+            "ingest.sources.online_retail_2010_2011.format=xml",
+            ["ingest.sources.online_retail_2010_2011.format", '"xml"', "'csv', 'parquet' or 'delta'"],
+        ),
+        (
+            "ingest.sources.online_retail_2010_2011.columns.colour=Colour",
+            ["ingest.sources.online_retail_2010_2011.columns", "colour", "valid choices", "user_id"],
+        ),
+        (
+            "ingest.sources.online_retail_2010_2011.paht=x.csv",
+            ["ingest.sources.online_retail_2010_2011.paht", "unknown key", "path"],
+        ),
+        ("ingest.non_product_patterns=['(unclosed']", ["ingest.non_product_patterns", "(unclosed"]),
+    ],
+)
+def test_bad_config_names_key_value_and_choices(override: str, fragments: list[str]) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings([], [override])
+    for fragment in fragments:
+        assert fragment in str(err.value), f"{fragment!r} not in: {err.value}"
+
+
+def test_source_missing_a_required_column_mapping() -> None:
+    with pytest.raises(ConfigError, match="needs a source column for \\['user_id'\\]"):
+        load_settings([], ["ingest.sources.online_retail_2010_2011.columns={order_id: A, item_id: B, "
+                           "quantity: C, event_ts: D, unit_price: E}"])
+
+
+@pytest.mark.parametrize("override", ["novalue", "=x", "storage.warehouse.deeper=x"])
+def test_malformed_overrides(override: str) -> None:
+    with pytest.raises(ConfigError, match="override"):
+        load_settings([], [override])
+
+
+def test_missing_and_invalid_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings([tmp_path / "nope.yaml"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("storage: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_settings([bad])
+
+
+def test_run_id_is_stable_and_follows_config() -> None:
+    a = load_settings([])
+    b = load_settings([])
+    c = load_settings([], ["spark.shuffle_partitions=7"])
+    day = dt.date(2011, 12, 9)
+    assert default_run_id(a, day) == default_run_id(b, day)
+    assert default_run_id(a, day) != default_run_id(c, day)
+    assert default_run_id(a, day).startswith("2011-12-09-")
+
+
+def test_cli_rejects_bad_config_before_spark_starts() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "genre_spark.cli", "run", "--set", "storage.backend=lakehouse"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr  # one line a scheduler can log
+    assert "storage.backend" in lines[0] and "lakehouse" in lines[0]
+    assert "SparkContext" not in proc.stdout + proc.stderr

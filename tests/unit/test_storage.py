@@ -1,0 +1,204 @@
+"""The storage guarantees: real Delta, type fidelity, atomic commits, idempotent reruns."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from chispa import assert_df_equality
+from deltalake import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import types as T
+
+from genre_spark import schemas as S
+from genre_spark.errors import SchemaMismatchError, TableNotFoundError
+from genre_spark.storage import TableStore
+from genre_spark.storage.embedded import EmbeddedDeltaStore
+
+TYPED = T.StructType(
+    [
+        T.StructField("as_of", T.DateType()),
+        T.StructField("ts", T.TimestampType()),
+        T.StructField("price", T.DoubleType()),
+        T.StructField("amount", T.DecimalType(12, 3)),
+        T.StructField("n", T.LongType()),
+        T.StructField("tags", T.ArrayType(T.StringType())),
+        T.StructField("scores", T.MapType(T.StringType(), T.DoubleType())),
+        T.StructField("label", T.StringType()),
+        T.StructField("flag", T.BooleanType()),
+    ]
+)
+TYPED_ROWS = [
+    (dt.date(2011, 12, 9), dt.datetime(2011, 12, 9, 12, 50, 1, 123456), 2.55, Decimal("10.125"), 2**40,
+     ["gift", "candle"], {"als": 0.5}, "WHITE HANGING HEART", True),
+    (dt.date(2011, 12, 9), None, None, None, None, None, None, None, None),
+    (dt.date(2011, 12, 10), dt.datetime(1999, 1, 1), -0.0, Decimal("-1.000"), -1, [], {}, "ünïcode ✓", False),
+]
+
+
+def typed_df(spark: SparkSession) -> DataFrame:
+    return spark.createDataFrame(TYPED_ROWS, TYPED)
+
+
+def one_column(spark: SparkSession, values: list[int]) -> DataFrame:
+    return spark.createDataFrame([(v,) for v in values], "v int")
+
+
+def test_types_round_trip_through_spark(spark: SparkSession, store: TableStore) -> None:
+    store.write_table(typed_df(spark), "typed", mode="append", run_id="r1")
+    assert_df_equality(store.read_table("typed").orderBy("label"), typed_df(spark).orderBy("label"))
+
+
+def test_partitioned_types_round_trip(spark: SparkSession, store: TableStore) -> None:
+    store.write_table(typed_df(spark), "typed", mode="append", run_id="r1", partition_by=["as_of"])
+    back = store.read_table("typed")
+    assert back.schema == TYPED  # partition column keeps its type and position
+    assert_df_equality(back.orderBy("label"), typed_df(spark).orderBy("label"))
+
+
+def test_tables_are_real_delta_readable_by_delta_rs(spark: SparkSession, store: TableStore) -> None:
+    store.write_table(typed_df(spark), "typed", mode="append", run_id="r1", partition_by=["as_of"])
+    table = DeltaTable(store.table_path("typed"))
+    arrow = pa.table(table.to_pyarrow_table())
+    assert arrow.num_rows == 3
+    assert arrow.schema.field("ts").type == pa.timestamp("us", tz="UTC")
+    assert arrow.schema.field("amount").type == pa.decimal128(12, 3)
+    by_label = {r["label"]: r for r in arrow.to_pylist()}
+    assert by_label["WHITE HANGING HEART"]["ts"] == dt.datetime(2011, 12, 9, 12, 50, 1, 123456, tzinfo=dt.timezone.utc)
+    assert by_label["WHITE HANGING HEART"]["tags"] == ["gift", "candle"]
+    assert table.metadata().partition_columns == ["as_of"]
+
+
+def test_contract_schema_is_the_delta_schema(spark: SparkSession, store: TableStore) -> None:
+    empty = spark.createDataFrame([], S.CONTRACTS[S.EVENTS])
+    store.write_table(empty, S.EVENTS, mode="append", run_id="r1")
+    fields = DeltaTable(store.table_path(S.EVENTS)).schema().fields
+    assert [f.name for f in fields] == S.CONTRACTS[S.EVENTS].names
+    assert {f.name: str(f.type) for f in fields}["event_ts"] == 'PrimitiveType("timestamp")'
+    assert store.read_table(S.EVENTS).count() == 0
+
+
+def test_history_has_one_version_per_committed_write(spark: SparkSession, store: TableStore) -> None:
+    store.write_table(one_column(spark, [1, 2]), "t", mode="append", run_id="a")
+    store.write_table(one_column(spark, [3]), "t", mode="append", run_id="b")
+    store.write_table(one_column(spark, [4]), "t", mode="overwrite", run_id="c")
+    history = store.history("t")
+    assert [h["version"] for h in history] == [2, 1, 0]
+    assert [h["genre_spark.run_id"] for h in history] == ["c", "b", "a"]
+    assert sorted(r.v for r in store.read_table("t").collect()) == [4]
+    assert sorted(r.v for r in store.read_table("t", version=1).collect()) == [1, 2, 3]
+
+
+def test_append_rerun_of_same_run_id_is_skipped(spark: SparkSession, store: TableStore) -> None:
+    first = store.write_table(one_column(spark, [1, 2]), "t", mode="append", run_id="run-1")
+    again = store.write_table(one_column(spark, [1, 2]), "t", mode="append", run_id="run-1")
+    assert (first.skipped, again.skipped) == (False, True)
+    assert (first.version, again.version, first.rows) == (0, 0, 2)
+    assert store.read_table("t").count() == 2
+    assert len(list(Path(store.table_path("t")).glob("*.parquet"))) == first.files, "rerun wrote files"
+
+
+def test_replace_where_replaces_one_partition_idempotently(spark: SparkSession, store: TableStore) -> None:
+    day1, day2 = dt.date(2011, 12, 8), dt.date(2011, 12, 9)
+    schema = "as_of date, v int"
+    both = spark.createDataFrame([(day1, 1), (day2, 2)], schema)
+    store.write_table(both, "recs", mode="append", run_id="init", partition_by=["as_of"])
+
+    new_day2 = spark.createDataFrame([(day2, 20), (day2, 21)], schema)
+    kwargs = {"mode": "overwrite", "partition_by": ["as_of"], "replace_where": {"as_of": day2}}
+    first = store.write_table(new_day2, "recs", run_id="run-2", **kwargs)  # type: ignore[arg-type]
+    again = store.write_table(new_day2, "recs", run_id="run-2", **kwargs)  # type: ignore[arg-type]
+    assert (first.skipped, again.skipped) == (False, True)
+    expected = spark.createDataFrame([(day1, 1), (day2, 20), (day2, 21)], schema)
+    assert_df_equality(store.read_table("recs"), expected, ignore_row_order=True)
+    # a different partition in the same run is a different write
+    other = spark.createDataFrame([(day1, 10)], schema)
+    store.write_table(other, "recs", run_id="run-2", mode="overwrite", partition_by=["as_of"],
+                      replace_where={"as_of": day1})
+    assert sorted(r.v for r in store.read_table("recs").collect()) == [10, 20, 21]
+
+
+def test_replace_where_rejects_rows_outside_the_partition(spark: SparkSession, store: TableStore) -> None:
+    df = spark.createDataFrame([(dt.date(2011, 12, 8), 1)], "as_of date, v int")
+    with pytest.raises(ValueError, match="replace_where as_of=2011-12-09"):
+        store.write_table(df, "recs", mode="overwrite", run_id="x", partition_by=["as_of"],
+                          replace_where={"as_of": dt.date(2011, 12, 9)})
+    assert not store.exists("recs")
+
+
+def test_failure_before_commit_leaves_previous_version(
+    spark: SparkSession, store: TableStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.write_table(one_column(spark, [1]), "t", mode="append", run_id="good")
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("killed between file write and commit")
+
+    monkeypatch.setattr(EmbeddedDeltaStore, "_commit", crash)
+    # a killed process runs no clean-up either: the files it moved stay on disk
+    monkeypatch.setattr(EmbeddedDeltaStore, "_discard", lambda self, files: None)
+    with pytest.raises(RuntimeError, match="killed"):
+        store.write_table(one_column(spark, [2, 3]), "t", mode="overwrite", run_id="bad")
+
+    parquet_files = list(Path(store.table_path("t")).glob("*.parquet"))
+    assert len(parquet_files) > 1, "the crashed write should have left stray files"
+    assert store.version("t") == 0
+    assert [r.v for r in store.read_table("t").collect()] == [1]
+    assert pa.table(DeltaTable(store.table_path("t")).to_pyarrow_table()).num_rows == 1
+
+    monkeypatch.undo()  # the retry of the crashed run commits normally
+    retry = store.write_table(one_column(spark, [2, 3]), "t", mode="overwrite", run_id="bad")
+    assert not retry.skipped
+    assert sorted(r.v for r in store.read_table("t").collect()) == [2, 3]
+
+
+def test_failed_commit_cleans_up_its_files(
+    spark: SparkSession, store: TableStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.write_table(one_column(spark, [1]), "t", mode="append", run_id="good")
+    before = set(Path(store.table_path("t")).rglob("*.parquet"))
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("commit refused")
+
+    monkeypatch.setattr(EmbeddedDeltaStore, "_commit", crash)
+    with pytest.raises(RuntimeError):
+        store.write_table(one_column(spark, [2]), "t", mode="append", run_id="bad")
+    assert set(Path(store.table_path("t")).rglob("*.parquet")) == before
+
+
+def test_contract_is_enforced(spark: SparkSession, store: TableStore) -> None:
+    wrong = spark.createDataFrame([("e1", "u1", 3)], "event_id string, user_id string, quantity long")
+    with pytest.raises(SchemaMismatchError) as err:
+        store.write_table(wrong, S.EVENTS, mode="append", run_id="r")
+    message = str(err.value)
+    assert "table 'events'" in message
+    assert "column 'quantity': expected int, found bigint" in message
+    assert "missing column 'item_id'" in message
+    assert not store.exists(S.EVENTS)
+
+
+def test_existing_schema_is_enforced(spark: SparkSession, store: TableStore) -> None:
+    store.write_table(one_column(spark, [1]), "t", mode="append", run_id="a")
+    other = spark.createDataFrame([("x",)], "v string")
+    with pytest.raises(SchemaMismatchError, match="column 'v': expected int, found string"):
+        store.write_table(other, "t", mode="append", run_id="b")
+
+
+def test_missing_table(store: TableStore) -> None:
+    with pytest.raises(TableNotFoundError, match="table 'nope' does not exist"):
+        store.read_table("nope")
+    assert store.version("nope") is None
+
+
+def test_file_stats_allow_pruning(spark: SparkSession, store: TableStore) -> None:
+    store.write_table(typed_df(spark), "typed", mode="append", run_id="r1", partition_by=["as_of"])
+    adds = pa.table(DeltaTable(store.table_path("typed")).get_add_actions(flatten=True)).to_pylist()
+    assert sum(a["num_records"] for a in adds) == 3
+    full = next(a for a in adds if a.get("min.label") == "WHITE HANGING HEART")
+    assert full["min.price"] == 2.55 and full["max.n"] == 2**40
+    # timestamps are widened to whole milliseconds, never narrowed
+    assert full["min.ts"] <= dt.datetime(2011, 12, 9, 12, 50, 1, 123456, tzinfo=dt.timezone.utc) <= full["max.ts"]
