@@ -25,6 +25,7 @@ REASON = "_reason"
 DETAIL = "_detail"
 MALFORMED = "_malformed"
 IS_CANCELLATION = "_is_cancellation"
+ROW = "_row"  # increases with the position in the source (file order within each file)
 
 
 def _in(column: str) -> str:
@@ -179,6 +180,7 @@ def _prelude(raw: DataFrame, source: SourceSettings, name: str) -> list[Column]:
     """Source name, raw JSON, malformed flag and the raw string view of every mapped column."""
     return [
         F.lit(name).alias(SOURCE_COL),
+        F.monotonically_increasing_id().alias(ROW),
         _raw_json(raw).alias(RAW),
         F.col(CORRUPT).isNotNull().alias(MALFORMED),
         *[F.col(f"`{src}`").cast("string").alias(_in(dst)) for dst, src in source.columns.items()],

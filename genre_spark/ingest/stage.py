@@ -21,7 +21,7 @@ from genre_spark import schemas as S
 from genre_spark.config import IngestSettings, SourceSettings
 from genre_spark.errors import AccountingError, InputError
 from genre_spark.ingest import derive, rules
-from genre_spark.ingest.rules import DETAIL, MALFORMED, RAW, REASON, SOURCE_COL
+from genre_spark.ingest.rules import DETAIL, MALFORMED, RAW, REASON, ROW, SOURCE_COL
 from genre_spark.ingest.sources import read_source, spark_error_reason
 from genre_spark.storage import TableStore, WriteResult
 
@@ -198,9 +198,10 @@ def _dedup_events(events: DataFrame, previous: DataFrame | None) -> DataFrame:
 
 
 def _dedup(df: DataFrame, key: str, reason: str) -> DataFrame:
-    """Catalog/user sources: the first row per id (by source order) wins, later ones are quarantined."""
+    """Catalog/user sources: the first row per id (by source order, then file order) wins, later
+    ones are quarantined."""
     valid = F.col(REASON).isNull()
-    w = Window.partitionBy(F.when(valid, F.col(key)), F.when(~valid, F.col(RAW))).orderBy(_PRIORITY, RAW)
+    w = Window.partitionBy(F.when(valid, F.col(key)), F.when(~valid, F.col(RAW))).orderBy(_PRIORITY, ROW)
     dup = valid & (F.row_number().over(w) > 1)
     return df.withColumns(
         {
