@@ -27,19 +27,40 @@ def _date(text: str) -> dt.date:
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--conf", action="append", default=[], metavar="FILE",
-                        help="YAML merged over the packaged defaults (repeatable, later wins)")
-    common.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                        help="override one knob, e.g. --set storage.warehouse=/data/wh (repeatable)")
-    common.add_argument("--as-of", type=_date, default=None, help="as-of date YYYY-MM-DD (default: today, UTC)")
-    common.add_argument("--run-id", default=None,
-                        help="run id (default: <as-of>-<config hash>; a rerun with the same id is a no-op)")
+    common.add_argument(
+        "--conf",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="YAML merged over the packaged defaults (repeatable, later wins)",
+    )
+    common.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="override one knob, e.g. --set storage.warehouse=/data/wh (repeatable)",
+    )
+    common.add_argument(
+        "--as-of", type=_date, default=None, help="as-of date YYYY-MM-DD (default: today, UTC)"
+    )
+    common.add_argument(
+        "--run-id",
+        default=None,
+        help="run id (default: <as-of>-<config hash>; a rerun with the same id is a no-op)",
+    )
 
     parser = argparse.ArgumentParser(prog="genre-spark", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", parents=[common], help="run the pipeline (all stages, or --stage ...)")
-    run.add_argument("--stage", action="append", choices=list(STAGES), default=None,
-                     help="run only this stage (repeatable)")
+    run.add_argument(
+        "--stage",
+        action="append",
+        choices=list(STAGES),
+        default=None,
+        help="run only this stage (repeatable)",
+    )
     for stage in STAGES:
         sub.add_parser(stage, parents=[common], help=f"run the {stage} stage alone")
     return parser

@@ -1,6 +1,6 @@
 """Entry point for spark-submit: the ingest stage alone.
 
-    spark-submit jobs/ingest.py --conf conf/local.yaml --as-of 2011-12-09
+spark-submit jobs/ingest.py --conf conf/local.yaml --as-of 2011-12-09
 """
 
 import sys

@@ -1,6 +1,6 @@
 """Entry point for spark-submit: the whole pipeline (or --stage ...) for one as-of date.
 
-    spark-submit jobs/run.py --conf conf/local.yaml --as-of 2011-12-09
+spark-submit jobs/run.py --conf conf/local.yaml --as-of 2011-12-09
 """
 
 import sys

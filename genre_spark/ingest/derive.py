@@ -67,7 +67,9 @@ def users_from_events(events: DataFrame, profiles: DataFrame | None = None) -> D
         F.max(S.EVENT_TS).alias("last_event_ts"),
     )
     if profiles is None:
-        return derived.select(S.USER_ID, F.col("_event_country").alias(S.COUNTRY), "first_event_ts", "last_event_ts")
+        return derived.select(
+            S.USER_ID, F.col("_event_country").alias(S.COUNTRY), "first_event_ts", "last_event_ts"
+        )
     return derived.join(profiles.select(S.USER_ID, S.COUNTRY), S.USER_ID, "full_outer").select(
         S.USER_ID,
         F.coalesce(S.COUNTRY, "_event_country").alias(S.COUNTRY),

@@ -44,9 +44,7 @@ class Rule:
 def _value(source: SourceSettings, column: str, note: str = "") -> Callable[[], Column]:
     """Detail text: ``<source column>=<raw value>`` (``<empty>`` when absent), plus a note."""
     name = source.columns.get(column, column)
-    return lambda: F.concat(
-        F.lit(f"{name}="), F.coalesce(F.col(_in(column)), F.lit("<empty>")), F.lit(note)
-    )
+    return lambda: F.concat(F.lit(f"{name}="), F.coalesce(F.col(_in(column)), F.lit("<empty>")), F.lit(note))
 
 
 def _malformed_rule(n_columns: int) -> Rule:
@@ -59,12 +57,14 @@ def _malformed_rule(n_columns: int) -> Rule:
 
 
 def _missing(source: SourceSettings, column: str) -> Rule:
-    return Rule(f"missing_{column}", f"{column} is empty", lambda: F.col(column).isNull(), _value(source, column))
+    return Rule(
+        f"missing_{column}", f"{column} is empty", lambda: F.col(column).isNull(), _value(source, column)
+    )
 
 
 def event_rules(source: SourceSettings, n_columns: int) -> tuple[Rule, ...]:
     q, p = F.col(S.QUANTITY), F.col(S.UNIT_PRICE)
-    typed = ()
+    typed: tuple[Rule, ...] = ()
     if S.EVENT_TYPE in source.columns:  # otherwise derived from the order id, always valid
         typed = (
             Rule(
@@ -85,7 +85,12 @@ def event_rules(source: SourceSettings, n_columns: int) -> tuple[Rule, ...]:
             lambda: F.col(S.EVENT_TS).isNull(),
             _value(source, S.EVENT_TS, f" (expected format {source.timestamp_format})"),
         ),
-        Rule("bad_quantity", "quantity missing or not an integer", lambda: q.isNull(), _value(source, S.QUANTITY)),
+        Rule(
+            "bad_quantity",
+            "quantity missing or not an integer",
+            lambda: q.isNull(),
+            _value(source, S.QUANTITY),
+        ),
         Rule("zero_quantity", "quantity is 0", lambda: q == 0, _value(source, S.QUANTITY)),
         Rule(
             "bad_price",
@@ -117,8 +122,10 @@ def item_rules(source: SourceSettings, n_columns: int) -> tuple[Rule, ...]:
             Rule(
                 "bad_price",
                 "unit price given but not a positive finite number",
-                lambda: F.col(_in(S.UNIT_PRICE)).isNotNull()
-                & (p.isNull() | F.isnan(p) | (p <= 0) | (p == float("inf"))),
+                lambda: (
+                    F.col(_in(S.UNIT_PRICE)).isNotNull()
+                    & (p.isNull() | F.isnan(p) | (p <= 0) | (p == float("inf")))
+                ),
                 _value(source, S.UNIT_PRICE),
             )
         )
@@ -130,13 +137,18 @@ def user_rules(source: SourceSettings, n_columns: int) -> tuple[Rule, ...]:
 
 
 def classify(parsed: DataFrame, rules: tuple[Rule, ...]) -> DataFrame:
-    """Adds ``_reason``/``_detail``: the first rule the row fails, null when the row is valid."""
-    return parsed.withColumns(
+    """Adds ``_reason``/``_detail``: the first rule the row fails, null when the row is valid.
+
+    The raw string views (``_in_*``) are dropped once the details are built: they would only
+    widen every row that later stages shuffle.
+    """
+    classified = parsed.withColumns(
         {
             REASON: F.coalesce(*[F.when(r.fails(), F.lit(r.id)) for r in rules]),
             DETAIL: F.coalesce(*[F.when(r.fails(), r.detail()) for r in rules]),
         }
     )
+    return classified.drop(*[c for c in classified.columns if c.startswith("_in_")])
 
 
 # --------------------------------------------------------------------------- parsing

@@ -43,7 +43,9 @@ def read_source(spark: SparkSession, name: str, source: SourceSettings) -> DataF
         else:
             df = read_delta_path(spark, source.path).withColumn(CORRUPT, F.lit(None).cast("string"))
     except (PySparkException, Py4JJavaError) as exc:
-        raise InputError(name, f"cannot be read as {source.format}: {spark_error_reason(exc)}", path=source.path) from None
+        raise InputError(
+            name, f"cannot be read as {source.format}: {spark_error_reason(exc)}", path=source.path
+        ) from None
     _check_columns(name, source, df.schema)
     return df
 

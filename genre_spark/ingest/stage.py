@@ -88,8 +88,12 @@ def run_ingest(spark: SparkSession, store: TableStore, settings: IngestSettings,
         events = _dedup_events(_union(classified[S.EVENTS]), _previous_events(store, run_id))
         events = events.persist(StorageLevel.MEMORY_AND_DISK)
         cached.append(events)
-        items = _dedup(_union(classified[S.ITEMS]), S.ITEM_ID, DUPLICATE_ITEM) if classified[S.ITEMS] else None
-        users = _dedup(_union(classified[S.USERS]), S.USER_ID, DUPLICATE_USER) if classified[S.USERS] else None
+        items = (
+            _dedup(_union(classified[S.ITEMS]), S.ITEM_ID, DUPLICATE_ITEM) if classified[S.ITEMS] else None
+        )
+        users = (
+            _dedup(_union(classified[S.USERS]), S.USER_ID, DUPLICATE_USER) if classified[S.USERS] else None
+        )
 
         writes = [
             store.write_table(_valid_events(events, run_id), S.EVENTS, mode="append", run_id=run_id),
@@ -100,11 +104,17 @@ def run_ingest(spark: SparkSession, store: TableStore, settings: IngestSettings,
                 run_id=run_id,
             ),
         ]
-        writes.append(store.write_table(_items(store, events, items, settings), S.ITEMS, mode="overwrite", run_id=run_id))
+        writes.append(
+            store.write_table(
+                _items(store, events, items, settings), S.ITEMS, mode="overwrite", run_id=run_id
+            )
+        )
         profiles = None if users is None else users.filter(F.col(REASON).isNull())
         all_events = store.read_table(S.EVENTS)
         writes.append(
-            store.write_table(derive.users_from_events(all_events, profiles), S.USERS, mode="overwrite", run_id=run_id)
+            store.write_table(
+                derive.users_from_events(all_events, profiles), S.USERS, mode="overwrite", run_id=run_id
+            )
         )
         report = IngestReport(run_id, _account(store, run_id, sources, rows_in, events, items, users), writes)
     finally:
@@ -116,7 +126,9 @@ def run_ingest(spark: SparkSession, store: TableStore, settings: IngestSettings,
 # --------------------------------------------------------------------------- steps
 
 
-def _classify_source(spark: SparkSession, name: str, src: SourceSettings, cancellation_prefix: str) -> DataFrame:
+def _classify_source(
+    spark: SparkSession, name: str, src: SourceSettings, cancellation_prefix: str
+) -> DataFrame:
     raw = read_source(spark, name, src)
     n_columns = len(raw.columns) - 1
     if src.table == S.EVENTS:
@@ -132,7 +144,9 @@ def _count_source(df: DataFrame, name: str, src: SourceSettings) -> int:
     try:
         return df.count()
     except (PySparkException, Py4JJavaError) as exc:
-        raise InputError(name, f"cannot be read as {src.format}: {spark_error_reason(exc)}", path=src.path) from None
+        raise InputError(
+            name, f"cannot be read as {src.format}: {spark_error_reason(exc)}", path=src.path
+        ) from None
 
 
 def _union(frames: Iterable[DataFrame]) -> DataFrame:
@@ -143,8 +157,10 @@ def _previous_events(store: TableStore, run_id: str) -> DataFrame | None:
     """Event ids committed by earlier runs (a rerun of this run must not see its own rows)."""
     if not store.exists(S.EVENTS):
         return None
-    return store.read_table(S.EVENTS).filter(F.col(S.INGESTED_RUN_ID) != run_id).select(
-        S.EVENT_ID, F.col(S.INGESTED_RUN_ID).alias("_previous_run")
+    return (
+        store.read_table(S.EVENTS)
+        .filter(F.col(S.INGESTED_RUN_ID) != run_id)
+        .select(S.EVENT_ID, F.col(S.INGESTED_RUN_ID).alias("_previous_run"))
     )
 
 
@@ -170,16 +186,20 @@ def _dedup_events(events: DataFrame, previous: DataFrame | None) -> DataFrame:
     """
     valid = F.col(REASON).isNull()
     key = F.when(valid, _content_key()).otherwise(F.sha2(F.col(RAW), 256))
-    occurrence = F.row_number().over(Window.partitionBy(SOURCE_COL, "_key").orderBy(RAW))
+    occurrence = F.row_number().over(Window.partitionBy(SOURCE_COL, "_key").orderBy(ROW))
     event_id = F.substring(F.sha2(F.concat_ws(":", F.col("_key"), occurrence.cast("string")), 256), 1, 32)
     events = events.withColumn("_key", key).withColumn(S.EVENT_ID, F.when(valid, event_id)).drop("_key")
 
-    by_id = Window.partitionBy(S.EVENT_ID).orderBy(_PRIORITY, RAW)
+    # invalid rows have no event id: give each its own key so they do not pile into one partition
+    spread = F.coalesce(F.col(S.EVENT_ID), F.concat_ws(":", F.col(SOURCE_COL), F.col(ROW).cast("string")))
+    by_id = Window.partitionBy(spread).orderBy(_PRIORITY, ROW)
     events = events.withColumns(
         {"_rank": F.row_number().over(by_id), "_first_source": F.first(SOURCE_COL).over(by_id)}
     )
     duplicate_in_run = valid & (F.col("_rank") > 1)
-    detail = F.concat(F.lit("event_id="), F.col(S.EVENT_ID), F.lit(" also in source '"), F.col("_first_source"), F.lit("'"))
+    detail = F.concat(
+        F.lit("event_id="), F.col(S.EVENT_ID), F.lit(" also in source '"), F.col("_first_source"), F.lit("'")
+    )
     if previous is not None:
         events = events.join(previous, S.EVENT_ID, "left")
         duplicate_before = valid & ~duplicate_in_run & F.col("_previous_run").isNotNull()
@@ -191,8 +211,12 @@ def _dedup_events(events: DataFrame, previous: DataFrame | None) -> DataFrame:
         before_detail = F.lit(None).cast("string")
     return events.withColumns(
         {
-            REASON: F.when(duplicate_in_run | duplicate_before, F.lit(DUPLICATE_EVENT)).otherwise(F.col(REASON)),
-            DETAIL: F.when(duplicate_in_run, detail).when(duplicate_before, before_detail).otherwise(F.col(DETAIL)),
+            REASON: F.when(duplicate_in_run | duplicate_before, F.lit(DUPLICATE_EVENT)).otherwise(
+                F.col(REASON)
+            ),
+            DETAIL: F.when(duplicate_in_run, detail)
+            .when(duplicate_before, before_detail)
+            .otherwise(F.col(DETAIL)),
         }
     )
 
@@ -206,7 +230,9 @@ def _dedup(df: DataFrame, key: str, reason: str) -> DataFrame:
     return df.withColumns(
         {
             REASON: F.when(dup, F.lit(reason)).otherwise(F.col(REASON)),
-            DETAIL: F.when(dup, F.concat(F.lit(f"{key}="), F.col(key), F.lit(" repeated"))).otherwise(F.col(DETAIL)),
+            DETAIL: F.when(dup, F.concat(F.lit(f"{key}="), F.col(key), F.lit(" repeated"))).otherwise(
+                F.col(DETAIL)
+            ),
         }
     )
 
@@ -242,13 +268,17 @@ def _quarantine(frames: list[tuple[str, DataFrame | None]], run_id: str) -> Data
     )
 
 
-def _items(store: TableStore, events: DataFrame, catalog: DataFrame | None, settings: IngestSettings) -> DataFrame:
+def _items(
+    store: TableStore, events: DataFrame, catalog: DataFrame | None, settings: IngestSettings
+) -> DataFrame:
     usable = events.filter(
         F.col(S.ITEM_ID).isNotNull() & ~F.col(MALFORMED) & (F.coalesce(REASON, F.lit("")) != DUPLICATE_EVENT)
     )
     fresh = derive.items_from_events(usable)
     if catalog is not None:
-        listed = catalog.filter(F.col(REASON).isNull()).select(S.ITEM_ID, S.TITLE, S.DESCRIPTION, S.UNIT_PRICE)
+        listed = catalog.filter(F.col(REASON).isNull()).select(
+            S.ITEM_ID, S.TITLE, S.DESCRIPTION, S.UNIT_PRICE
+        )
         fresh = listed.unionByName(fresh.join(listed.select(S.ITEM_ID), S.ITEM_ID, "left_anti"))
     existing = store.read_table(S.ITEMS) if store.exists(S.ITEMS) else None
     return derive.merge_items(fresh, existing, settings.non_product_codes, settings.non_product_patterns)
@@ -267,7 +297,9 @@ def _account(
     landed = _counts_by_source(store.read_table(S.EVENTS).filter(F.col(S.INGESTED_RUN_ID) == run_id))
     for df in (items, users):
         if df is not None:
-            landed.update(_counts_by_source(df.filter(F.col(REASON).isNull()).withColumnRenamed(SOURCE_COL, S.SOURCE)))
+            landed.update(
+                _counts_by_source(df.filter(F.col(REASON).isNull()).withColumnRenamed(SOURCE_COL, S.SOURCE))
+            )
     reasons: dict[str, dict[str, int]] = {}
     quarantined = store.read_table(S.QUARANTINE).filter(F.col(S.RUN_ID) == run_id)
     for row in quarantined.groupBy(S.SOURCE, "reason").count().collect():  # sources x rule ids: small

@@ -63,7 +63,9 @@ class TableStore(ABC):
                 raise ValueError("replace_where requires mode='overwrite'")
             outside = sorted(set(replace_where) - set(partition_by))
             if outside:
-                raise ValueError(f"replace_where columns {outside} must be partition columns {list(partition_by)}")
+                raise ValueError(
+                    f"replace_where columns {outside} must be partition columns {list(partition_by)}"
+                )
         df = conform_to_contract(df, name)
         missing = [c for c in partition_by if c not in df.columns]
         if missing:

@@ -16,6 +16,7 @@ Protocol of one write (DESIGN section 3):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import posixpath
 import time
@@ -28,8 +29,15 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
 from deltalake import Schema as DeltaSchema
-from deltalake.exceptions import CommitFailedError, TableNotFoundError as DeltaTableNotFound
-from deltalake.transaction import AddAction, CommitProperties, Transaction, create_table_with_add_actions
+from deltalake.exceptions import CommitFailedError
+from deltalake.exceptions import TableNotFoundError as DeltaTableNotFound
+from deltalake.transaction import (
+    AddAction,
+    CommitProperties,
+    RemoveAction,
+    Transaction,
+    create_table_with_add_actions,
+)
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
@@ -188,8 +196,9 @@ class EmbeddedDeltaStore(TableStore):
                 commit_properties=props,
             )
             return
+        actions: list[AddAction | RemoveAction] = list(adds)
         table.create_write_transaction(
-            adds,
+            actions,
             mode=mode,
             schema=delta_schema,
             partition_by=partition_by or None,
@@ -200,10 +209,8 @@ class EmbeddedDeltaStore(TableStore):
     def _discard(self, files: list[str]) -> None:
         """Best effort: remove files of a write that will not be committed (VACUUM catches the rest)."""
         for path in files:
-            try:
+            with contextlib.suppress(OSError):
                 self._fs.delete_file(path)
-            except OSError:
-                pass
 
     def _check_compatible(
         self, name: str, table: DeltaTable, schema: T.StructType, partition_by: list[str]
@@ -245,10 +252,8 @@ def _as_uri(location: str) -> str:
 
 
 def _delete_dir(fs: pafs.FileSystem, path: str) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         fs.delete_dir(path)
-    except FileNotFoundError:
-        pass
 
 
 def _partition_values(partition_dir: str) -> dict[str, str | None]:
@@ -275,4 +280,3 @@ def _nullable(schema: pa.Schema) -> pa.Schema:
 
 def _stats_rows(add: AddAction) -> int:
     return int(json.loads(add.stats)["numRecords"])
-

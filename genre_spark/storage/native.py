@@ -27,7 +27,8 @@ class NativeDeltaStore(TableStore):
     def version(self, name: str) -> int | None:
         if not self.exists(name):
             return None
-        return int(self._history_df(name, 1).first()["version"])
+        latest = self._history_df(name, 1).first()
+        return None if latest is None else int(latest["version"])
 
     def history(self, name: str) -> list[dict[str, Any]]:
         if not self.exists(name):

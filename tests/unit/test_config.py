@@ -67,8 +67,13 @@ def test_bad_config_names_key_value_and_choices(override: str, fragments: list[s
 
 def test_source_missing_a_required_column_mapping() -> None:
     with pytest.raises(ConfigError, match="needs a source column for \\['user_id'\\]"):
-        load_settings([], ["ingest.sources.online_retail_2010_2011.columns={order_id: A, item_id: B, "
-                           "quantity: C, event_ts: D, unit_price: E}"])
+        load_settings(
+            [],
+            [
+                "ingest.sources.online_retail_2010_2011.columns={order_id: A, item_id: B, "
+                "quantity: C, event_ts: D, unit_price: E}"
+            ],
+        )
 
 
 @pytest.mark.parametrize("override", ["novalue", "=x", "storage.warehouse.deeper=x"])
@@ -99,7 +104,10 @@ def test_run_id_is_stable_and_follows_config() -> None:
 def test_cli_rejects_bad_config_before_spark_starts() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "genre_spark.cli", "run", "--set", "storage.backend=lakehouse"],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
     )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()

@@ -20,8 +20,14 @@ from genre_spark.storage import TableStore
 
 HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
 COLUMNS = {
-    "order_id": "InvoiceNo", "item_id": "StockCode", "title": "Description", "quantity": "Quantity",
-    "event_ts": "InvoiceDate", "unit_price": "UnitPrice", "user_id": "CustomerID", "country": "Country",
+    "order_id": "InvoiceNo",
+    "item_id": "StockCode",
+    "title": "Description",
+    "quantity": "Quantity",
+    "event_ts": "InvoiceDate",
+    "unit_price": "UnitPrice",
+    "user_id": "CustomerID",
+    "country": "Country",
 }
 LINES_A = [
     "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,2010-12-01 08:26:00,2.55,17850,United Kingdom",
@@ -54,7 +60,9 @@ def put(path: Path, data: bytes) -> Path:
     return path
 
 
-def source(path: Path, table: str = "events", fmt: str = "csv", columns: dict[str, str] | None = None) -> SourceSettings:
+def source(
+    path: Path, table: str = "events", fmt: str = "csv", columns: dict[str, str] | None = None
+) -> SourceSettings:
     return SourceSettings.model_validate(
         {"table": table, "format": fmt, "path": str(path), "columns": columns or COLUMNS}
     )
@@ -95,7 +103,9 @@ def test_every_row_lands_once_and_overlap_is_deduplicated(
     items = {r.item_id: r for r in store.read_table(S.ITEMS).collect()}
     assert set(items) == {"85123A", "71053", "D", "POST", "22633"}
     assert items["POST"].is_product is False and items["D"].is_product is False
-    assert items["85123A"].is_product is True and items["85123A"].title == "WHITE HANGING HEART T-LIGHT HOLDER"
+    assert (
+        items["85123A"].is_product is True and items["85123A"].title == "WHITE HANGING HEART T-LIGHT HOLDER"
+    )
     users = {r.user_id: r for r in store.read_table(S.USERS).collect()}
     assert set(users) == {"17850", "14527"}
     assert str(users["17850"].last_event_ts) == "2010-12-02 08:28:00"
@@ -122,12 +132,18 @@ def test_rerun_is_a_no_op_and_a_new_run_sees_duplicates(
 
 
 def test_accounting_mismatch_fails_the_run(
-    spark: SparkSession, store: TableStore, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    spark: SparkSession,
+    store: TableStore,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     cfg = ingest_settings(settings, a=source(write_csv(tmp_path / "a.csv", LINES_A)))
     real = stage._valid_events
     monkeypatch.setattr(stage, "_valid_events", lambda events, run_id: real(events, run_id).limit(1))
-    with pytest.raises(AccountingError, match="source 'a': 5 rows in, but 1 landed in 'events' and 1 in 'quarantine'"):
+    with pytest.raises(
+        AccountingError, match="source 'a': 5 rows in, but 1 landed in 'events' and 1 in 'quarantine'"
+    ):
         run_ingest(spark, store, cfg, "run-1")
 
 
@@ -136,7 +152,9 @@ def test_garbage_lines_are_quarantined_not_dropped(
 ) -> None:
     path = tmp_path / "mixed.csv"
     path.write_bytes(
-        (HEADER + "\n" + LINES_A[0] + "\n").encode() + b"\x00\xff\xfe\x01 binary junk\n" + b"1,2,3\n"
+        (HEADER + "\n" + LINES_A[0] + "\n").encode()
+        + b"\x00\xff\xfe\x01 binary junk\n"
+        + b"1,2,3\n"
         + (LINES_A[1] + ",extra,fields\n").encode()
     )
     report = run_ingest(spark, store, ingest_settings(settings, m=source(path)), "run-1")
@@ -163,7 +181,12 @@ def test_garbage_lines_are_quarantined_not_dropped(
     ids=["missing-file", "empty-file", "wrong-header", "not-gzip"],
 )
 def test_bad_files_fail_naming_source_and_column(
-    spark: SparkSession, store: TableStore, settings: Settings, tmp_path: Path, make: Any, fragments: list[str]
+    spark: SparkSession,
+    store: TableStore,
+    settings: Settings,
+    tmp_path: Path,
+    make: Any,
+    fragments: list[str],
 ) -> None:
     path = make(tmp_path)
     with pytest.raises(InputError) as err:
@@ -176,9 +199,14 @@ def test_bad_files_fail_naming_source_and_column(
 def _parquet_events(path: Path, quantity: pa.Array) -> Path:
     table = pa.table(
         {
-            "InvoiceNo": ["1", "2"], "StockCode": ["A", "B"], "Description": ["a", "b"], "Quantity": quantity,
+            "InvoiceNo": ["1", "2"],
+            "StockCode": ["A", "B"],
+            "Description": ["a", "b"],
+            "Quantity": quantity,
             "InvoiceDate": pa.array([1291191960000000, 1291191960000000], pa.timestamp("us", tz="UTC")),
-            "UnitPrice": [1.5, 2.0], "CustomerID": [17850, None], "Country": ["UK", "UK"],
+            "UnitPrice": [1.5, 2.0],
+            "CustomerID": [17850, None],
+            "Country": ["UK", "UK"],
         }
     )
     path.mkdir(parents=True, exist_ok=True)
@@ -186,12 +214,18 @@ def _parquet_events(path: Path, quantity: pa.Array) -> Path:
     return path
 
 
-def test_typed_parquet_source(spark: SparkSession, store: TableStore, settings: Settings, tmp_path: Path) -> None:
+def test_typed_parquet_source(
+    spark: SparkSession, store: TableStore, settings: Settings, tmp_path: Path
+) -> None:
     path = _parquet_events(tmp_path / "events_parquet", pa.array([3, 4], pa.int64()))
     report = run_ingest(spark, store, ingest_settings(settings, p=source(path, fmt="parquet")), "run-1")
     assert counts(report) == {"p": (2, 1, 1)}
     row = store.read_table(S.EVENTS).first()
-    assert row is not None and (row.user_id, row.quantity, str(row.event_ts)) == ("17850", 3, "2010-12-01 08:26:00")
+    assert row is not None and (row.user_id, row.quantity, str(row.event_ts)) == (
+        "17850",
+        3,
+        "2010-12-01 08:26:00",
+    )
 
 
 def test_parquet_column_of_the_wrong_type(
@@ -202,23 +236,31 @@ def test_parquet_column_of_the_wrong_type(
         run_ingest(spark, store, ingest_settings(settings, p=source(path, fmt="parquet")), "run-1")
 
 
-def test_catalog_and_user_sources(spark: SparkSession, store: TableStore, settings: Settings, tmp_path: Path) -> None:
+def test_catalog_and_user_sources(
+    spark: SparkSession, store: TableStore, settings: Settings, tmp_path: Path
+) -> None:
     catalog = write_csv(
         tmp_path / "items.csv",
         ["85123A,Heart holder (catalog),3.0", "85123A,Duplicate row,3.1", ",No id,1.0", "99999,Never sold,x"],
         header="sku,name,price",
     )
-    people = write_csv(tmp_path / "users.csv", ["17850,Norway", "99,Iceland", ",Nowhere"], header="id,country")
+    people = write_csv(
+        tmp_path / "users.csv", ["17850,Norway", "99,Iceland", ",Nowhere"], header="id,country"
+    )
     cfg = ingest_settings(
         settings,
         a=source(write_csv(tmp_path / "a.csv", LINES_A)),
-        cat=source(catalog, table="items", columns={"item_id": "sku", "title": "name", "unit_price": "price"}),
+        cat=source(
+            catalog, table="items", columns={"item_id": "sku", "title": "name", "unit_price": "price"}
+        ),
         ppl=source(people, table="users", columns={"user_id": "id", "country": "country"}),
     )
     report = run_ingest(spark, store, cfg, "run-1")
     assert counts(report) == {"a": (5, 4, 1), "cat": (4, 1, 3), "ppl": (3, 2, 1)}
     assert {s.source: s.reasons for s in report.sources}["cat"] == {
-        "duplicate_item": 1, "missing_item_id": 1, "bad_price": 1,
+        "duplicate_item": 1,
+        "missing_item_id": 1,
+        "bad_price": 1,
     }
     items = {r.item_id: r for r in store.read_table(S.ITEMS).collect()}
     assert items["85123A"].title == "Heart holder (catalog)"  # the catalog wins over event titles

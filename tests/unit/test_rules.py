@@ -14,12 +14,27 @@ from genre_spark.config import Settings, SourceSettings
 from genre_spark.ingest import rules
 from genre_spark.ingest.sources import CORRUPT
 
-HEADER = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country"]
+HEADER = [
+    "InvoiceNo",
+    "StockCode",
+    "Description",
+    "Quantity",
+    "InvoiceDate",
+    "UnitPrice",
+    "CustomerID",
+    "Country",
+]
 RAW_SCHEMA = T.StructType([T.StructField(c, T.StringType()) for c in [*HEADER, CORRUPT]])
 GOOD = {
-    "InvoiceNo": "536365", "StockCode": "85123A", "Description": " WHITE HANGING HEART T-LIGHT HOLDER ",
-    "Quantity": "6", "InvoiceDate": "2010-12-01 08:26:00", "UnitPrice": "2.55", "CustomerID": "17850.0",
-    "Country": "United Kingdom", CORRUPT: None,
+    "InvoiceNo": "536365",
+    "StockCode": "85123A",
+    "Description": " WHITE HANGING HEART T-LIGHT HOLDER ",
+    "Quantity": "6",
+    "InvoiceDate": "2010-12-01 08:26:00",
+    "UnitPrice": "2.55",
+    "CustomerID": "17850.0",
+    "Country": "United Kingdom",
+    CORRUPT: None,
 }
 RESULT = T.StructType([T.StructField("reason", T.StringType()), T.StructField("detail", T.StringType())])
 
@@ -46,10 +61,16 @@ def source(settings: Settings) -> SourceSettings:
         ({"InvoiceNo": None}, "missing_order_id", "InvoiceNo=<empty>"),
         ({"StockCode": "   "}, "missing_item_id", "StockCode=   "),
         ({"CustomerID": None}, "missing_user_id", "CustomerID=<empty>"),
-        ({"InvoiceDate": "12/01/2010 08:26"}, "bad_timestamp",
-         "InvoiceDate=12/01/2010 08:26 (expected format yyyy-MM-dd HH:mm:ss)"),
-        ({"InvoiceDate": "2010-13-45 08:26:00"}, "bad_timestamp",
-         "InvoiceDate=2010-13-45 08:26:00 (expected format yyyy-MM-dd HH:mm:ss)"),
+        (
+            {"InvoiceDate": "12/01/2010 08:26"},
+            "bad_timestamp",
+            "InvoiceDate=12/01/2010 08:26 (expected format yyyy-MM-dd HH:mm:ss)",
+        ),
+        (
+            {"InvoiceDate": "2010-13-45 08:26:00"},
+            "bad_timestamp",
+            "InvoiceDate=2010-13-45 08:26:00 (expected format yyyy-MM-dd HH:mm:ss)",
+        ),
         ({"Quantity": "six"}, "bad_quantity", "Quantity=six"),
         ({"Quantity": "99999999999"}, "bad_quantity", "Quantity=99999999999"),
         ({"Quantity": "0"}, "zero_quantity", "Quantity=0"),
@@ -58,7 +79,11 @@ def source(settings: Settings) -> SourceSettings:
         ({"UnitPrice": "-11062.06"}, "non_positive_price", "UnitPrice=-11062.06"),
         ({"UnitPrice": "0"}, "non_positive_price", "UnitPrice=0"),
         ({"Quantity": "-3"}, "quantity_sign_mismatch", "Quantity=-3 with InvoiceNo=536365"),
-        ({"InvoiceNo": "C536379", "Quantity": "2"}, "quantity_sign_mismatch", "Quantity=2 with InvoiceNo=C536379"),
+        (
+            {"InvoiceNo": "C536379", "Quantity": "2"},
+            "quantity_sign_mismatch",
+            "Quantity=2 with InvoiceNo=C536379",
+        ),
     ],
 )
 def test_rule(spark: SparkSession, source: SourceSettings, change: dict, reason: str, detail: str) -> None:
@@ -69,7 +94,9 @@ def test_rule(spark: SparkSession, source: SourceSettings, change: dict, reason:
     assert_df_equality(result, expected, ignore_row_order=True)
 
 
-def test_bad_event_type_when_the_source_names_event_types(spark: SparkSession, source: SourceSettings) -> None:
+def test_bad_event_type_when_the_source_names_event_types(
+    spark: SparkSession, source: SourceSettings
+) -> None:
     typed = source.model_copy(update={"columns": {**source.columns, "event_type": "Country"}})
     result = classify(spark, typed, {"Country": "Purchase"}, {"Country": "wishlist"}).select(
         F.col(rules.REASON).alias("reason"), F.col(rules.DETAIL).alias("detail")
@@ -86,15 +113,47 @@ def test_first_failing_rule_wins(spark: SparkSession, source: SourceSettings) ->
 
 def test_valid_rows_parse_into_contract_values(spark: SparkSession, source: SourceSettings) -> None:
     parsed = classify(
-        spark, source, {}, {"InvoiceNo": "C536379", "Quantity": "-1", "UnitPrice": "27.50", "CustomerID": "14527"}
+        spark,
+        source,
+        {},
+        {"InvoiceNo": "C536379", "Quantity": "-1", "UnitPrice": "27.50", "CustomerID": "14527"},
     )
-    result = parsed.select("order_id", "item_id", "title", "user_id", "event_type", "quantity", "unit_price",
-                           "event_ts", rules.REASON)
+    result = parsed.select(
+        "order_id",
+        "item_id",
+        "title",
+        "user_id",
+        "event_type",
+        "quantity",
+        "unit_price",
+        "event_ts",
+        rules.REASON,
+    )
     ts = dt.datetime(2010, 12, 1, 8, 26)
     expected = spark.createDataFrame(
         [
-            ("536365", "85123A", "WHITE HANGING HEART T-LIGHT HOLDER", "17850", "purchase", 6, 2.55, ts, None),
-            ("C536379", "85123A", "WHITE HANGING HEART T-LIGHT HOLDER", "14527", "return", -1, 27.5, ts, None),
+            (
+                "536365",
+                "85123A",
+                "WHITE HANGING HEART T-LIGHT HOLDER",
+                "17850",
+                "purchase",
+                6,
+                2.55,
+                ts,
+                None,
+            ),
+            (
+                "C536379",
+                "85123A",
+                "WHITE HANGING HEART T-LIGHT HOLDER",
+                "14527",
+                "return",
+                -1,
+                27.5,
+                ts,
+                None,
+            ),
         ],
         "order_id string, item_id string, title string, user_id string, event_type string, quantity int, "
         "unit_price double, event_ts timestamp, _reason string",

@@ -32,8 +32,17 @@ TYPED = T.StructType(
     ]
 )
 TYPED_ROWS = [
-    (dt.date(2011, 12, 9), dt.datetime(2011, 12, 9, 12, 50, 1, 123456), 2.55, Decimal("10.125"), 2**40,
-     ["gift", "candle"], {"als": 0.5}, "WHITE HANGING HEART", True),
+    (
+        dt.date(2011, 12, 9),
+        dt.datetime(2011, 12, 9, 12, 50, 1, 123456),
+        2.55,
+        Decimal("10.125"),
+        2**40,
+        ["gift", "candle"],
+        {"als": 0.5},
+        "WHITE HANGING HEART",
+        True,
+    ),
     (dt.date(2011, 12, 9), None, None, None, None, None, None, None, None),
     (dt.date(2011, 12, 10), dt.datetime(1999, 1, 1), -0.0, Decimal("-1.000"), -1, [], {}, "ünïcode ✓", False),
 ]
@@ -67,7 +76,9 @@ def test_tables_are_real_delta_readable_by_delta_rs(spark: SparkSession, store: 
     assert arrow.schema.field("ts").type == pa.timestamp("us", tz="UTC")
     assert arrow.schema.field("amount").type == pa.decimal128(12, 3)
     by_label = {r["label"]: r for r in arrow.to_pylist()}
-    assert by_label["WHITE HANGING HEART"]["ts"] == dt.datetime(2011, 12, 9, 12, 50, 1, 123456, tzinfo=dt.timezone.utc)
+    assert by_label["WHITE HANGING HEART"]["ts"] == dt.datetime(
+        2011, 12, 9, 12, 50, 1, 123456, tzinfo=dt.timezone.utc
+    )
     assert by_label["WHITE HANGING HEART"]["tags"] == ["gift", "candle"]
     assert table.metadata().partition_columns == ["as_of"]
 
@@ -116,16 +127,23 @@ def test_replace_where_replaces_one_partition_idempotently(spark: SparkSession, 
     assert_df_equality(store.read_table("recs"), expected, ignore_row_order=True)
     # a different partition in the same run is a different write
     other = spark.createDataFrame([(day1, 10)], schema)
-    store.write_table(other, "recs", run_id="run-2", mode="overwrite", partition_by=["as_of"],
-                      replace_where={"as_of": day1})
+    store.write_table(
+        other, "recs", run_id="run-2", mode="overwrite", partition_by=["as_of"], replace_where={"as_of": day1}
+    )
     assert sorted(r.v for r in store.read_table("recs").collect()) == [10, 20, 21]
 
 
 def test_replace_where_rejects_rows_outside_the_partition(spark: SparkSession, store: TableStore) -> None:
     df = spark.createDataFrame([(dt.date(2011, 12, 8), 1)], "as_of date, v int")
     with pytest.raises(ValueError, match="replace_where as_of=2011-12-09"):
-        store.write_table(df, "recs", mode="overwrite", run_id="x", partition_by=["as_of"],
-                          replace_where={"as_of": dt.date(2011, 12, 9)})
+        store.write_table(
+            df,
+            "recs",
+            mode="overwrite",
+            run_id="x",
+            partition_by=["as_of"],
+            replace_where={"as_of": dt.date(2011, 12, 9)},
+        )
     assert not store.exists("recs")
 
 
@@ -201,4 +219,8 @@ def test_file_stats_allow_pruning(spark: SparkSession, store: TableStore) -> Non
     full = next(a for a in adds if a.get("min.label") == "WHITE HANGING HEART")
     assert full["min.price"] == 2.55 and full["max.n"] == 2**40
     # timestamps are widened to whole milliseconds, never narrowed
-    assert full["min.ts"] <= dt.datetime(2011, 12, 9, 12, 50, 1, 123456, tzinfo=dt.timezone.utc) <= full["max.ts"]
+    assert (
+        full["min.ts"]
+        <= dt.datetime(2011, 12, 9, 12, 50, 1, 123456, tzinfo=dt.timezone.utc)
+        <= full["max.ts"]
+    )

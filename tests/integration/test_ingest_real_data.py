@@ -1,0 +1,120 @@
+"""Ingest of both real Online Retail exports, checked against the figures in the data README."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from deltalake import DeltaTable
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from genre_spark import schemas as S
+from genre_spark.config import Settings
+from genre_spark.ingest import IngestReport, run_ingest
+from genre_spark.storage import TableStore
+from genre_spark.storage.embedded import EmbeddedDeltaStore
+from tests.conftest import retail_file
+
+pytestmark = pytest.mark.slow
+
+OLD, NEW = "online_retail_ii_2009_2010", "online_retail_2010_2011"
+RUN = "real-run"
+
+
+@pytest.fixture(scope="module")
+def real(
+    spark: SparkSession, settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[TableStore, IngestReport]:
+    sources = {
+        name: settings.ingest.sources[name].model_copy(update={"path": str(retail_file(f"{name}.csv.gz"))})
+        for name in (OLD, NEW)
+    }
+    store = EmbeddedDeltaStore(spark, str(tmp_path_factory.mktemp("real") / "warehouse"))
+    report = run_ingest(spark, store, settings.ingest.model_copy(update={"sources": sources}), RUN)
+    return store, report
+
+
+def test_known_figures(real: tuple[TableStore, IngestReport]) -> None:
+    _, report = real
+    by_source = {s.source: s for s in report.sources}
+    new, old = by_source[NEW], by_source[OLD]
+    assert (new.rows_in, new.distinct_orders, new.distinct_items) == (541_909, 25_900, 4_070)
+    # 4,632 raw StockCodes in 2009-2010, of which two differ only by surrounding whitespace
+    assert (old.rows_in, old.distinct_orders, old.distinct_items) == (525_461, 28_816, 4_631)
+    assert new.reasons["missing_user_id"] == 135_080
+    assert old.reasons["missing_user_id"] == 107_927
+    for s in (new, old):
+        assert s.rows_in == s.valid + s.quarantined
+
+
+def test_overlap_duplicates_match_an_independent_count(real: tuple[TableStore, IngestReport]) -> None:
+    """pandas: rows valid in both exports, matched as multisets on their content."""
+    keys = []
+    for name in (OLD, NEW):
+        df = pd.read_csv(retail_file(f"{name}.csv.gz"), dtype=str, keep_default_na=False)
+        df.columns = ["order", "item", "title", "qty", "ts", "price", "user", "country"]
+        qty, price = df.qty.astype(int), df.price.astype(float)
+        cancel = df.order.str.startswith("C")
+        ok = (df.user != "") & (price > 0) & (qty != 0) & ~((qty < 0) & ~cancel) & ~(cancel & (qty > 0))
+        df = df[ok]
+        keys.append(
+            df.assign(price=price[ok].astype(str), item=df.item.str.strip())
+            .groupby(["order", "item", "qty", "ts", "price", "user"])
+            .size()
+        )
+    both = pd.concat(keys, axis=1, join="inner").min(axis=1).sum()
+    _, report = real
+    by_source = {s.source: s for s in report.sources}
+    assert both > 10_000
+    assert by_source[NEW].reasons["duplicate_event"] == both
+    assert by_source[OLD].reasons.get("duplicate_event", 0) == 0  # the first source listed wins
+
+
+def test_quantities_are_conserved(real: tuple[TableStore, IngestReport]) -> None:
+    """sum(Quantity) of the 2010-2011 export = signed event quantities + quarantined raw quantities."""
+    store, _ = real
+    events = store.read_table(S.EVENTS).filter(F.col(S.SOURCE) == NEW)
+    signed = events.select(
+        F.sum(F.when(F.col(S.EVENT_TYPE) == S.RETURN, -F.col(S.QUANTITY)).otherwise(F.col(S.QUANTITY)))
+    ).first()[0]
+    quarantined = (
+        store.read_table(S.QUARANTINE)
+        .filter(F.col(S.SOURCE) == NEW)
+        .select(F.sum(F.get_json_object("raw", "$.Quantity").cast("long")))
+        .first()[0]
+    )
+    assert signed + quarantined == 5_176_450
+
+
+def test_tables_are_delta_with_the_contract_schema(real: tuple[TableStore, IngestReport]) -> None:
+    store, report = real
+    for table in (S.EVENTS, S.QUARANTINE, S.ITEMS, S.USERS):
+        dt = DeltaTable(store.table_path(table))
+        assert [f.name for f in dt.schema().fields] == S.CONTRACTS[table].names
+        assert len(dt.history()) == 1
+    events = pa.table(DeltaTable(store.table_path(S.EVENTS)).to_pyarrow_table(columns=[S.EVENT_ID]))
+    valid = sum(s.valid for s in report.sources)
+    assert events.num_rows == valid
+    assert len(set(events.column(S.EVENT_ID).to_pylist())) == valid
+
+
+def test_items_and_users(real: tuple[TableStore, IngestReport]) -> None:
+    store, _ = real
+    items = store.read_table(S.ITEMS)
+    not_products = {r.item_id for r in items.filter(~F.col(S.IS_PRODUCT)).collect()}
+    assert {"POST", "DOT", "M", "BANK CHARGES", "AMAZONFEE", "gift_0001_10"} <= not_products
+    assert items.filter(F.col(S.IS_PRODUCT)).count() > 4_500
+    heart = items.filter(F.col(S.ITEM_ID) == "85123A").first()
+    assert heart is not None and heart.title == "WHITE HANGING HEART T-LIGHT HOLDER" and heart.unit_price > 0
+    users = store.read_table(S.USERS)
+    assert users.count() == store.read_table(S.EVENTS).select(S.USER_ID).distinct().count()
+
+
+def test_demo_data_ships_with_the_project() -> None:
+    shipped = Path(__file__).resolve().parents[2] / "data" / "online_retail"
+    for name in (OLD, NEW):
+        assert (shipped / f"{name}.csv.gz").stat().st_size > 7_000_000
+    assert "CC BY 4.0" in (shipped / "README.md").read_text()
