@@ -1,0 +1,58 @@
+"""The console script end to end, in its own process (its own Spark session), on a tiny source."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from deltalake import DeltaTable
+
+ROOT = Path(__file__).resolve().parents[2]
+LINES = [
+    "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country",
+    "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,2010-12-01 08:26:00,2.55,17850,United Kingdom",
+    "536366,22633,HAND WARMER UNION JACK,6,2010-12-01 08:28:00,1.85,,United Kingdom",
+]
+
+
+def genre_spark(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "genre_spark.cli", *args], capture_output=True, text=True, timeout=300, cwd=cwd
+    )
+
+
+@pytest.mark.slow
+def test_run_ingest_then_rerun_then_bad_input(tmp_path: Path) -> None:
+    (tmp_path / "tiny.csv").write_text("\n".join(LINES) + "\n")
+    common = [
+        "--conf",
+        str(ROOT / "conf" / "local.yaml"),
+        "--as-of",
+        "2011-12-09",
+        "--set",
+        "spark.master=local[1]",
+        "--set",
+        f"storage.warehouse={tmp_path / 'wh'}",
+        "--set",
+        "ingest.sources.online_retail_ii_2009_2010.enabled=false",
+    ]
+    tiny = ["--set", f"ingest.sources.online_retail_2010_2011.path={tmp_path / 'tiny.csv'}"]
+
+    first = genre_spark("run", *common, *tiny, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "online_retail_2010_2011" in first.stdout and "missing_user_id" in first.stdout
+    assert "table events      version 0: 1 rows written" in first.stdout
+    assert len(DeltaTable(str(tmp_path / "wh" / "events")).history()) == 1
+
+    rerun = genre_spark("ingest", *common, *tiny, cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "unchanged (run already committed)" in rerun.stdout
+    assert len(DeltaTable(str(tmp_path / "wh" / "events")).history()) == 1
+
+    missing = ["--set", f"ingest.sources.online_retail_2010_2011.path={tmp_path / 'nope.csv'}"]
+    bad = genre_spark("ingest", *common, *missing, "--run-id", "other", cwd=tmp_path)
+    assert bad.returncode == 3
+    last = bad.stderr.strip().splitlines()[-1]
+    assert last.startswith("genre-spark: error: source 'online_retail_2010_2011'") and "nope.csv" in last
