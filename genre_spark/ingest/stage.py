@@ -58,7 +58,7 @@ class IngestReport:
         header = f"  {'source':<28} {'table':<7} {'rows in':>9} {'valid':>9} {'quarant.':>9} {'dupl.':>7}"
         lines += [header + f" {'orders':>8} {'items':>7}"]
         for s in self.sources:
-            extra = f" {s.distinct_orders or '':>8} {s.distinct_items or '':>7}"
+            extra = f" {_n(s.distinct_orders):>8} {_n(s.distinct_items):>7}"
             lines.append(
                 f"  {s.source:<28} {s.table:<7} {s.rows_in:>9,} {s.valid:>9,} {s.quarantined:>9,} "
                 f"{s.duplicates:>7,}" + extra
@@ -69,6 +69,10 @@ class IngestReport:
             state = "unchanged (run already committed)" if w.skipped else f"{w.rows or 0:,} rows written"
             lines.append(f"  table {w.table:<11} version {w.version}: {state}")
         return "\n".join(lines)
+
+
+def _n(value: int | None) -> str:
+    return "" if value is None else f"{value:,}"
 
 
 def run_ingest(spark: SparkSession, store: TableStore, settings: IngestSettings, run_id: str) -> IngestReport:
