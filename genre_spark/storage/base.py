@@ -27,6 +27,18 @@ class WriteResult:
     rows: int | None = None
 
 
+@dataclass(frozen=True)
+class WriteRequest:
+    """One write, after the shared checks: what a back-end needs to commit it."""
+
+    table: str
+    mode: WriteMode
+    run_id: str
+    app_id: str  # Delta app-transaction id: a second write with the same id is skipped
+    partition_by: list[str]
+    replace_where: dict[str, str]  # partition column -> value as spelled in paths and predicates
+
+
 class TableStore(ABC):
     """Delta tables under one warehouse root. Use :func:`genre_spark.storage.open_store` to get one."""
 
@@ -70,28 +82,18 @@ class TableStore(ABC):
         missing = [c for c in partition_by if c not in df.columns]
         if missing:
             raise SchemaMismatchError(name, [f"partition column(s) {missing} not in the DataFrame"])
-        return self._write(
-            df,
-            name,
+        request = WriteRequest(
+            table=name,
             mode=mode,
-            app_id=transaction_app_id(run_id, replace_where),
             run_id=run_id,
+            app_id=transaction_app_id(run_id, replace_where),
             partition_by=list(partition_by),
             replace_where={k: partition_string(v) for k, v in (replace_where or {}).items()},
         )
+        return self._write(df, request)
 
     @abstractmethod
-    def _write(
-        self,
-        df: DataFrame,
-        name: str,
-        *,
-        mode: WriteMode,
-        app_id: str,
-        run_id: str,
-        partition_by: list[str],
-        replace_where: dict[str, str],
-    ) -> WriteResult: ...
+    def _write(self, df: DataFrame, request: WriteRequest) -> WriteResult: ...
 
     @abstractmethod
     def read_table(self, name: str, *, version: int | None = None) -> DataFrame:

@@ -44,7 +44,7 @@ from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
 from genre_spark.errors import SchemaMismatchError, TableNotFoundError, WriteConflictError
 from genre_spark.schemas import contract
-from genre_spark.storage.base import TableStore, WriteMode, WriteResult, check_schema
+from genre_spark.storage.base import TableStore, WriteRequest, WriteResult, check_schema
 from genre_spark.storage.parquet_stats import delta_stats_json
 
 _STAGING = "_staging"
@@ -92,38 +92,29 @@ class EmbeddedDeltaStore(TableStore):
 
     # ------------------------------------------------------------------ writes
 
-    def _write(
-        self,
-        df: DataFrame,
-        name: str,
-        *,
-        mode: WriteMode,
-        app_id: str,
-        run_id: str,
-        partition_by: list[str],
-        replace_where: dict[str, str],
-    ) -> WriteResult:
+    def _write(self, df: DataFrame, request: WriteRequest) -> WriteResult:
+        name = request.table
         table = self._open(name)
         if table is not None:
-            if table.transaction_version(app_id) is not None:
+            if table.transaction_version(request.app_id) is not None:
                 return WriteResult(name, table.version(), skipped=True)
-            self._check_compatible(name, table, df.schema, partition_by)
+            self._check_compatible(name, table, df.schema, request.partition_by)
 
         staging = f"{_STAGING}/{uuid.uuid4().hex}"
         writer = df.write.mode("errorifexists")
-        if partition_by:
-            writer = writer.partitionBy(*partition_by)
+        if request.partition_by:
+            writer = writer.partitionBy(*request.partition_by)
         writer.parquet(f"{self.table_path(name)}/{staging}")
 
         published: list[str] = []
         try:
             adds = self._publish(name, staging, published)
-            _check_inside(name, adds, replace_where)
-            self._commit(name, table, adds, df.schema, mode, partition_by, replace_where, app_id, run_id)
+            _check_inside(name, adds, request.replace_where)
+            self._commit(table, adds, df.schema, request)
         except CommitFailedError as exc:
             self._discard(published)
             latest = self._open(name)
-            if latest is not None and latest.transaction_version(app_id) is not None:
+            if latest is not None and latest.transaction_version(request.app_id) is not None:
                 return WriteResult(name, latest.version(), skipped=True)  # a concurrent rerun won
             raise WriteConflictError(f"table '{name}': concurrent commit, nothing written: {exc}") from exc
         except BaseException:
@@ -168,41 +159,33 @@ class EmbeddedDeltaStore(TableStore):
         return adds
 
     def _commit(
-        self,
-        name: str,
-        table: DeltaTable | None,
-        adds: list[AddAction],
-        schema: T.StructType,
-        mode: WriteMode,
-        partition_by: list[str],
-        replace_where: dict[str, str],
-        app_id: str,
-        run_id: str,
+        self, table: DeltaTable | None, adds: list[AddAction], schema: T.StructType, request: WriteRequest
     ) -> None:
         """The single point where a write becomes visible (tests inject failures here)."""
         delta_schema = DeltaSchema.from_arrow(_nullable(to_arrow_schema(schema, timezone="UTC")))
         props = CommitProperties(
-            app_transactions=[Transaction(app_id, 0, int(time.time() * 1000))],
-            custom_metadata={"genre_spark.run_id": run_id, "genre_spark.table": name},
+            app_transactions=[Transaction(request.app_id, 0, int(time.time() * 1000))],
+            custom_metadata={"genre_spark.run_id": request.run_id, "genre_spark.table": request.table},
         )
+        partition_by = request.partition_by or None
         if table is None:
             create_table_with_add_actions(
-                self.table_path(name),
+                self.table_path(request.table),
                 delta_schema,
                 adds,
                 mode="error",
-                partition_by=partition_by or None,
-                name=name,
+                partition_by=partition_by,
+                name=request.table,
                 commit_properties=props,
             )
             return
         actions: list[AddAction | RemoveAction] = list(adds)
         table.create_write_transaction(
             actions,
-            mode=mode,
+            mode=request.mode,
             schema=delta_schema,
-            partition_by=partition_by or None,
-            partition_filters=[(k, "=", v) for k, v in sorted(replace_where.items())] or None,
+            partition_by=partition_by,
+            partition_filters=[(k, "=", v) for k, v in sorted(request.replace_where.items())] or None,
             commit_properties=props,
         )
 

@@ -13,7 +13,7 @@ from pyspark.sql import DataFrame
 
 from genre_spark.errors import TableNotFoundError
 from genre_spark.schemas import contract
-from genre_spark.storage.base import TableStore, WriteMode, WriteResult, replace_where_predicate
+from genre_spark.storage.base import TableStore, WriteRequest, WriteResult, replace_where_predicate
 
 
 class NativeDeltaStore(TableStore):
@@ -50,29 +50,20 @@ class NativeDeltaStore(TableStore):
         schema = contract(name)
         return df if schema is None else df.select(*schema.names)
 
-    def _write(
-        self,
-        df: DataFrame,
-        name: str,
-        *,
-        mode: WriteMode,
-        app_id: str,
-        run_id: str,
-        partition_by: list[str],
-        replace_where: dict[str, str],
-    ) -> WriteResult:
+    def _write(self, df: DataFrame, request: WriteRequest) -> WriteResult:
+        name = request.table
         before = self.version(name)
         writer = (
             df.write.format("delta")
-            .mode(mode)
-            .option("txnAppId", app_id)
+            .mode(request.mode)
+            .option("txnAppId", request.app_id)
             .option("txnVersion", 0)
-            .option("userMetadata", f"genre_spark.run_id={run_id}")
+            .option("userMetadata", f"genre_spark.run_id={request.run_id}")
         )
-        if partition_by:
-            writer = writer.partitionBy(*partition_by)
-        if replace_where:
-            writer = writer.option("replaceWhere", replace_where_predicate(replace_where, df.schema))
+        if request.partition_by:
+            writer = writer.partitionBy(*request.partition_by)
+        if request.replace_where:
+            writer = writer.option("replaceWhere", replace_where_predicate(request.replace_where, df.schema))
         writer.save(self.table_path(name))
         after = self.version(name)
         return WriteResult(name, after, skipped=after == before)
