@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -30,6 +30,11 @@ from pydantic import (
 
 from genre_spark import schemas as S
 from genre_spark.errors import ConfigError
+
+
+# YAML has lists, not tuples: pairs accept a 2-item list (lax for the container only).
+HourRange = Annotated[tuple[int, int], Field(strict=False)]
+Bounds = Annotated[tuple[float | None, float | None], Field(strict=False)]
 
 
 class _Strict(BaseModel):
@@ -119,10 +124,89 @@ class IngestSettings(_Strict):
         return self
 
 
+class EncoderSettings(_Strict):
+    model: str = Field(description="'minilm' (packaged all-MiniLM-L6-v2) or a local model folder")
+    batch_size: int = Field(gt=0)
+    max_length: int = Field(gt=0)
+    device: Literal["auto", "cpu", "cuda"]
+    dtype: Literal["auto", "float32", "float16", "bfloat16"]
+
+
+class EnrichSettings(_Strict):
+    encoder: EncoderSettings
+    n_categories: int = Field(ge=2)
+    label_terms: int = Field(ge=1)
+    min_term_length: int = Field(ge=1)
+    seed: int
+
+
+class FeatureSettings(_Strict):
+    hour_bands: dict[str, HourRange]
+    top_categories: int = Field(ge=1)
+
+    @field_validator("hour_bands")
+    @classmethod
+    def _bands_cover_the_day(cls, bands: dict[str, HourRange]) -> dict[str, HourRange]:
+        if sorted(bands) != sorted(S.HOUR_BANDS):
+            raise ValueError(f"hour bands must be named {list(S.HOUR_BANDS)}, got {sorted(bands)}")
+        hours = sorted(h for start, end in bands.values() for h in range(start, end))
+        if hours != list(range(24)):
+            raise ValueError(f"hour bands must cover hours 0..23 exactly once as [start, end), got {bands}")
+        return bands
+
+
+class LabelRule(_Strict):
+    label: str
+    # feature -> [min, max] bounds on the segment's z-score (mean vs all users, in population std units);
+    # null for an open side. All conditions must hold.
+    when: dict[str, Bounds]
+
+
+class SegmentSettings(_Strict):
+    features: list[str] = Field(min_length=2)
+    log_features: list[str]
+    k_min: int = Field(ge=2)
+    k_max: int = Field(ge=2)
+    silhouette_sample: int = Field(gt=100)
+    pca_components: int | None = Field(ge=2)
+    pca_variance: float = Field(gt=0, le=1)
+    max_iter: int = Field(gt=0)
+    seed: int
+    refit: Literal["always", "if_missing", "never"]
+    plot_sample: int = Field(gt=0)
+    labels: list[LabelRule]
+    default_label: str
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SegmentSettings:
+        if self.k_max < self.k_min:
+            raise ValueError(f"k_max ({self.k_max}) must be >= k_min ({self.k_min})")
+        unknown = sorted(set(self.log_features) - set(self.features))
+        if unknown:
+            raise ValueError(f"log_features {unknown} are not in features {self.features}")
+        for rule in self.labels:
+            bad = sorted(set(rule.when) - set(self.features))
+            if bad:
+                raise ValueError(f"label '{rule.label}' uses {bad}, which are not in features {self.features}")
+        return self
+
+
 class Settings(_Strict):
     spark: SparkSettings
     storage: StorageSettings
     ingest: IngestSettings
+    enrich: EnrichSettings
+    features: FeatureSettings
+    segments: SegmentSettings
+
+    @model_validator(mode="after")
+    def _segment_features_exist(self) -> Settings:
+        unknown = sorted(set(self.segments.features) - set(S.USER_FEATURE_NUMBERS))
+        if unknown:
+            raise ValueError(
+                f"segments.features: {unknown} are not user features; valid choices: {list(S.USER_FEATURE_NUMBERS)}"
+            )
+        return self
 
     def fingerprint(self) -> str:
         """A short stable hash of the effective configuration (part of the default run id)."""

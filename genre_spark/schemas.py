@@ -13,6 +13,10 @@ EVENTS = "events"
 ITEMS = "items"
 USERS = "users"
 QUARANTINE = "quarantine"
+ITEM_EMBEDDINGS = "item_embeddings"
+USER_FEATURES = "user_features"
+USER_SEGMENTS = "user_segments"
+SEGMENT_PROFILES = "segment_profiles"
 
 # Column names shared across tables
 EVENT_ID = "event_id"
@@ -33,6 +37,27 @@ PRICE_BAND = "price_band"
 CATEGORY_ID = "category_id"
 CATEGORY_LABEL = "category_label"
 IS_PRODUCT = "is_product"
+AS_OF = "as_of"
+EMBEDDING = "embedding"
+SEGMENT_ID = "segment_id"
+SEGMENT_LABEL = "segment_label"
+
+# Fixed feature families (their boundaries are config): columns share_<name> in user_features.
+HOUR_BANDS = ("night", "morning", "afternoon", "evening")
+PRICE_BANDS = ("budget", "low", "mid", "high", "premium")  # equal-count price quantile bands, cheapest first
+USER_FEATURE_NUMBERS = (
+    "recency_days",
+    "frequency",
+    "monetary",
+    "avg_order_value",
+    "n_distinct_items",
+    "tenure_days",
+    "return_rate",
+    "weekend_share",
+    *[f"share_{b}" for b in HOUR_BANDS],
+    *[f"share_{b}" for b in PRICE_BANDS],
+)
+_INT_FEATURES = {"recency_days", "frequency", "n_distinct_items", "tenure_days"}
 
 # Event types
 PURCHASE = "purchase"
@@ -83,6 +108,46 @@ CONTRACTS: dict[str, T.StructType] = {
         (COUNTRY, T.StringType()),
         ("first_event_ts", T.TimestampType()),
         ("last_event_ts", T.TimestampType()),
+    ),
+    ITEM_EMBEDDINGS: _schema(
+        (ITEM_ID, T.StringType()),
+        (EMBEDDING, T.ArrayType(T.FloatType())),
+        ("model", T.StringType()),
+    ),
+    USER_FEATURES: _schema(
+        (USER_ID, T.StringType()),
+        (AS_OF, T.DateType()),
+        *[(f, T.IntegerType() if f in _INT_FEATURES else T.DoubleType()) for f in USER_FEATURE_NUMBERS],
+        ("category_shares", T.ArrayType(T.DoubleType())),
+        ("top_category_ids", T.ArrayType(T.IntegerType())),
+        ("top_category_shares", T.ArrayType(T.DoubleType())),
+    ),
+    USER_SEGMENTS: _schema(
+        (USER_ID, T.StringType()),
+        (AS_OF, T.DateType()),
+        (SEGMENT_ID, T.IntegerType()),
+        (SEGMENT_LABEL, T.StringType()),
+        ("pc1", T.DoubleType()),
+        ("pc2", T.DoubleType()),
+        ("distance", T.DoubleType()),
+        ("model_run_id", T.StringType()),
+    ),
+    SEGMENT_PROFILES: _schema(
+        (AS_OF, T.DateType()),
+        (RUN_ID, T.StringType()),
+        (SEGMENT_ID, T.IntegerType()),
+        (SEGMENT_LABEL, T.StringType()),
+        ("size", T.LongType()),
+        ("share", T.DoubleType()),
+        ("means", T.MapType(T.StringType(), T.DoubleType())),
+        ("medians", T.MapType(T.StringType(), T.DoubleType())),
+        ("z_scores", T.MapType(T.StringType(), T.DoubleType())),
+        ("k", T.IntegerType()),
+        ("silhouette", T.DoubleType()),
+        ("silhouette_by_k", T.MapType(T.IntegerType(), T.DoubleType())),
+        ("pca_components", T.IntegerType()),
+        ("explained_variance", T.ArrayType(T.DoubleType())),
+        ("model_run_id", T.StringType()),
     ),
 }
 
