@@ -9,6 +9,8 @@ AS_OF  ?= 2011-12-09
 $(BIN)/genre-spark: setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	# CPU build of torch first (a local wheel here); an open range could pull a multi-GB CUDA build
+	$(BIN)/pip install --quiet "torch==2.13.0"
 	$(BIN)/pip install --quiet -e ".[dev]"
 	@touch $@
 

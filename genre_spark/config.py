@@ -31,7 +31,6 @@ from pydantic import (
 from genre_spark import schemas as S
 from genre_spark.errors import ConfigError
 
-
 # YAML has lists, not tuples: pairs accept a 2-item list (lax for the container only).
 HourRange = Annotated[tuple[int, int], Field(strict=False)]
 Bounds = Annotated[tuple[float | None, float | None], Field(strict=False)]
@@ -187,7 +186,9 @@ class SegmentSettings(_Strict):
         for rule in self.labels:
             bad = sorted(set(rule.when) - set(self.features))
             if bad:
-                raise ValueError(f"label '{rule.label}' uses {bad}, which are not in features {self.features}")
+                raise ValueError(
+                    f"label '{rule.label}' uses {bad}, which are not in features {self.features}"
+                )
         return self
 
 
@@ -204,7 +205,8 @@ class Settings(_Strict):
         unknown = sorted(set(self.segments.features) - set(S.USER_FEATURE_NUMBERS))
         if unknown:
             raise ValueError(
-                f"segments.features: {unknown} are not user features; valid choices: {list(S.USER_FEATURE_NUMBERS)}"
+                f"segments.features: {unknown} are not user features; "
+                f"valid choices: {list(S.USER_FEATURE_NUMBERS)}"
             )
         return self
 

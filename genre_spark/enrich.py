@@ -28,7 +28,9 @@ class EnrichReport:
     writes: list[WriteResult]
 
     def format(self) -> str:
-        lines = [f"enrich: {self.embedded:,} of {self.items:,} items embedded, {len(self.categories)} categories"]
+        lines = [
+            f"enrich: {self.embedded:,} of {self.items:,} items embedded, {len(self.categories)} categories"
+        ]
         lines += [f"  category {cid:>3} {n:>6,} items  {label}" for cid, label, n in self.categories]
         return "\n".join(lines)
 
@@ -64,9 +66,11 @@ def embed_items(items: DataFrame, spec: EncoderSpec, model_name: str) -> DataFra
 
 
 def fit_categories(embeddings: DataFrame, k: int, seed: int, partitions: int) -> DataFrame:
-    """(item_id, category_id): KMeans with cosine distance; a fixed row layout keeps it stable across reruns."""
+    """(item_id, category_id) by KMeans (cosine distance).
+
+    A fixed row layout (range partitions, sorted) keeps the assignment stable across reruns."""
     data = (
-        embeddings.select(S.ITEM_ID, array_to_vector(S.EMBEDDING).alias("features"))
+        embeddings.select(S.ITEM_ID, array_to_vector(F.col(S.EMBEDDING)).alias("features"))
         .repartitionByRange(partitions, S.ITEM_ID)
         .sortWithinPartitions(S.ITEM_ID)
     )
@@ -95,8 +99,9 @@ def category_labels(titled: DataFrame, n_terms: int, min_length: int) -> DataFra
         F.row_number().over(Window.partitionBy(S.CATEGORY_ID).orderBy(F.desc("score"), F.asc("term"))),
     ).filter(F.col("_rank") <= n_terms)
     return top.groupBy(S.CATEGORY_ID).agg(
-        F.concat_ws(" / ", F.transform(F.array_sort(F.collect_list(F.struct("_rank", "term"))), lambda s: s["term"]))
-        .alias(S.CATEGORY_LABEL)
+        F.concat_ws(
+            " / ", F.transform(F.array_sort(F.collect_list(F.struct("_rank", "term"))), lambda s: s["term"])
+        ).alias(S.CATEGORY_LABEL)
     )
 
 
@@ -117,7 +122,10 @@ def run_enrich(spark: SparkSession, store: TableStore, settings: EnrichSettings,
     items = store.read_table(S.ITEMS)
     writes = [
         store.write_table(
-            embed_items(items, spec, settings.encoder.model), S.ITEM_EMBEDDINGS, mode="overwrite", run_id=run_id
+            embed_items(items, spec, settings.encoder.model),
+            S.ITEM_EMBEDDINGS,
+            mode="overwrite",
+            run_id=run_id,
         )
     ]
     embeddings = store.read_table(S.ITEM_EMBEDDINGS)  # computed once, read back from the table
@@ -125,7 +133,11 @@ def run_enrich(spark: SparkSession, store: TableStore, settings: EnrichSettings,
     k = min(settings.n_categories, n_embedded)
     partitions = int(spark.conf.get("spark.sql.shuffle.partitions") or 8)
     categories = fit_categories(embeddings, k, settings.seed, partitions)
-    titled = items.drop(S.CATEGORY_ID).join(categories, S.ITEM_ID).select(S.CATEGORY_ID, F.lower(S.TITLE).alias(S.TITLE))
+    titled = (
+        items.drop(S.CATEGORY_ID)
+        .join(categories, S.ITEM_ID)
+        .select(S.CATEGORY_ID, F.lower(S.TITLE).alias(S.TITLE))
+    )
     labels = category_labels(titled, settings.label_terms, settings.min_term_length)
     enriched = (
         items.drop(S.PRICE_BAND, S.CATEGORY_ID, S.CATEGORY_LABEL)

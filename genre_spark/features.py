@@ -66,8 +66,14 @@ def compute_user_features(
             _sum_if(is_purchase & (hour >= start) & (hour < end), spend).alias(f"_hour_{name}")
             for name, (start, end) in hour_bands.items()
         ],
-        *[_sum_if(is_purchase & (F.col(S.PRICE_BAND) == b), spend).alias(f"_band_{b}") for b in S.PRICE_BANDS],
-        *[_sum_if(is_purchase & (F.col(S.CATEGORY_ID) == c), spend).alias(f"_cat_{c}") for c in range(n_categories)],
+        *[
+            _sum_if(is_purchase & (F.col(S.PRICE_BAND) == b), spend).alias(f"_band_{b}")
+            for b in S.PRICE_BANDS
+        ],
+        *[
+            _sum_if(is_purchase & (F.col(S.CATEGORY_ID) == c), spend).alias(f"_cat_{c}")
+            for c in range(n_categories)
+        ],
     ]
     per_user = history.groupBy(S.USER_ID).agg(*aggregates).filter(F.col("frequency") > 0)
 
@@ -80,7 +86,12 @@ def compute_user_features(
     ranked = F.slice(
         F.filter(
             F.sort_array(
-                F.array(*[F.struct(share(f"_cat_{c}").alias("s"), F.lit(c).alias("id")) for c in range(n_categories)]),
+                F.array(
+                    *[
+                        F.struct(share(f"_cat_{c}").alias("s"), F.lit(c).alias("id"))
+                        for c in range(n_categories)
+                    ]
+                ),
                 asc=False,
             ),
             lambda x: x["s"] > 0,
@@ -119,7 +130,12 @@ def run_features(
         settings.top_categories,
     )
     write = store.write_table(
-        features, S.USER_FEATURES, mode="overwrite", run_id=run_id, partition_by=[S.AS_OF], replace_where={S.AS_OF: as_of}
+        features,
+        S.USER_FEATURES,
+        mode="overwrite",
+        run_id=run_id,
+        partition_by=[S.AS_OF],
+        replace_where={S.AS_OF: as_of},
     )
     users = store.read_table(S.USER_FEATURES).filter(F.col(S.AS_OF) == F.lit(as_of)).count()
     known = store.read_table(S.USERS).count()

@@ -10,7 +10,10 @@ from dataclasses import dataclass
 from pyspark.sql import SparkSession
 
 from genre_spark.config import Settings
+from genre_spark.enrich import run_enrich
+from genre_spark.features import run_features
 from genre_spark.ingest import run_ingest
+from genre_spark.segments import run_segments
 from genre_spark.storage import TableStore
 
 
@@ -34,9 +37,25 @@ def _ingest(ctx: RunContext) -> str:
     return run_ingest(ctx.spark, ctx.store, ctx.settings.ingest, ctx.run_id).format()
 
 
+def _enrich(ctx: RunContext) -> str:
+    return run_enrich(ctx.spark, ctx.store, ctx.settings.enrich, ctx.run_id).format()
+
+
+def _features(ctx: RunContext) -> str:
+    s = ctx.settings
+    return run_features(ctx.store, s.features, s.enrich.n_categories, ctx.as_of, ctx.run_id).format()
+
+
+def _segments(ctx: RunContext) -> str:
+    return run_segments(ctx.spark, ctx.store, ctx.settings.segments, ctx.as_of, ctx.run_id).format()
+
+
 # Stage name -> function; `genre-spark run` runs them in this order.
 STAGES: dict[str, Callable[[RunContext], str]] = {
     "ingest": _ingest,
+    "enrich": _enrich,
+    "features": _features,
+    "segments": _segments,
 }
 
 

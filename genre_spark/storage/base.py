@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import posixpath
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import pyarrow.fs as pafs
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
@@ -45,11 +47,41 @@ class TableStore(ABC):
     backend: str
 
     def __init__(self, spark: SparkSession, warehouse: str) -> None:
+        fs, root = pafs.FileSystem.from_uri(_as_uri(warehouse))
         self.spark = spark
-        self.warehouse = warehouse.rstrip("/")
+        # Spark and delta-rs take local paths as absolute paths, remote ones as URIs
+        self.warehouse = warehouse.rstrip("/") if "://" in warehouse else root.rstrip("/")
+        self._fs: pafs.FileSystem = fs
+        self._root = root.rstrip("/")
 
     def table_path(self, name: str) -> str:
         return f"{self.warehouse}/{name}"
+
+    # Saved models (MLlib PipelineModels) live beside the tables: <warehouse>/_models/<kind>/<run id>,
+    # with <kind>/LATEST naming the newest. Reports (PNG) go to <warehouse>/_reports/.
+
+    def model_path(self, kind: str, run_id: str) -> str:
+        return f"{self.warehouse}/_models/{kind}/{run_id}"
+
+    def latest_model(self, kind: str) -> str | None:
+        """Run id of the newest saved model of ``kind``, None when there is none."""
+        try:
+            with self._fs.open_input_stream(f"{self._root}/_models/{kind}/LATEST") as f:
+                return str(f.read().decode().strip()) or None
+        except FileNotFoundError:
+            return None
+
+    def set_latest_model(self, kind: str, run_id: str) -> None:
+        self._fs.create_dir(f"{self._root}/_models/{kind}", recursive=True)
+        with self._fs.open_output_stream(f"{self._root}/_models/{kind}/LATEST") as f:
+            f.write(run_id.encode())
+
+    def report_path(self, filename: str) -> str:
+        """A local path for a report file (plots): under the warehouse when it is local."""
+        if "://" in self.warehouse:
+            raise ValueError("reports need a local warehouse path; set reports for remote warehouses")
+        self._fs.create_dir(f"{self._root}/_reports", recursive=True)
+        return f"{self._root}/_reports/{filename}"
 
     def write_table(
         self,
@@ -109,6 +141,10 @@ class TableStore(ABC):
     @abstractmethod
     def history(self, name: str) -> list[dict[str, Any]]:
         """Commit infos, newest first."""
+
+
+def _as_uri(location: str) -> str:
+    return location if "://" in location else "file://" + posixpath.abspath(location)
 
 
 def transaction_app_id(run_id: str, replace_where: Mapping[str, PartitionValue] | None) -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import posixpath
 import time
 import uuid
 from typing import Any
@@ -55,10 +54,7 @@ class EmbeddedDeltaStore(TableStore):
     backend = "embedded"
 
     def __init__(self, spark: SparkSession, warehouse: str) -> None:
-        fs, root = pafs.FileSystem.from_uri(_as_uri(warehouse))
-        super().__init__(spark, warehouse if "://" in warehouse else root)
-        self._fs: pafs.FileSystem = fs
-        self._root = root.rstrip("/")
+        super().__init__(spark, warehouse)
         # Spark's default INT96 timestamps come back from delta-rs as timestamp[ns] without zone,
         # which it then cannot read; micros are what Delta expects.
         spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
@@ -226,12 +222,6 @@ def _read_snapshot(
         # partition values live in the folder names: discover them relative to the table root
         reader = reader.option("basePath", path)
     return reader.parquet(*files).select(*schema.names)
-
-
-def _as_uri(location: str) -> str:
-    if "://" in location:
-        return location
-    return "file://" + posixpath.abspath(location)
 
 
 def _delete_dir(fs: pafs.FileSystem, path: str) -> None:
