@@ -17,6 +17,7 @@ from pyspark.sql import types as T
 from genre_spark import schemas as S
 from genre_spark.config import EnrichSettings
 from genre_spark.encoders import EncoderSpec, encode, resolve_model_path
+from genre_spark.errors import GenreSparkError
 from genre_spark.storage import TableStore, WriteResult
 
 
@@ -131,6 +132,8 @@ def run_enrich(spark: SparkSession, store: TableStore, settings: EnrichSettings,
     embeddings = store.read_table(S.ITEM_EMBEDDINGS)  # computed once, read back from the table
     n_embedded = embeddings.count()
     k = min(settings.n_categories, n_embedded)
+    if k < 2:
+        raise GenreSparkError(f"enrich: {n_embedded} products with a title, too few to form categories")
     partitions = int(spark.conf.get("spark.sql.shuffle.partitions") or 8)
     categories = fit_categories(embeddings, k, settings.seed, partitions)
     titled = (

@@ -101,6 +101,11 @@ def silhouette_by_k(sample: DataFrame, ks: Sequence[int], seed: int, max_iter: i
 
 
 def fit_segmentation(features: DataFrame, settings: SegmentSettings, run_id: str) -> SegmentFit:
+    n_users = features.count()
+    if n_users <= settings.k_min:
+        raise GenreSparkError(
+            f"segments: {n_users} users with features, too few for k >= {settings.k_min} (segments.k_min)"
+        )
     prep = Pipeline(stages=_prep_stages(settings.features, settings.log_features)).fit(features)
     scaled = prep.transform(features).select(SCALED).cache()
     try:
@@ -112,8 +117,7 @@ def fit_segmentation(features: DataFrame, settings: SegmentSettings, run_id: str
             m = choose_components(full.explainedVariance.toArray().tolist(), settings.pca_variance)
         pca: PCAModel = PCA(k=m, inputCol=SCALED, outputCol=PROJECTED).fit(scaled)
         projected = pca.transform(scaled).select(PROJECTED)
-        n = scaled.count()
-        fraction = min(1.0, settings.silhouette_sample / max(n, 1))
+        fraction = min(1.0, settings.silhouette_sample / n_users)
         sample = projected.sample(fraction=fraction, seed=settings.seed).cache()
         try:
             n_sample = sample.count()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
 
 from genre_spark.config import Settings, load_settings
+from genre_spark.ingest import IngestReport, run_ingest
 from genre_spark.session import build_spark_session
 from genre_spark.storage import TableStore
 from genre_spark.storage.embedded import EmbeddedDeltaStore
@@ -41,6 +43,27 @@ def spark(settings: Settings) -> Iterator[SparkSession]:
     session = build_spark_session(settings.spark)
     yield session
     session.stop()
+
+
+REAL_RUN = "real-run"
+
+
+@dataclass(frozen=True)
+class RealWarehouse:
+    store: TableStore
+    ingest: IngestReport
+
+
+@pytest.fixture(scope="session")
+def real(spark: SparkSession, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> RealWarehouse:
+    """Both real exports ingested (run id REAL_RUN) into one warehouse, shared by the integration tests."""
+    sources = {
+        name: source.model_copy(update={"path": str(retail_file(Path(source.path).name))})
+        for name, source in settings.ingest.sources.items()
+    }
+    store = EmbeddedDeltaStore(spark, str(tmp_path_factory.mktemp("real") / "warehouse"))
+    report = run_ingest(spark, store, settings.ingest.model_copy(update={"sources": sources}), REAL_RUN)
+    return RealWarehouse(store, report)
 
 
 @pytest.fixture()

@@ -40,7 +40,7 @@ def test_run_ingest_then_rerun_then_bad_input(tmp_path: Path) -> None:
     ]
     tiny = ["--set", f"ingest.sources.online_retail_2010_2011.path={tmp_path / 'tiny.csv'}"]
 
-    first = genre_spark("run", *common, *tiny, cwd=tmp_path)
+    first = genre_spark("run", "--stage", "ingest", *common, *tiny, cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "online_retail_2010_2011" in first.stdout and "missing_user_id" in first.stdout
     assert "table events      version 0: 1 rows written" in first.stdout

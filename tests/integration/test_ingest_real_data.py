@@ -8,37 +8,18 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
-from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from genre_spark import schemas as S
-from genre_spark.config import Settings
-from genre_spark.ingest import IngestReport, run_ingest
-from genre_spark.storage import TableStore
-from genre_spark.storage.embedded import EmbeddedDeltaStore
-from tests.conftest import retail_file
+from tests.conftest import REAL_RUN, RealWarehouse, retail_file
 
 pytestmark = pytest.mark.slow
 
 OLD, NEW = "online_retail_ii_2009_2010", "online_retail_2010_2011"
-RUN = "real-run"
 
 
-@pytest.fixture(scope="module")
-def real(
-    spark: SparkSession, settings: Settings, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[TableStore, IngestReport]:
-    sources = {
-        name: settings.ingest.sources[name].model_copy(update={"path": str(retail_file(f"{name}.csv.gz"))})
-        for name in (OLD, NEW)
-    }
-    store = EmbeddedDeltaStore(spark, str(tmp_path_factory.mktemp("real") / "warehouse"))
-    report = run_ingest(spark, store, settings.ingest.model_copy(update={"sources": sources}), RUN)
-    return store, report
-
-
-def test_known_figures(real: tuple[TableStore, IngestReport]) -> None:
-    _, report = real
+def test_known_figures(real: RealWarehouse) -> None:
+    report = real.ingest
     by_source = {s.source: s for s in report.sources}
     new, old = by_source[NEW], by_source[OLD]
     assert (new.rows_in, new.distinct_orders, new.distinct_items) == (541_909, 25_900, 4_070)
@@ -50,7 +31,7 @@ def test_known_figures(real: tuple[TableStore, IngestReport]) -> None:
         assert s.rows_in == s.valid + s.quarantined
 
 
-def test_overlap_duplicates_match_an_independent_count(real: tuple[TableStore, IngestReport]) -> None:
+def test_overlap_duplicates_match_an_independent_count(real: RealWarehouse) -> None:
     """pandas: rows valid in both exports, matched as multisets on their content."""
     keys = []
     for name in (OLD, NEW):
@@ -66,16 +47,16 @@ def test_overlap_duplicates_match_an_independent_count(real: tuple[TableStore, I
             .size()
         )
     both = pd.concat(keys, axis=1, join="inner").min(axis=1).sum()
-    _, report = real
+    report = real.ingest
     by_source = {s.source: s for s in report.sources}
     assert both > 10_000
     assert by_source[NEW].reasons["duplicate_event"] == both
     assert by_source[OLD].reasons.get("duplicate_event", 0) == 0  # the first source listed wins
 
 
-def test_quantities_are_conserved(real: tuple[TableStore, IngestReport]) -> None:
+def test_quantities_are_conserved(real: RealWarehouse) -> None:
     """sum(Quantity) of the 2010-2011 export = signed event quantities + quarantined raw quantities."""
-    store, _ = real
+    store = real.store
     events = store.read_table(S.EVENTS).filter(F.col(S.SOURCE) == NEW)
     signed = events.select(
         F.sum(F.when(F.col(S.EVENT_TYPE) == S.RETURN, -F.col(S.QUANTITY)).otherwise(F.col(S.QUANTITY)))
@@ -89,20 +70,23 @@ def test_quantities_are_conserved(real: tuple[TableStore, IngestReport]) -> None
     assert signed + quarantined == 5_176_450
 
 
-def test_tables_are_delta_with_the_contract_schema(real: tuple[TableStore, IngestReport]) -> None:
-    store, report = real
+def test_tables_are_delta_with_the_contract_schema(real: RealWarehouse) -> None:
+    store, report = real.store, real.ingest
     for table in (S.EVENTS, S.QUARANTINE, S.ITEMS, S.USERS):
         dt = DeltaTable(store.table_path(table))
         assert [f.name for f in dt.schema().fields] == S.CONTRACTS[table].names
-        assert len(dt.history()) == 1
+        history = dt.history()
+        assert history[-1]["genre_spark.run_id"] == REAL_RUN  # version 0 is the ingest
+        if table in (S.EVENTS, S.QUARANTINE):  # (items is rewritten by enrich in later tests)
+            assert len(history) == 1
     events = pa.table(DeltaTable(store.table_path(S.EVENTS)).to_pyarrow_table(columns=[S.EVENT_ID]))
     valid = sum(s.valid for s in report.sources)
     assert events.num_rows == valid
     assert len(set(events.column(S.EVENT_ID).to_pylist())) == valid
 
 
-def test_items_and_users(real: tuple[TableStore, IngestReport]) -> None:
-    store, _ = real
+def test_items_and_users(real: RealWarehouse) -> None:
+    store = real.store
     items = store.read_table(S.ITEMS)
     not_products = {r.item_id for r in items.filter(~F.col(S.IS_PRODUCT)).collect()}
     assert {"POST", "DOT", "M", "BANK CHARGES", "AMAZONFEE", "gift_0001_10"} <= not_products

@@ -1,0 +1,100 @@
+"""Enrich -> features -> segments on the real sample, as of 2011-12-09."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from genre_spark import schemas as S
+from genre_spark.config import Settings
+from genre_spark.enrich import EnrichReport, run_enrich
+from genre_spark.features import FeatureReport, run_features
+from genre_spark.segments import SegmentReport, run_segments
+from tests.conftest import RealWarehouse
+
+pytestmark = pytest.mark.slow
+AS_OF = dt.date(2011, 12, 9)
+
+
+@pytest.fixture(scope="module")
+def pipeline(
+    spark: SparkSession, settings: Settings, real: RealWarehouse
+) -> tuple[EnrichReport, FeatureReport, SegmentReport]:
+    enrich = run_enrich(spark, real.store, settings.enrich, "seg-run")
+    features = run_features(real.store, settings.features, settings.enrich.n_categories, AS_OF, "seg-run")
+    segments = run_segments(spark, real.store, settings.segments, AS_OF, "seg-run")
+    return enrich, features, segments
+
+
+def test_items_are_enriched(
+    real: RealWarehouse, pipeline: tuple[EnrichReport, FeatureReport, SegmentReport]
+) -> None:
+    enrich = pipeline[0]
+    items = real.store.read_table(S.ITEMS)
+    products = items.filter(F.col(S.IS_PRODUCT) & F.col(S.TITLE).isNotNull())
+    assert real.store.read_table(S.ITEM_EMBEDDINGS).count() == products.count() == enrich.embedded
+    assert products.filter(F.col(S.CATEGORY_ID).isNull() | F.col(S.CATEGORY_LABEL).isNull()).count() == 0
+    assert len(enrich.categories) == 24
+    bands = {r.price_band: r["count"] for r in products.groupBy(S.PRICE_BAND).count().collect()}
+    assert set(bands) <= {*S.PRICE_BANDS, None} and min(bands[b] for b in S.PRICE_BANDS) > 400
+    candles = (
+        items.filter(F.col(S.TITLE).contains("CANDLE"))
+        .groupBy(S.CATEGORY_LABEL)
+        .count()
+        .orderBy(F.desc("count"))
+    )
+    top = candles.first()
+    assert top is not None and "candle" in top[S.CATEGORY_LABEL]
+
+
+def test_features_one_row_per_buyer(
+    real: RealWarehouse, pipeline: tuple[EnrichReport, FeatureReport, SegmentReport]
+) -> None:
+    features = real.store.read_table(S.USER_FEATURES).filter(F.col(S.AS_OF) == AS_OF)
+    buyers = (
+        real.store.read_table(S.EVENTS)
+        .filter(
+            (F.col(S.EVENT_TYPE) == S.PURCHASE) & (F.col(S.EVENT_TS) < F.lit("2011-12-09").cast("timestamp"))
+        )
+        .select(S.USER_ID)
+        .distinct()
+        .count()
+    )
+    assert features.count() == features.select(S.USER_ID).distinct().count() == buyers == pipeline[1].users
+    assert features.filter((F.col("recency_days") < 0) | (F.col("monetary") <= 0)).count() == 0
+    assert pipeline[1].without_purchase == real.store.read_table(S.USERS).count() - buyers
+
+
+def test_segments_and_profiles(
+    real: RealWarehouse, pipeline: tuple[EnrichReport, FeatureReport, SegmentReport]
+) -> None:
+    report = pipeline[2]
+    assert 3 <= report.fit.k <= 8 and sorted(report.fit.silhouette_by_k) == list(range(3, 9))
+    assert report.fit.silhouette == max(report.fit.silhouette_by_k.values()) > 0.15
+    profiles = real.store.read_table(S.SEGMENT_PROFILES).filter(F.col(S.AS_OF) == AS_OF).collect()
+    assert len(profiles) == report.fit.k
+    assert sum(p.size for p in profiles) == pipeline[1].users
+    assert len({p.segment_label for p in profiles}) == report.fit.k
+    assert any(p.segment_label == "high-value loyal" for p in profiles)
+    segments = real.store.read_table(S.USER_SEGMENTS).filter(F.col(S.AS_OF) == AS_OF)
+    assert segments.count() == pipeline[1].users
+    assert segments.filter(F.col("pc1").isNull() | F.col("distance").isNull()).count() == 0
+    assert report.plot is not None and Path(report.plot).stat().st_size > 20_000
+
+
+def test_reuse_of_the_saved_model(
+    spark: SparkSession,
+    settings: Settings,
+    real: RealWarehouse,
+    pipeline: tuple[EnrichReport, FeatureReport, SegmentReport],
+) -> None:
+    before = {r.user_id: r.segment_id for r in real.store.read_table(S.USER_SEGMENTS).collect()}
+    reuse = settings.segments.model_copy(update={"refit": "never"})
+    again = run_segments(spark, real.store, reuse, AS_OF, "seg-run-2")
+    assert not again.refitted and again.fit.run_id == "seg-run"
+    after = {r.user_id: r.segment_id for r in real.store.read_table(S.USER_SEGMENTS).collect()}
+    assert after == before
