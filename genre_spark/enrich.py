@@ -3,6 +3,7 @@ embeddings, labelled by TF-IDF terms) and price bands (price quantiles)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -69,10 +70,11 @@ def embed_items(items: DataFrame, spec: EncoderSpec, model_name: str) -> DataFra
 def fit_categories(embeddings: DataFrame, k: int, seed: int, partitions: int) -> DataFrame:
     """(item_id, category_id) by KMeans (cosine distance).
 
-    A fixed row layout (range partitions, sorted) keeps the assignment stable across reruns."""
+    A row layout that depends on the item ids only (hash partitions, sorted) makes KMeans|| see the
+    same partitions on every rerun, so the assignment is stable whatever the input file layout."""
     data = (
         embeddings.select(S.ITEM_ID, array_to_vector(F.col(S.EMBEDDING)).alias("features"))
-        .repartitionByRange(partitions, S.ITEM_ID)
+        .repartition(partitions, S.ITEM_ID)
         .sortWithinPartitions(S.ITEM_ID)
     )
     model = KMeans(k=k, seed=seed, distanceMeasure="cosine", featuresCol="features", maxIter=50).fit(data)
@@ -121,14 +123,8 @@ def price_bands(items: DataFrame) -> DataFrame:
 def run_enrich(spark: SparkSession, store: TableStore, settings: EnrichSettings, run_id: str) -> EnrichReport:
     spec = encoder_spec(settings)  # fails on the driver, before any Spark job, if the model is missing
     items = store.read_table(S.ITEMS)
-    writes = [
-        store.write_table(
-            embed_items(items, spec, settings.encoder.model),
-            S.ITEM_EMBEDDINGS,
-            mode="overwrite",
-            run_id=run_id,
-        )
-    ]
+    write = functools.partial(store.write_table, mode="overwrite", run_id=run_id, stage="enrich")
+    writes = [write(embed_items(items, spec, settings.encoder.model), S.ITEM_EMBEDDINGS)]
     embeddings = store.read_table(S.ITEM_EMBEDDINGS)  # computed once, read back from the table
     n_embedded = embeddings.count()
     k = min(settings.n_categories, n_embedded)
@@ -148,7 +144,7 @@ def run_enrich(spark: SparkSession, store: TableStore, settings: EnrichSettings,
         .join(categories, S.ITEM_ID, "left")
         .join(F.broadcast(labels), S.CATEGORY_ID, "left")
     )
-    writes.append(store.write_table(enriched, S.ITEMS, mode="overwrite", run_id=run_id))
+    writes.append(write(enriched, S.ITEMS))
     summary = (
         store.read_table(S.ITEMS)
         .filter(F.col(S.CATEGORY_ID).isNotNull())

@@ -134,6 +134,7 @@ def run_features(
         S.USER_FEATURES,
         mode="overwrite",
         run_id=run_id,
+        stage="features",
         partition_by=[S.AS_OF],
         replace_where={S.AS_OF: as_of},
     )

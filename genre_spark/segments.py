@@ -4,6 +4,7 @@ k chosen by silhouette on a bounded sample, labelled segment profiles, and a PC1
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -305,15 +306,17 @@ def run_segments(
             ],
             S.CONTRACTS[S.SEGMENT_PROFILES],
         )
-        replace = {
-            "mode": "overwrite",
-            "run_id": run_id,
-            "partition_by": [S.AS_OF],
-            "replace_where": {S.AS_OF: as_of},
-        }
+        write = functools.partial(
+            store.write_table,
+            mode="overwrite",
+            run_id=run_id,
+            stage="segments",
+            partition_by=[S.AS_OF],
+            replace_where={S.AS_OF: as_of},
+        )
         writes = [
-            store.write_table(segments, S.USER_SEGMENTS, **replace),  # type: ignore[arg-type]
-            store.write_table(profiles, S.SEGMENT_PROFILES, **replace),  # type: ignore[arg-type]
+            write(segments, S.USER_SEGMENTS),
+            write(profiles, S.SEGMENT_PROFILES),
         ]
         plot = plot_segments(store, segments, fit, labels, as_of, settings.plot_sample, settings.seed)
     finally:

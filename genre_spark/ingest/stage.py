@@ -99,26 +99,19 @@ def run_ingest(spark: SparkSession, store: TableStore, settings: IngestSettings,
             _dedup(_union(classified[S.USERS]), S.USER_ID, DUPLICATE_USER) if classified[S.USERS] else None
         )
 
+        write = functools.partial(store.write_table, run_id=run_id, stage="ingest")
         writes = [
-            store.write_table(_valid_events(events, run_id), S.EVENTS, mode="append", run_id=run_id),
-            store.write_table(
+            write(_valid_events(events, run_id), S.EVENTS, mode="append"),
+            write(
                 _quarantine([(S.EVENTS, events), (S.ITEMS, items), (S.USERS, users)], run_id),
                 S.QUARANTINE,
                 mode="append",
-                run_id=run_id,
             ),
+            write(_items(store, events, items, settings), S.ITEMS, mode="overwrite"),
         ]
-        writes.append(
-            store.write_table(
-                _items(store, events, items, settings), S.ITEMS, mode="overwrite", run_id=run_id
-            )
-        )
         profiles = None if users is None else users.filter(F.col(REASON).isNull())
-        all_events = store.read_table(S.EVENTS)
         writes.append(
-            store.write_table(
-                derive.users_from_events(all_events, profiles), S.USERS, mode="overwrite", run_id=run_id
-            )
+            write(derive.users_from_events(store.read_table(S.EVENTS), profiles), S.USERS, mode="overwrite")
         )
         report = IngestReport(run_id, _account(store, run_id, sources, rows_in, events, items, users), writes)
     finally:

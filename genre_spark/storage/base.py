@@ -90,13 +90,16 @@ class TableStore(ABC):
         *,
         mode: WriteMode,
         run_id: str,
+        stage: str = "",
         partition_by: Sequence[str] = (),
         replace_where: Mapping[str, PartitionValue] | None = None,
     ) -> WriteResult:
         """Write ``df`` to table ``name`` in one atomic, idempotent commit.
 
-        ``run_id`` is recorded as the Delta app-transaction id: writing the same run id again
-        (to the same partition, when ``replace_where`` is given) is detected and skipped.
+        ``run_id`` and ``stage`` are recorded as the Delta app-transaction id: the same stage writing
+        the same run id again (to the same partition, when ``replace_where`` is given) is detected
+        and skipped. Two stages writing one table in one run (ingest and enrich both write
+        ``items``) pass their own ``stage`` so both land.
         ``replace_where`` maps partition columns to values and turns an overwrite into a
         replacement of that partition only; every written row must fall inside it.
         """
@@ -118,7 +121,7 @@ class TableStore(ABC):
             table=name,
             mode=mode,
             run_id=run_id,
-            app_id=transaction_app_id(run_id, replace_where),
+            app_id=transaction_app_id(run_id, stage, replace_where),
             partition_by=list(partition_by),
             replace_where={k: partition_string(v) for k, v in (replace_where or {}).items()},
         )
@@ -147,14 +150,18 @@ def _as_uri(location: str) -> str:
     return location if "://" in location else "file://" + posixpath.abspath(location)
 
 
-def transaction_app_id(run_id: str, replace_where: Mapping[str, PartitionValue] | None) -> str:
-    """Delta app-transaction id of a write: the run id, plus the partition it replaces if any."""
+def transaction_app_id(
+    run_id: str, stage: str = "", replace_where: Mapping[str, PartitionValue] | None = None
+) -> str:
+    """Delta app-transaction id of a write: run id, writing stage, and the partition it replaces if any."""
     if not run_id or not run_id.strip():
         raise ValueError("run_id must be a non-empty string")
-    if not replace_where:
-        return f"genre-spark:{run_id}"
-    part = ",".join(f"{k}={partition_string(v)}" for k, v in sorted(replace_where.items()))
-    return f"genre-spark:{run_id}:{part}"
+    app_id = f"genre-spark:{run_id}"
+    if stage:
+        app_id += f":{stage}"
+    if replace_where:
+        app_id += ":" + ",".join(f"{k}={partition_string(v)}" for k, v in sorted(replace_where.items()))
+    return app_id
 
 
 def partition_string(value: PartitionValue) -> str:

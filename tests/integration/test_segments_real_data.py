@@ -14,7 +14,7 @@ from genre_spark.config import Settings
 from genre_spark.enrich import EnrichReport, run_enrich
 from genre_spark.features import FeatureReport, run_features
 from genre_spark.segments import SegmentReport, run_segments
-from tests.conftest import RealWarehouse
+from tests.conftest import REAL_RUN, RealWarehouse
 
 pytestmark = pytest.mark.slow
 AS_OF = dt.date(2011, 12, 9)
@@ -24,9 +24,10 @@ AS_OF = dt.date(2011, 12, 9)
 def pipeline(
     spark: SparkSession, settings: Settings, real: RealWarehouse
 ) -> tuple[EnrichReport, FeatureReport, SegmentReport]:
-    enrich = run_enrich(spark, real.store, settings.enrich, "seg-run")
-    features = run_features(real.store, settings.features, settings.enrich.n_categories, AS_OF, "seg-run")
-    segments = run_segments(spark, real.store, settings.segments, AS_OF, "seg-run")
+    # the same run id as the ingest: one run of the whole pipeline (ingest and enrich both write items)
+    enrich = run_enrich(spark, real.store, settings.enrich, REAL_RUN)
+    features = run_features(real.store, settings.features, settings.enrich.n_categories, AS_OF, REAL_RUN)
+    segments = run_segments(spark, real.store, settings.segments, AS_OF, REAL_RUN)
     return enrich, features, segments
 
 
@@ -95,6 +96,6 @@ def test_reuse_of_the_saved_model(
     before = {r.user_id: r.segment_id for r in real.store.read_table(S.USER_SEGMENTS).collect()}
     reuse = settings.segments.model_copy(update={"refit": "never"})
     again = run_segments(spark, real.store, reuse, AS_OF, "seg-run-2")
-    assert not again.refitted and again.fit.run_id == "seg-run"
+    assert not again.refitted and again.fit.run_id == REAL_RUN
     after = {r.user_id: r.segment_id for r in real.store.read_table(S.USER_SEGMENTS).collect()}
     assert after == before

@@ -224,3 +224,13 @@ def test_file_stats_allow_pruning(spark: SparkSession, store: TableStore) -> Non
         <= dt.datetime(2011, 12, 9, 12, 50, 1, 123456, tzinfo=dt.timezone.utc)
         <= full["max.ts"]
     )
+
+
+def test_two_stages_of_one_run_both_write_a_table(spark: SparkSession, store: TableStore) -> None:
+    """ingest and enrich both overwrite ``items`` in one run: the second is not a rerun of the first."""
+    store.write_table(one_column(spark, [1]), "t", mode="overwrite", run_id="run", stage="ingest")
+    second = store.write_table(one_column(spark, [2]), "t", mode="overwrite", run_id="run", stage="enrich")
+    assert not second.skipped
+    assert [r.v for r in store.read_table("t").collect()] == [2]
+    again = store.write_table(one_column(spark, [3]), "t", mode="overwrite", run_id="run", stage="enrich")
+    assert again.skipped
