@@ -248,7 +248,7 @@ def label_segments(
 # --------------------------------------------------------------------------- the stage
 
 
-def _load_or_fit(
+def load_or_fit(
     store: TableStore, features: DataFrame, settings: SegmentSettings, run_id: str
 ) -> tuple[SegmentFit, bool]:
     latest = store.latest_model(MODEL_KIND)
@@ -271,7 +271,7 @@ def run_segments(
     spark: SparkSession, store: TableStore, settings: SegmentSettings, as_of: dt.date, run_id: str
 ) -> SegmentReport:
     features = store.read_table(S.USER_FEATURES).filter(F.col(S.AS_OF) == F.lit(as_of))
-    fit, refitted = _load_or_fit(store, features, settings, run_id)
+    fit, refitted = load_or_fit(store, features, settings, run_id)
     assigned = assign_segments(fit.model, features).cache()
     try:
         stats = segment_statistics(features, assigned, settings.features, settings.log_features)

@@ -17,11 +17,11 @@ from genre_spark import schemas as S
 from genre_spark.config import LabelRule, SegmentSettings, Settings
 from genre_spark.errors import GenreSparkError
 from genre_spark.segments import (
-    _load_or_fit,
     assign_segments,
     choose_components,
     fit_segmentation,
     label_segments,
+    load_or_fit,
 )
 from genre_spark.storage import TableStore
 
@@ -109,15 +109,15 @@ def test_choose_components() -> None:
 def test_refit_modes(spark: SparkSession, seg: SegmentSettings, store: TableStore) -> None:
     users = blobs(spark, 3)
     with pytest.raises(GenreSparkError, match="refit is 'never'"):
-        _load_or_fit(store, users, seg.model_copy(update={"refit": "never"}), "r0")
-    first, fitted = _load_or_fit(store, users, seg.model_copy(update={"refit": "if_missing"}), "r1")
+        load_or_fit(store, users, seg.model_copy(update={"refit": "never"}), "r0")
+    first, fitted = load_or_fit(store, users, seg.model_copy(update={"refit": "if_missing"}), "r1")
     assert fitted and store.latest_model("segments") == "r1"
-    again, refitted = _load_or_fit(store, users, seg.model_copy(update={"refit": "if_missing"}), "r2")
+    again, refitted = load_or_fit(store, users, seg.model_copy(update={"refit": "if_missing"}), "r2")
     assert not refitted and again.run_id == "r1" and again.k == first.k
     assert_df_equality(
         assign_segments(first.model, users), assign_segments(again.model, users), ignore_row_order=True
     )
-    _, forced = _load_or_fit(store, users, seg.model_copy(update={"refit": "always"}), "r3")
+    _, forced = load_or_fit(store, users, seg.model_copy(update={"refit": "always"}), "r3")
     assert forced and store.latest_model("segments") == "r3"
 
 
