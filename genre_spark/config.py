@@ -192,6 +192,43 @@ class SegmentSettings(_Strict):
         return self
 
 
+class AlsSettings(_Strict):
+    rank: int = Field(gt=0)
+    max_iter: int = Field(gt=0)
+    reg_param: float = Field(ge=0)
+    alpha: float = Field(gt=0)
+    num_blocks: int = Field(gt=0)
+    seed: int
+
+
+CANDIDATE_SOURCES = ("buy_again", "segment_popularity", "co_occurrence", "als", "content")
+
+
+class CandidateSettings(_Strict):
+    limits: dict[str, int]
+    recency_half_life_days: float = Field(gt=0)
+    popularity_window_days: int = Field(gt=0)
+    popularity_half_life_days: float = Field(gt=0)
+    max_basket_size: int = Field(gt=1)
+    min_co_count: int = Field(ge=1)
+    neighbours_per_item: int = Field(gt=0)
+    anchor_items: int = Field(gt=0)
+    als: AlsSettings
+
+    @field_validator("limits")
+    @classmethod
+    def _known_sources(cls, limits: dict[str, int]) -> dict[str, int]:
+        unknown = sorted(set(limits) - set(CANDIDATE_SOURCES))
+        if unknown:
+            raise ValueError(
+                f"unknown candidate source(s) {unknown}; valid choices: {list(CANDIDATE_SOURCES)}"
+            )
+        bad = {k: v for k, v in limits.items() if v < 0}
+        if bad:
+            raise ValueError(f"limits must be >= 0 (0 turns a source off), got {bad}")
+        return limits
+
+
 class Settings(_Strict):
     spark: SparkSettings
     storage: StorageSettings
@@ -199,6 +236,7 @@ class Settings(_Strict):
     enrich: EnrichSettings
     features: FeatureSettings
     segments: SegmentSettings
+    candidates: CandidateSettings
 
     @model_validator(mode="after")
     def _segment_features_exist(self) -> Settings:

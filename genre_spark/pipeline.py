@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
 
+from genre_spark.candidates import run_candidates
 from genre_spark.config import Settings
 from genre_spark.enrich import run_enrich
 from genre_spark.features import run_features
@@ -50,12 +51,17 @@ def _segments(ctx: RunContext) -> str:
     return run_segments(ctx.spark, ctx.store, ctx.settings.segments, ctx.as_of, ctx.run_id).format()
 
 
+def _candidates(ctx: RunContext) -> str:
+    return run_candidates(ctx.spark, ctx.store, ctx.settings.candidates, ctx.as_of, ctx.run_id).format()
+
+
 # Stage name -> function; `genre-spark run` runs them in this order.
 STAGES: dict[str, Callable[[RunContext], str]] = {
     "ingest": _ingest,
     "enrich": _enrich,
     "features": _features,
     "segments": _segments,
+    "candidates": _candidates,
 }
 
 

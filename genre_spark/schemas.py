@@ -17,6 +17,7 @@ ITEM_EMBEDDINGS = "item_embeddings"
 USER_FEATURES = "user_features"
 USER_SEGMENTS = "user_segments"
 SEGMENT_PROFILES = "segment_profiles"
+CANDIDATES = "candidates"
 
 # Column names shared across tables
 EVENT_ID = "event_id"
@@ -148,6 +149,15 @@ CONTRACTS: dict[str, T.StructType] = {
         ("pca_components", T.IntegerType()),
         ("explained_variance", T.ArrayType(T.DoubleType())),
         ("model_run_id", T.StringType()),
+    ),
+    CANDIDATES: _schema(
+        (USER_ID, T.StringType()),
+        (ITEM_ID, T.StringType()),
+        ("source", T.StringType()),
+        ("source_score", T.DoubleType()),
+        ("source_rank", T.IntegerType()),
+        ("detail", T.StringType()),
+        (AS_OF, T.DateType()),
     ),
 }
 
