@@ -316,12 +316,8 @@ def generate_candidates(
     if limits.get("als", 0):
         frames.append(als_candidates(purchases, users, settings.als, limits["als"]))
     if limits.get("content", 0):
-        products = embeddings.join(
-            items.filter(F.col(S.IS_PRODUCT)).select(S.ITEM_ID), S.ITEM_ID, "left_semi"
-        )
-        neighbours = content_neighbours(
-            products, settings.content, settings.neighbours_per_item, settings.als.seed
-        )
+        products = items.filter(F.col(S.IS_PRODUCT))
+        neighbours = content_neighbours(embeddings, products, settings.neighbours_per_item)
         frames.append(
             from_neighbours(anchors, neighbours, titles, "content", "similar to %s", limits["content"])
         )
