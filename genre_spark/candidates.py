@@ -169,10 +169,14 @@ def content_neighbours(embeddings: DataFrame, items: DataFrame, per_item: int) -
         F.col(S.CATEGORY_ID).isNotNull()
     )
     schema = "item_id string, neighbour_id string, score double"
+
+    def one_block(block: pd.DataFrame) -> pd.DataFrame:
+        return block_neighbours(block, per_item)
+
     return (
         blocks.select(S.CATEGORY_ID, S.ITEM_ID, S.EMBEDDING)
         .groupBy(S.CATEGORY_ID)
-        .applyInPandas(functools.partial(block_neighbours, per_item=per_item), schema)
+        .applyInPandas(one_block, schema)
     )
 
 
