@@ -88,7 +88,9 @@ def buy_again(purchases: DataFrame, as_of: dt.date, half_life: float, limit: int
         S.USER_ID,
         S.ITEM_ID,
         (F.col("orders") * _decay(days, half_life)).alias("source_score"),
-        F.format_string("bought %d times, last %d days ago", F.col("orders"), days).alias("detail"),
+        F.when(F.col("orders") == 1, F.format_string("bought once, %d days ago", days))
+        .otherwise(F.format_string("bought %d times, last %d days ago", F.col("orders"), days))
+        .alias("detail"),
     )
     return top_per_user(scored, "buy_again", limit)
 

@@ -1,4 +1,4 @@
-"""Enrich -> features -> segments on the real sample, as of 2011-12-09."""
+"""Enrich -> features -> segments -> candidates on the real sample, as of 2011-12-09."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from genre_spark import schemas as S
+from genre_spark.candidates import CandidateReport, run_candidates
 from genre_spark.config import Settings
 from genre_spark.enrich import EnrichReport, run_enrich
 from genre_spark.features import FeatureReport, run_features
@@ -99,3 +100,29 @@ def test_reuse_of_the_saved_model(
     assert not again.refitted and again.fit.run_id == REAL_RUN
     after = {r.user_id: r.segment_id for r in real.store.read_table(S.USER_SEGMENTS).collect()}
     assert after == before
+
+
+@pytest.fixture(scope="module")
+def candidates(
+    spark: SparkSession,
+    settings: Settings,
+    real: RealWarehouse,
+    pipeline: tuple[EnrichReport, FeatureReport, SegmentReport],
+) -> CandidateReport:
+    return run_candidates(spark, real.store, settings.candidates, AS_OF, REAL_RUN)
+
+
+def test_candidate_invariants(real: RealWarehouse, settings: Settings, candidates: CandidateReport) -> None:
+    table = real.store.read_table(S.CANDIDATES).filter(F.col(S.AS_OF) == AS_OF)
+    assert candidates.users == real.store.read_table(S.USER_SEGMENTS).filter(F.col(S.AS_OF) == AS_OF).count()
+    assert set(candidates.per_source) == set(settings.candidates.limits)
+    non_products = table.join(real.store.read_table(S.ITEMS).filter(~F.col(S.IS_PRODUCT)), S.ITEM_ID)
+    assert non_products.count() == 0
+    limits = settings.candidates.limits
+    too_many = table.groupBy(S.USER_ID, "source").agg(
+        F.count("*").alias("n"), F.max("source_rank").alias("r")
+    )
+    for row in too_many.collect():
+        assert row.n == row.r <= limits[row.source]
+    assert table.groupBy(S.USER_ID, "source", S.ITEM_ID).count().filter("count > 1").count() == 0
+    assert table.filter(F.col("detail").isNull() | F.isnan("source_score")).count() == 0

@@ -1,0 +1,207 @@
+"""Each candidate source on inline data."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+from chispa import assert_approx_df_equality, assert_df_equality
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from genre_spark import schemas as S
+from genre_spark.candidates import (
+    als_candidates,
+    block_neighbours,
+    buy_again,
+    cooccurrence_neighbours,
+    from_neighbours,
+    product_purchases,
+    recent_anchors,
+    segment_popularity,
+)
+from genre_spark.config import Settings
+
+AS_OF = dt.date(2011, 12, 9)
+PURCHASES = "user_id string, item_id string, order_id string, event_ts timestamp, quantity int"
+CANDIDATE = (
+    "user_id string, item_id string, source string, source_score double, source_rank int, detail string"
+)
+
+
+def day(n: int) -> dt.datetime:
+    """Noon, n days before AS_OF."""
+    return dt.datetime(2011, 12, 9, 12) - dt.timedelta(days=n)
+
+
+def purchases(spark: SparkSession, rows: list[tuple[str, str, str, int]]) -> DataFrame:
+    """rows: (user, item, order, days before as-of)."""
+    return spark.createDataFrame([(u, i, o, day(d), 1) for u, i, o, d in rows], PURCHASES)
+
+
+def test_product_purchases_keep_products_before_as_of(spark: SparkSession) -> None:
+    events = spark.createDataFrame(
+        [
+            ("u1", "A", "purchase", 1, 1.0, day(3), "o1"),
+            ("u1", "POST", "purchase", 1, 1.0, day(3), "o1"),
+            ("u1", "A", "return", 1, 1.0, day(2), "C1"),
+            ("u1", "B", "purchase", 1, 1.0, dt.datetime(2011, 12, 9, 0, 0), "o2"),
+        ],
+        "user_id string, item_id string, event_type string, quantity int, unit_price double, "
+        "event_ts timestamp, order_id string",
+    )
+    items = spark.createDataFrame(
+        [("A", True), ("B", True), ("POST", False)], "item_id string, is_product boolean"
+    )
+    assert [(r.user_id, r.item_id) for r in product_purchases(events, items, AS_OF).collect()] == [
+        ("u1", "A")
+    ]
+
+
+def test_buy_again_weights_orders_by_recency(spark: SparkSession) -> None:
+    p = purchases(
+        spark,
+        [
+            ("u1", "A", "o1", 30),
+            ("u1", "A", "o2", 20),
+            ("u1", "A", "o3", 10),
+            ("u1", "B", "o3", 10),
+            ("u1", "C", "o4", 0),
+            ("u2", "A", "o5", 5),
+        ],
+    )
+    result = buy_again(p, AS_OF, half_life=10, limit=2)
+    expected = spark.createDataFrame(
+        [
+            ("u1", "A", "buy_again", 3 * 0.5, 1, "bought 3 times, last 10 days ago"),
+            ("u1", "C", "buy_again", 1.0, 2, "bought once, 0 days ago"),  # B (0.5) is cut by the limit
+            ("u2", "A", "buy_again", 0.5**0.5, 1, "bought once, 5 days ago"),
+        ],
+        CANDIDATE,
+    )
+    assert_approx_df_equality(result, expected, 1e-9, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_segment_popularity_decays_and_reaches_every_member(spark: SparkSession) -> None:
+    p = purchases(
+        spark,
+        [
+            ("u1", "A", "o1", 0),
+            ("u2", "A", "o2", 7),
+            ("u2", "B", "o2", 7),
+            ("u1", "B", "o3", 200),
+            ("u4", "Z", "o4", 1),
+        ],
+    )
+    segments = spark.createDataFrame(
+        [("u1", 0, "loyal"), ("u2", 0, "loyal"), ("u3", 0, "loyal"), ("u4", 1, "new")],
+        "user_id string, segment_id int, segment_label string",
+    )
+    result = segment_popularity(p, segments, AS_OF, window_days=90, half_life=7, limit=5)
+    detail = "popular in segment 'loyal' over the last 90 days"
+    rows = [(u, "A", "segment_popularity", 1.5, 1, detail) for u in ("u1", "u2", "u3")]
+    rows += [(u, "B", "segment_popularity", 0.5, 2, detail) for u in ("u1", "u2", "u3")]  # u1's B is too old
+    rows += [
+        ("u4", "Z", "segment_popularity", 0.5 ** (1 / 7), 1, "popular in segment 'new' over the last 90 days")
+    ]
+    assert_approx_df_equality(
+        result, spark.createDataFrame(rows, CANDIDATE), 1e-9, ignore_row_order=True, ignore_nullable=True
+    )
+
+
+def test_cooccurrence_is_jaccard_and_skips_huge_baskets(spark: SparkSession) -> None:
+    p = purchases(
+        spark,
+        [
+            ("u", "A", "o1", 1),
+            ("u", "B", "o1", 1),
+            ("u", "C", "o1", 1),
+            ("u", "A", "o2", 1),
+            ("u", "B", "o2", 1),
+            ("u", "A", "o3", 1),
+            ("u", "C", "o3", 1),
+        ]
+        + [("w", i, "big", 1) for i in "ABCDE"],
+    )
+    result = cooccurrence_neighbours(p, max_basket_size=4, min_co_count=1, per_item=5)
+    expected = spark.createDataFrame(
+        [
+            ("A", "B", 2 / 3),
+            ("B", "A", 2 / 3),
+            ("A", "C", 2 / 3),
+            ("C", "A", 2 / 3),
+            ("B", "C", 1 / 3),
+            ("C", "B", 1 / 3),
+        ],
+        "item_id string, neighbour_id string, score double",
+    )
+    assert_approx_df_equality(result, expected, 1e-9, ignore_row_order=True, ignore_nullable=True)
+    assert (
+        cooccurrence_neighbours(p, 4, min_co_count=2, per_item=5)
+        .filter("item_id = 'B' AND neighbour_id = 'C'")
+        .count()
+        == 0
+    )
+
+
+def test_from_neighbours_sums_anchors_and_names_the_strongest(spark: SparkSession) -> None:
+    p = purchases(spark, [("u1", "A", "o1", 3), ("u1", "B", "o2", 1), ("u1", "C", "o0", 50)])
+    anchors = recent_anchors(p, 2)
+    assert sorted(r.anchor_id for r in anchors.collect()) == ["A", "B"]  # C is the oldest
+    neighbours = spark.createDataFrame(
+        [("A", "X", 0.5), ("B", "X", 0.2), ("B", "Y", 0.4), ("C", "Z", 0.9)],
+        "item_id string, neighbour_id string, score double",
+    )
+    titles = spark.createDataFrame([("A", "RED MUG"), ("B", "BLUE MUG")], "item_id string, title string")
+    result = from_neighbours(anchors, neighbours, titles, "co_occurrence", "often bought with %s", 5)
+    expected = spark.createDataFrame(
+        [
+            ("u1", "X", "co_occurrence", 0.7, 1, "often bought with RED MUG"),
+            ("u1", "Y", "co_occurrence", 0.4, 2, "often bought with BLUE MUG"),
+        ],
+        CANDIDATE,
+    )
+    assert_approx_df_equality(result, expected, 1e-9, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_block_neighbours_are_the_nearest_by_cosine() -> None:
+    v = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], dtype=float)
+    v = v / np.linalg.norm(v, axis=1, keepdims=True)
+    block = pd.DataFrame({"item_id": list("abcd"), "embedding": list(v)})
+    out = block_neighbours(block, per_item=1).sort_values("item_id").reset_index(drop=True)
+    assert list(out.neighbour_id) == ["b", "a", "d", "c"]
+    np.testing.assert_allclose(out.score, [v[0] @ v[1], v[0] @ v[1], v[2] @ v[3], v[2] @ v[3]])
+    assert len(block_neighbours(block.iloc[:1], per_item=3)) == 0
+
+
+def test_als_recommends_within_the_taste_group(spark: SparkSession, settings: Settings) -> None:
+    rows = []
+    for g, group_items in enumerate(["ABCDE", "VWXYZ"]):
+        for u in range(8):
+            for j, item in enumerate(group_items):
+                if (u + j) % 5 != 0:  # each user misses one item of the group
+                    rows.append((f"g{g}u{u}", item, f"o{g}{u}{j}", 3))
+    p = purchases(spark, rows)
+    als = settings.candidates.als.model_copy(update={"rank": 4, "max_iter": 15, "num_blocks": 2})
+    users = spark.createDataFrame([("g0u0",), ("g1u1",)], "user_id string")
+    result = als_candidates(p, users, als, limit=3)
+    top = {r.user_id: r.item_id for r in result.filter(F.col("source_rank") == 1).collect()}
+    assert top["g0u0"] in "ABCDE" and top["g1u1"] in "VWXYZ"
+    assert result.count() == 6
+    assert_df_equality(
+        result.select("source").distinct(),
+        spark.createDataFrame([("als",)], "source string"),
+        ignore_nullable=True,
+    )
+
+
+def test_candidate_contract(spark: SparkSession) -> None:
+    assert S.CONTRACTS[S.CANDIDATES].names[:6] == [
+        "user_id",
+        "item_id",
+        "source",
+        "source_score",
+        "source_rank",
+        "detail",
+    ]
