@@ -11,9 +11,9 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["genre_spark", "genre_spark.*"]),
-    # conf/default.yaml is the single source of truth for every knob; the package carries a
-    # copy (genre_spark/default.yaml is a symlink to it) so an installed wheel has its defaults.
-    package_data={"genre_spark": ["default.yaml", "py.typed"]},
+    # conf/default.yaml and conf/strategies.yaml are the single source of truth; the package carries
+    # copies (genre_spark/*.yaml are symlinks to them) so an installed wheel has its defaults.
+    package_data={"genre_spark": ["default.yaml", "strategies.yaml", "py.typed"]},
     install_requires=[
         # delta-spark 4.4.1 (the native back-end on clusters) requires pyspark<=4.2.0; an open
         # pin makes pip fetch 4.3 and backtrack.

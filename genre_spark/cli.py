@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from genre_spark.config import default_run_id, load_settings
 from genre_spark.errors import ConfigError, GenreSparkError
 from genre_spark.pipeline import STAGES, RunContext, run_stages
+from genre_spark.strategy import context_for, load_strategies
 
 
 def _date(text: str) -> dt.date:
@@ -78,7 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     # Config is parsed (and fails) before any Spark session exists.
     settings = load_settings(args.conf, args.overrides)
+    strategies = load_strategies(settings.strategies_file)
     as_of = args.as_of or dt.datetime.now(dt.timezone.utc).date()
+    context = context_for(as_of, args.context_hour, settings.features.hour_bands)
     run_id = args.run_id or default_run_id(settings, as_of)
     stages = [args.command] if args.command != "run" else args.stage
 
@@ -90,7 +93,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         store = open_store(spark, settings.storage)
         print(f"genre-spark run {run_id} as of {as_of}: warehouse {store.warehouse} ({store.backend} Delta)")
-        ctx = RunContext(spark, store, settings, as_of, run_id)
+        ctx = RunContext(spark, store, settings, as_of, run_id, strategies, context)
         for result in run_stages(ctx, stages):
             print(result.summary)
             print(f"stage {result.stage}: {result.seconds:.1f} s")

@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -230,6 +230,7 @@ class CandidateSettings(_Strict):
 
 
 class Settings(_Strict):
+    strategies_file: str | None
     spark: SparkSettings
     storage: StorageSettings
     ingest: IngestSettings
@@ -280,12 +281,19 @@ def load_settings(config_paths: Sequence[str | Path] = (), overrides: Iterable[s
 
 
 def parse_settings(data: Mapping[str, Any]) -> Settings:
+    return parse_model(Settings, data, "configuration")
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def parse_model(model: type[ModelT], data: Mapping[str, Any], origin: str) -> ModelT:
+    """Validate ``data`` as ``model``; errors name each key, the value found and the valid choices."""
     try:
-        return Settings.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(
-            "invalid configuration:\n" + "\n".join(_describe(err) for err in exc.errors())
-        ) from None
+        lines = "\n".join(_describe(err, model) for err in exc.errors())
+        raise ConfigError(f"invalid {origin}:\n{lines}") from None
 
 
 def _yaml_mapping(text: str, origin: str) -> dict[str, Any]:
@@ -353,12 +361,12 @@ def _is_string_map(model: Any) -> bool:
     return get_origin(model) is dict and get_args(model)[-1] is str
 
 
-def _describe(err: Mapping[str, Any]) -> str:
+def _describe(err: Mapping[str, Any], root: type[BaseModel]) -> str:
     loc = tuple(err["loc"])
     key = ".".join(str(p) for p in loc) or "<root>"
     kind = err["type"]
     if kind == "extra_forbidden":
-        valid = _valid_keys(loc[:-1])
+        valid = _valid_keys(root, loc[:-1])
         return f"  config key '{key}': unknown key; valid keys here: {', '.join(valid)}"
     if kind == "missing":
         return f"  config key '{key}': required but missing"
@@ -367,9 +375,9 @@ def _describe(err: Mapping[str, Any]) -> str:
     return f"  config key '{key}': got {value}; {message}"
 
 
-def _valid_keys(loc: tuple[Any, ...]) -> list[str]:
-    """Field names of the model found by walking ``loc`` from :class:`Settings`."""
-    model: Any = Settings
+def _valid_keys(root: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the model found by walking ``loc`` from ``root``."""
+    model: Any = root
     for part in loc:
         model = _child_type(model, str(part))
     if isinstance(model, type) and issubclass(model, BaseModel):

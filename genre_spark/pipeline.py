@@ -16,6 +16,7 @@ from genre_spark.features import run_features
 from genre_spark.ingest import run_ingest
 from genre_spark.segments import run_segments
 from genre_spark.storage import TableStore
+from genre_spark.strategy import Context, StrategyBook
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,8 @@ class RunContext:
     settings: Settings
     as_of: dt.date
     run_id: str
+    strategies: StrategyBook
+    context: Context  # the as-of day and the --context-hour band the lists are made for
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ def test_packaged_defaults_are_conf_default_yaml() -> None:
 
 
 def test_profiles_in_conf_parse() -> None:
-    profiles = sorted((ROOT / "conf").glob("*.yaml"))
+    profiles = sorted(p for p in (ROOT / "conf").glob("*.yaml") if p.name != "strategies.yaml")
     assert profiles, "conf/ holds no YAML profile"
     for profile in profiles:
         settings = load_settings([profile])
@@ -113,4 +113,21 @@ def test_cli_rejects_bad_config_before_spark_starts() -> None:
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr  # one line a scheduler can log
     assert "storage.backend" in lines[0] and "lakehouse" in lines[0]
+    assert "SparkContext" not in proc.stdout + proc.stderr
+
+
+def test_cli_rejects_a_bad_strategy_file_before_spark_starts(tmp_path: Path) -> None:
+    bad = tmp_path / "strategies.yaml"
+    bad.write_text(
+        (ROOT / "conf" / "strategies.yaml").read_text().replace("max_per_category: 2", "max_per_categroy: 2")
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "genre_spark.cli", "run", "--set", f"strategies_file={bad}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 2
+    assert "strategies.discovery.max_per_categroy" in proc.stderr and "unknown key" in proc.stderr
     assert "SparkContext" not in proc.stdout + proc.stderr
