@@ -47,6 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--as-of", type=_date, default=None, help="as-of date YYYY-MM-DD (default: today, UTC)"
     )
     common.add_argument(
+        "--context-hour",
+        type=int,
+        default=None,
+        metavar="H",
+        help="hour (0-23) the lists are made for; picks hour-band strategies (default: none)",
+    )
+    common.add_argument(
         "--run-id",
         default=None,
         help="run id (default: <as-of>-<config hash>; a rerun with the same id is a no-op)",

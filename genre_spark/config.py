@@ -229,6 +229,10 @@ class CandidateSettings(_Strict):
         return limits
 
 
+class RankingSettings(_Strict):
+    k: int = Field(gt=0)
+
+
 class Settings(_Strict):
     strategies_file: str | None
     spark: SparkSettings
@@ -238,6 +242,7 @@ class Settings(_Strict):
     features: FeatureSettings
     segments: SegmentSettings
     candidates: CandidateSettings
+    ranking: RankingSettings
 
     @model_validator(mode="after")
     def _segment_features_exist(self) -> Settings:

@@ -18,6 +18,7 @@ USER_FEATURES = "user_features"
 USER_SEGMENTS = "user_segments"
 SEGMENT_PROFILES = "segment_profiles"
 CANDIDATES = "candidates"
+RECOMMENDATIONS = "recommendations"
 
 # Column names shared across tables
 EVENT_ID = "event_id"
@@ -158,6 +159,19 @@ CONTRACTS: dict[str, T.StructType] = {
         ("source_rank", T.IntegerType()),
         ("detail", T.StringType()),
         (AS_OF, T.DateType()),
+    ),
+    RECOMMENDATIONS: _schema(
+        (RUN_ID, T.StringType()),
+        (AS_OF, T.DateType()),
+        (USER_ID, T.StringType()),
+        ("rank", T.IntegerType()),
+        (ITEM_ID, T.StringType()),
+        ("score", T.DoubleType()),
+        (SEGMENT_ID, T.IntegerType()),
+        ("strategy_id", T.StringType()),
+        ("sources", T.ArrayType(T.StringType())),
+        ("explanation", T.StringType()),
+        ("model_version", T.StringType()),
     ),
 }
 

@@ -1,4 +1,4 @@
-"""Enrich -> features -> segments -> candidates on the real sample, as of 2011-12-09."""
+"""Enrich -> features -> segments -> candidates -> ranking on the real sample, as of 2011-12-09."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from genre_spark.candidates import CandidateReport, run_candidates
 from genre_spark.config import Settings
 from genre_spark.enrich import EnrichReport, run_enrich
 from genre_spark.features import FeatureReport, run_features
+from genre_spark.ranking import RankingReport, run_ranking
 from genre_spark.segments import SegmentReport, run_segments
+from genre_spark.strategy import context_for, load_strategies
 from tests.conftest import REAL_RUN, RealWarehouse
 
 pytestmark = pytest.mark.slow
@@ -126,3 +128,43 @@ def test_candidate_invariants(real: RealWarehouse, settings: Settings, candidate
         assert row.n == row.r <= limits[row.source]
     assert table.groupBy(S.USER_ID, "source", S.ITEM_ID).count().filter("count > 1").count() == 0
     assert table.filter(F.col("detail").isNull() | F.isnan("source_score")).count() == 0
+
+
+@pytest.fixture(scope="module")
+def ranking(
+    spark: SparkSession, settings: Settings, real: RealWarehouse, candidates: CandidateReport
+) -> RankingReport:
+    ctx = context_for(AS_OF, 9, settings.features.hour_bands)
+    return run_ranking(spark, real.store, load_strategies(), ctx, settings.ranking.k, REAL_RUN)
+
+
+def test_recommendation_invariants(real: RealWarehouse, settings: Settings, ranking: RankingReport) -> None:
+    k = settings.ranking.k
+    recs = real.store.read_table(S.RECOMMENDATIONS).filter(F.col(S.AS_OF) == AS_OF)
+    per_user = recs.groupBy(S.USER_ID).agg(
+        F.count("*").alias("n"),
+        F.countDistinct(S.ITEM_ID).alias("items"),
+        F.min("rank").alias("lo"),
+        F.max("rank").alias("hi"),
+    )
+    assert (
+        per_user.count()
+        == ranking.users
+        == real.store.read_table(S.USER_SEGMENTS).filter(F.col(S.AS_OF) == AS_OF).count()
+    )
+    bad = per_user.filter((F.col("n") != F.col("items")) | (F.col("lo") != 1) | (F.col("hi") != F.col("n")))
+    assert bad.count() == 0  # no duplicates, ranks 1..n
+    assert per_user.filter(F.col("n") < k).count() == ranking.short_lists < ranking.users * 0.01
+    non_products = recs.join(real.store.read_table(S.ITEMS).filter(~F.col(S.IS_PRODUCT)), S.ITEM_ID)
+    assert non_products.count() == 0
+    assert recs.filter(F.col("explanation").isNull() | (F.size("sources") == 0)).count() == 0
+    assert abs(sum(ranking.strategy_share.values()) - 1) < 1e-9
+
+
+def test_rerun_of_the_run_id_adds_nothing(
+    spark: SparkSession, settings: Settings, real: RealWarehouse, ranking: RankingReport
+) -> None:
+    version = real.store.version(S.RECOMMENDATIONS)
+    ctx = context_for(AS_OF, 9, settings.features.hour_bands)
+    again = run_ranking(spark, real.store, load_strategies(), ctx, settings.ranking.k, REAL_RUN)
+    assert again.write.skipped and real.store.version(S.RECOMMENDATIONS) == version

@@ -1,0 +1,219 @@
+"""Ranking: strategy per user, blend of normalised source scores, business rules, diversity, top-K.
+
+Writes ``recommendations`` (partitioned by ``as_of``) with the sources behind each item and a short
+explanation quoting the strongest source's evidence.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from genre_spark import __version__
+from genre_spark import schemas as S
+from genre_spark.storage import TableStore, WriteResult
+from genre_spark.strategy import Context, StrategyBook, select_strategy
+
+
+@dataclass(frozen=True)
+class RankingReport:
+    as_of: dt.date
+    users: int
+    short_lists: int  # users who got fewer than k items (not enough eligible candidates)
+    items_covered: int
+    strategy_share: dict[str, float]
+    k: int
+    write: WriteResult
+
+    def format(self) -> str:
+        shares = ", ".join(f"{name} {share:.0%}" for name, share in sorted(self.strategy_share.items()))
+        return (
+            f"ranking as of {self.as_of}: top {self.k} for {self.users:,} users "
+            f"({self.short_lists:,} got fewer than {self.k}); "
+            f"{self.items_covered:,} distinct items recommended\n"
+            f"  strategies: {shares}"
+        )
+
+
+def user_strategies(spark: SparkSession, segments: DataFrame, book: StrategyBook, ctx: Context) -> DataFrame:
+    """(user_id, segment_id, strategy_id): one decision per segment (k rows on the driver)."""
+    distinct = segments.select(S.SEGMENT_ID, S.SEGMENT_LABEL).distinct().collect()  # one row per segment
+    decisions = spark.createDataFrame(
+        [
+            (r[S.SEGMENT_ID], select_strategy(book, r[S.SEGMENT_ID], r[S.SEGMENT_LABEL], ctx))
+            for r in distinct
+        ],
+        "segment_id int, strategy_id string",
+    )
+    return segments.select(S.USER_ID, S.SEGMENT_ID).join(F.broadcast(decisions), S.SEGMENT_ID)
+
+
+def strategy_tables(spark: SparkSession, book: StrategyBook) -> tuple[DataFrame, DataFrame]:
+    """The strategy book as two small DataFrames: source weights, and rules per strategy."""
+    weights = spark.createDataFrame(
+        [(name, src, float(w)) for name, s in book.strategies.items() for src, w in s.source_weights.items()],
+        "strategy_id string, source string, weight double",
+    )
+    rules = spark.createDataFrame(
+        [
+            (
+                name,
+                s.rules.exclude_returned,
+                s.rules.exclude_recently_bought_days,
+                s.rules.exclude_recently_bought_categories,
+                s.rules.max_price_ratio,
+                s.max_per_category,
+            )
+            for name, s in book.strategies.items()
+        ],
+        "strategy_id string, exclude_returned boolean, recent_days int, recent_categories array<int>, "
+        "max_price_ratio double, max_per_category int",
+    )
+    return weights, rules
+
+
+def blend(candidates: DataFrame, strategies: DataFrame, weights: DataFrame) -> DataFrame:
+    """Per (user, item): sum over sources of weight x (score / the user's best score from that source)."""
+    best = F.max("source_score").over(Window.partitionBy(S.USER_ID, "source"))
+    normalised = candidates.withColumn("_norm", F.when(best > 0, F.col("source_score") / best).otherwise(0.0))
+    weighted = (
+        normalised.join(strategies, S.USER_ID)
+        .join(F.broadcast(weights), ["strategy_id", "source"])
+        .filter(F.col("weight") > 0)
+        .withColumn("_part", F.col("weight") * F.col("_norm"))
+    )
+    return weighted.groupBy(S.USER_ID, S.ITEM_ID, S.SEGMENT_ID, "strategy_id").agg(
+        F.sum("_part").alias("score"),
+        F.array_sort(F.collect_set("source")).alias("sources"),
+        F.max_by("detail", "_part").alias("explanation"),
+    )
+
+
+def apply_rules(
+    scored: DataFrame, events: DataFrame, items: DataFrame, rules: DataFrame, as_of: dt.date
+) -> DataFrame:
+    """Drop what the strategy's business rules forbid (returned items, recent purchases, too dear)."""
+    before = F.col(S.EVENT_TS) < F.lit(as_of.isoformat()).cast("timestamp")
+    history = events.filter(before)
+    returned = history.filter(F.col(S.EVENT_TYPE) == S.RETURN).select(S.USER_ID, S.ITEM_ID).distinct()
+    purchases = history.filter(F.col(S.EVENT_TYPE) == S.PURCHASE)
+    last_bought = purchases.groupBy(S.USER_ID, S.ITEM_ID).agg(
+        F.datediff(F.lit(as_of), F.to_date(F.max(S.EVENT_TS))).alias("_days_since")
+    )
+    typical_price = purchases.groupBy(S.USER_ID).agg(
+        F.percentile_approx(S.UNIT_PRICE, 0.5, 1000).alias("_user_price")
+    )
+    catalog = items.select(S.ITEM_ID, S.CATEGORY_ID, F.col(S.UNIT_PRICE).alias("_item_price"))
+    df = (
+        scored.join(F.broadcast(rules), "strategy_id")
+        .join(F.broadcast(catalog), S.ITEM_ID, "left")
+        .join(returned.withColumn("_returned", F.lit(True)), [S.USER_ID, S.ITEM_ID], "left")
+        .join(last_bought, [S.USER_ID, S.ITEM_ID], "left")
+        .join(typical_price, S.USER_ID, "left")
+    )
+    recent_category = (F.size("recent_categories") == 0) | F.array_contains(
+        "recent_categories", F.col(S.CATEGORY_ID)
+    )
+    dropped: Column = (
+        (F.col("exclude_returned") & F.coalesce(F.col("_returned"), F.lit(False)))
+        | ((F.col("recent_days") > 0) & (F.col("_days_since") <= F.col("recent_days")) & recent_category)
+        | (F.col("_item_price") > F.col("max_price_ratio") * F.col("_user_price"))
+    )
+    return df.filter(~F.coalesce(dropped, F.lit(False))).select(
+        *scored.columns, S.CATEGORY_ID, "max_per_category"
+    )
+
+
+def diversify_top_k(df: DataFrame, k: int) -> DataFrame:
+    """At most ``max_per_category`` items per category (uncategorised items are not capped), then top k."""
+    in_category = Window.partitionBy(S.USER_ID, S.CATEGORY_ID).orderBy(F.desc("score"), F.asc(S.ITEM_ID))
+    capped = df.withColumn("_in_cat", F.row_number().over(in_category)).filter(
+        F.col(S.CATEGORY_ID).isNull()
+        | F.col("max_per_category").isNull()
+        | (F.col("_in_cat") <= F.col("max_per_category"))
+    )
+    overall = Window.partitionBy(S.USER_ID).orderBy(F.desc("score"), F.asc(S.ITEM_ID))
+    return capped.withColumn("rank", F.row_number().over(overall)).filter(F.col("rank") <= k)
+
+
+def rank(
+    spark: SparkSession,
+    candidates: DataFrame,
+    segments: DataFrame,
+    events: DataFrame,
+    items: DataFrame,
+    book: StrategyBook,
+    ctx: Context,
+    k: int,
+    run_id: str,
+    model_version: str,
+) -> DataFrame:
+    """``recommendations`` rows for one as-of date."""
+    strategies = user_strategies(spark, segments, book, ctx)
+    weights, rules = strategy_tables(spark, book)
+    scored = blend(candidates, strategies, weights)
+    eligible = apply_rules(scored, events, items.filter(F.col(S.IS_PRODUCT)), rules, ctx.as_of)
+    top = diversify_top_k(eligible, k)
+    return top.select(
+        F.lit(run_id).alias(S.RUN_ID),
+        F.lit(ctx.as_of).cast("date").alias(S.AS_OF),
+        S.USER_ID,
+        F.col("rank").cast("int").alias("rank"),
+        S.ITEM_ID,
+        "score",
+        S.SEGMENT_ID,
+        "strategy_id",
+        "sources",
+        "explanation",
+        F.lit(model_version).alias("model_version"),
+    )
+
+
+def run_ranking(
+    spark: SparkSession, store: TableStore, book: StrategyBook, ctx: Context, k: int, run_id: str
+) -> RankingReport:
+    as_of = F.lit(ctx.as_of)
+    segments = store.read_table(S.USER_SEGMENTS).filter(F.col(S.AS_OF) == as_of)
+    model_run = segments.select("model_run_id").first()
+    model_version = f"genre-spark {__version__}; segments {model_run[0] if model_run else '-'}"
+    recs = rank(
+        spark,
+        store.read_table(S.CANDIDATES).filter(F.col(S.AS_OF) == as_of),
+        segments,
+        store.read_table(S.EVENTS),
+        store.read_table(S.ITEMS),
+        book,
+        ctx,
+        k,
+        run_id,
+        model_version,
+    )
+    write = store.write_table(
+        recs,
+        S.RECOMMENDATIONS,
+        mode="overwrite",
+        run_id=run_id,
+        stage="ranking",
+        partition_by=[S.AS_OF],
+        replace_where={S.AS_OF: ctx.as_of},
+    )
+    served = store.read_table(S.RECOMMENDATIONS).filter(F.col(S.AS_OF) == as_of)
+    per_user = served.groupBy(S.USER_ID, "strategy_id").agg(F.count("*").alias("n"))
+    summary = (
+        per_user.groupBy("strategy_id")
+        .agg(F.count("*").alias("users"), F.sum(F.when(F.col("n") < k, 1).otherwise(0)).alias("short"))
+        .collect()
+    )  # one row per strategy
+    users = sum(r["users"] for r in summary)
+    return RankingReport(
+        ctx.as_of,
+        users,
+        sum(r["short"] for r in summary),
+        served.select(S.ITEM_ID).distinct().count(),
+        {r["strategy_id"]: r["users"] / max(users, 1) for r in summary},
+        k,
+        write,
+    )
