@@ -18,7 +18,7 @@ install: $(BIN)/genre-spark
 
 # The whole pipeline on the shipped sample data, local Spark, Delta tables under ./warehouse.
 demo: install
-	$(BIN)/genre-spark run --conf conf/local.yaml --as-of $(AS_OF)
+	$(BIN)/genre-spark run --conf conf/local.yaml --as-of $(AS_OF) --context-hour 9
 
 lint: install
 	$(BIN)/ruff check genre_spark tests jobs benchmarks
