@@ -345,15 +345,7 @@ def run_candidates(
         settings,
         as_of,
     )
-    write = store.write_table(
-        candidates,
-        S.CANDIDATES,
-        mode="overwrite",
-        run_id=run_id,
-        stage="candidates",
-        partition_by=[S.AS_OF],
-        replace_where={S.AS_OF: as_of},
-    )
+    write = store.replace_date(candidates, S.CANDIDATES, as_of=as_of, run_id=run_id, stage="candidates")
     written = store.read_table(S.CANDIDATES).filter(F.col(S.AS_OF) == F.lit(as_of))
     per_source = {
         r["source"]: (int(r["users"]), float(r["rows"]) / max(int(r["users"]), 1))

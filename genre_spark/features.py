@@ -129,15 +129,7 @@ def run_features(
         n_categories,
         settings.top_categories,
     )
-    write = store.write_table(
-        features,
-        S.USER_FEATURES,
-        mode="overwrite",
-        run_id=run_id,
-        stage="features",
-        partition_by=[S.AS_OF],
-        replace_where={S.AS_OF: as_of},
-    )
+    write = store.replace_date(features, S.USER_FEATURES, as_of=as_of, run_id=run_id, stage="features")
     users = store.read_table(S.USER_FEATURES).filter(F.col(S.AS_OF) == F.lit(as_of)).count()
     known = store.read_table(S.USERS).count()
     return FeatureReport(as_of, users, known - users, write)

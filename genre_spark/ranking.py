@@ -21,8 +21,8 @@ from genre_spark.strategy import Context, StrategyBook, select_strategy
 @dataclass(frozen=True)
 class RankingReport:
     as_of: dt.date
-    users: int
-    short_lists: int  # users who got fewer than k items (not enough eligible candidates)
+    users: int  # users with segments as of the date: those a list is due for
+    short_lists: int  # users who got fewer than k items, none included (not enough eligible candidates)
     items_covered: int
     strategy_share: dict[str, float]
     k: int
@@ -191,15 +191,7 @@ def run_ranking(
         run_id,
         model_version,
     )
-    write = store.write_table(
-        recs,
-        S.RECOMMENDATIONS,
-        mode="overwrite",
-        run_id=run_id,
-        stage="ranking",
-        partition_by=[S.AS_OF],
-        replace_where={S.AS_OF: ctx.as_of},
-    )
+    write = store.replace_date(recs, S.RECOMMENDATIONS, as_of=ctx.as_of, run_id=run_id, stage="ranking")
     served = store.read_table(S.RECOMMENDATIONS).filter(F.col(S.AS_OF) == as_of)
     per_user = served.groupBy(S.USER_ID, "strategy_id").agg(F.count("*").alias("n"))
     summary = (
@@ -207,13 +199,15 @@ def run_ranking(
         .agg(F.count("*").alias("users"), F.sum(F.when(F.col("n") < k, 1).otherwise(0)).alias("short"))
         .collect()
     )  # one row per strategy
-    users = sum(r["users"] for r in summary)
+    eligible = segments.count()
+    served_users = sum(r["users"] for r in summary)
     return RankingReport(
         ctx.as_of,
-        users,
-        sum(r["short"] for r in summary),
+        eligible,
+        # users with fewer than k eligible items, including those left with none
+        eligible - served_users + sum(r["short"] for r in summary),
         served.select(S.ITEM_ID).distinct().count(),
-        {r["strategy_id"]: r["users"] / max(users, 1) for r in summary},
+        {r["strategy_id"]: r["users"] / max(served_users, 1) for r in summary},
         k,
         write,
     )

@@ -306,14 +306,7 @@ def run_segments(
             ],
             S.CONTRACTS[S.SEGMENT_PROFILES],
         )
-        write = functools.partial(
-            store.write_table,
-            mode="overwrite",
-            run_id=run_id,
-            stage="segments",
-            partition_by=[S.AS_OF],
-            replace_where={S.AS_OF: as_of},
-        )
+        write = functools.partial(store.replace_date, as_of=as_of, run_id=run_id, stage="segments")
         writes = [
             write(segments, S.USER_SEGMENTS),
             write(profiles, S.SEGMENT_PROFILES),

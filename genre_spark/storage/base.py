@@ -127,6 +127,20 @@ class TableStore(ABC):
         )
         return self._write(df, request)
 
+    def replace_date(
+        self, df: DataFrame, name: str, *, as_of: dt.date, run_id: str, stage: str
+    ) -> WriteResult:
+        """Replace the ``as_of`` partition of a per-date table (features, segments, candidates, ...)."""
+        return self.write_table(
+            df,
+            name,
+            mode="overwrite",
+            run_id=run_id,
+            stage=stage,
+            partition_by=["as_of"],
+            replace_where={"as_of": as_of},
+        )
+
     @abstractmethod
     def _write(self, df: DataFrame, request: WriteRequest) -> WriteResult: ...
 
