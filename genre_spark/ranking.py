@@ -51,6 +51,18 @@ def user_strategies(spark: SparkSession, segments: DataFrame, book: StrategyBook
     return segments.select(S.USER_ID, S.SEGMENT_ID).join(F.broadcast(decisions), S.SEGMENT_ID)
 
 
+def campaign_table(spark: SparkSession, book: StrategyBook) -> DataFrame:
+    """(strategy_id, item_id, position, slots) for the strategies that feature campaign items."""
+    return spark.createDataFrame(
+        [
+            (name, item, position, s.rules.campaign_slots)
+            for name, s in book.strategies.items()
+            for position, item in enumerate(s.rules.campaign_items)
+        ],
+        "strategy_id string, item_id string, position int, slots int",
+    )
+
+
 def strategy_tables(spark: SparkSession, book: StrategyBook) -> tuple[DataFrame, DataFrame]:
     """The strategy book as two small DataFrames: source weights, and rules per strategy."""
     weights = spark.createDataFrame(
@@ -127,16 +139,40 @@ def apply_rules(
     )
 
 
-def diversify_top_k(df: DataFrame, k: int) -> DataFrame:
-    """At most ``max_per_category`` items per category (uncategorised items are not capped), then top k."""
+def campaign_rows(strategies: DataFrame, campaign: DataFrame, products: DataFrame) -> DataFrame:
+    """(user_id, item_id, position): the campaign items each user's strategy must show, at most its slots."""
+    return (
+        strategies.join(F.broadcast(campaign), "strategy_id")
+        .join(F.broadcast(products.select(S.ITEM_ID)), S.ITEM_ID, "left_semi")
+        .filter(F.col("position") < F.col("slots"))
+        .select(S.USER_ID, S.ITEM_ID, "position")
+    )
+
+
+def diversify_top_k(df: DataFrame, k: int, campaign: DataFrame | None = None) -> DataFrame:
+    """Campaign items first claim their slots; the rest of the k places go to the best other items with at
+    most ``max_per_category`` per category (uncategorised items are not capped). Ranked by score; campaign
+    items that were not candidates at all come last."""
+    if campaign is not None:
+        df = df.join(campaign.select(S.USER_ID, S.ITEM_ID), [S.USER_ID, S.ITEM_ID], "left_anti")
     in_category = Window.partitionBy(S.USER_ID, S.CATEGORY_ID).orderBy(F.desc("score"), F.asc(S.ITEM_ID))
     capped = df.withColumn("_in_cat", F.row_number().over(in_category)).filter(
         F.col(S.CATEGORY_ID).isNull()
         | F.col("max_per_category").isNull()
         | (F.col("_in_cat") <= F.col("max_per_category"))
     )
-    overall = Window.partitionBy(S.USER_ID).orderBy(F.desc("score"), F.asc(S.ITEM_ID))
-    return capped.withColumn("rank", F.row_number().over(overall)).filter(F.col("rank") <= k)
+    best_first = Window.partitionBy(S.USER_ID).orderBy(F.desc_nulls_last("score"), F.asc(S.ITEM_ID))
+    ranked = capped.withColumn("_r", F.row_number().over(best_first)).drop("_in_cat")
+    if campaign is not None:
+        slots = campaign.groupBy(S.USER_ID).agg(F.count("*").alias("_slots"))
+        ranked = (
+            ranked.join(slots, S.USER_ID, "left")
+            .filter(F.col("_r") <= F.lit(k) - F.coalesce(F.col("_slots"), F.lit(0)))
+            .drop("_slots")
+        )
+    else:
+        ranked = ranked.filter(F.col("_r") <= k)
+    return ranked.withColumn("rank", F.row_number().over(best_first)).drop("_r")
 
 
 def rank(
@@ -155,8 +191,36 @@ def rank(
     strategies = user_strategies(spark, segments, book, ctx)
     weights, rules = strategy_tables(spark, book)
     scored = blend(candidates, strategies, weights)
-    eligible = apply_rules(scored, events, items.filter(F.col(S.IS_PRODUCT)), rules, ctx.as_of)
-    top = diversify_top_k(eligible, k)
+    products = items.filter(F.col(S.IS_PRODUCT))
+    eligible = apply_rules(scored, events, products, rules, ctx.as_of)
+    featured = campaign_rows(strategies, campaign_table(spark, book), products)
+    # a featured item keeps its blended score when it also was a candidate
+    scores = eligible.select(S.USER_ID, S.ITEM_ID, "score", "sources", "explanation")
+    featured_rows = (
+        featured.join(strategies, S.USER_ID)
+        .join(scores, [S.USER_ID, S.ITEM_ID], "left")
+        .join(F.broadcast(products.select(S.ITEM_ID, S.CATEGORY_ID)), S.ITEM_ID, "left")
+        .select(
+            S.USER_ID,
+            S.ITEM_ID,
+            S.SEGMENT_ID,
+            "strategy_id",
+            "score",
+            F.array_sort(
+                F.array_union(
+                    F.coalesce("sources", F.array().cast("array<string>")), F.array(F.lit("campaign"))
+                )
+            ).alias("sources"),
+            F.concat_ws("; ", F.lit("featured in the current campaign"), F.col("explanation")).alias(
+                "explanation"
+            ),
+            S.CATEGORY_ID,
+            F.lit(None).cast("int").alias("max_per_category"),
+        )
+    )
+    others = diversify_top_k(eligible, k, featured)
+    best_first = Window.partitionBy(S.USER_ID).orderBy(F.desc_nulls_last("score"), F.asc(S.ITEM_ID))
+    top = others.drop("rank").unionByName(featured_rows).withColumn("rank", F.row_number().over(best_first))
     return top.select(
         F.lit(run_id).alias(S.RUN_ID),
         F.lit(ctx.as_of).cast("date").alias(S.AS_OF),

@@ -30,6 +30,8 @@ class StrategyRules(_Strict):
     exclude_recently_bought_days: int = Field(ge=0)
     exclude_recently_bought_categories: list[int]
     max_price_ratio: float | None = Field(gt=0)
+    campaign_items: list[str]  # must appear in every list of this strategy ...
+    campaign_slots: int = Field(ge=0)  # ... using at most this many of the k places (first listed first)
 
 
 class Strategy(_Strict):

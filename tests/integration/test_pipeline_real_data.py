@@ -158,6 +158,13 @@ def test_recommendation_invariants(real: RealWarehouse, settings: Settings, rank
     non_products = recs.join(real.store.read_table(S.ITEMS).filter(~F.col(S.IS_PRODUCT)), S.ITEM_ID)
     assert non_products.count() == 0
     assert recs.filter(F.col("explanation").isNull() | (F.size("sources") == 0)).count() == 0
+    # the seasonal strategy features one campaign item (1 slot) in every list it makes
+    campaign = (
+        recs.filter(F.col("strategy_id") == "seasonal")
+        .groupBy(S.USER_ID)
+        .agg(F.sum(F.array_contains("sources", "campaign").cast("int")).alias("featured"))
+    )
+    assert campaign.count() > 0 and campaign.filter(F.col("featured") != 1).count() == 0
     assert abs(sum(ranking.strategy_share.values()) - 1) < 1e-9
 
 

@@ -7,7 +7,7 @@ import datetime as dt
 from chispa import assert_approx_df_equality
 from pyspark.sql import DataFrame, SparkSession
 
-from genre_spark.ranking import apply_rules, blend, diversify_top_k, strategy_tables, user_strategies
+from genre_spark.ranking import apply_rules, blend, diversify_top_k, rank, strategy_tables, user_strategies
 from genre_spark.strategy import Context, StrategyBook
 
 AS_OF = dt.date(2011, 12, 9)
@@ -21,6 +21,8 @@ def book(**rules: object) -> StrategyBook:
         "exclude_recently_bought_days": 0,
         "exclude_recently_bought_categories": [],
         "max_price_ratio": None,
+        "campaign_items": [],
+        "campaign_slots": 0,
     }
     return StrategyBook.model_validate(
         {
@@ -148,3 +150,25 @@ def test_diversity_cap_then_top_k(spark: SparkSession) -> None:
     )
     top = diversify_top_k(df, k=4).orderBy("rank").collect()
     assert [(r.item_id, r.rank) for r in top] == [("i0", 1), ("i1", 2), ("i3", 3), ("i4", 4)]
+
+
+def test_campaign_items_take_at_most_their_slots(spark: SparkSession) -> None:
+    b = book(campaign_items=["Z", "B", "Y"], campaign_slots=2)  # Y is beyond the slots
+    candidates = spark.createDataFrame(
+        [("u1", i, "als", 10.0 - n, n + 1, "similar baskets") for n, i in enumerate("ABCDE")], CANDS
+    )
+    segments = spark.createDataFrame(
+        [("u1", 0, "loyal")], "user_id string, segment_id int, segment_label string"
+    )
+    items = spark.createDataFrame(
+        [(i, c, 1.0, True) for i, c in zip("ABCDEYZ", [0, 1, 2, 3, 4, 5, 6], strict=True)],
+        "item_id string, category_id int, unit_price double, is_product boolean",
+    )
+    events = spark.createDataFrame([], EVENTS + ", quantity int, order_id string")
+    recs = rank(spark, candidates, segments, events, items, b, Context(AS_OF, None), 4, "run", "v").orderBy(
+        "rank"
+    )
+    rows = [(r.item_id, r.rank, r.sources, r.explanation) for r in recs.collect()]
+    assert [r[0] for r in rows] == ["A", "B", "C", "Z"]  # 2 slots for Z and B, 2 places for the best others
+    assert rows[1][2] == ["als", "campaign"] and rows[1][3].startswith("featured in the current campaign")
+    assert rows[3][2] == ["campaign"] and rows[3][3] == "featured in the current campaign"  # no score: last

@@ -19,6 +19,8 @@ RULES = {
     "exclude_recently_bought_days": 0,
     "exclude_recently_bought_categories": [],
     "max_price_ratio": None,
+    "campaign_items": [],
+    "campaign_slots": 0,
 }
 
 
