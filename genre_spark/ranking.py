@@ -175,6 +175,34 @@ def diversify_top_k(df: DataFrame, k: int, campaign: DataFrame | None = None) ->
     return ranked.withColumn("rank", F.row_number().over(best_first)).drop("_r")
 
 
+def featured_items(
+    featured: DataFrame, strategies: DataFrame, eligible: DataFrame, products: DataFrame
+) -> DataFrame:
+    """Rows for the campaign items each user must see; an item that also was a candidate keeps its score."""
+    scores = eligible.select(S.USER_ID, S.ITEM_ID, "score", "sources", "explanation")
+    no_sources = F.array().cast("array<string>")
+    return (
+        featured.join(strategies, S.USER_ID)
+        .join(scores, [S.USER_ID, S.ITEM_ID], "left")
+        .join(F.broadcast(products.select(S.ITEM_ID, S.CATEGORY_ID)), S.ITEM_ID, "left")
+        .select(
+            S.USER_ID,
+            S.ITEM_ID,
+            S.SEGMENT_ID,
+            "strategy_id",
+            "score",
+            F.array_sort(F.array_union(F.coalesce("sources", no_sources), F.array(F.lit("campaign")))).alias(
+                "sources"
+            ),
+            F.concat_ws("; ", F.lit("featured in the current campaign"), F.col("explanation")).alias(
+                "explanation"
+            ),
+            S.CATEGORY_ID,
+            F.lit(None).cast("int").alias("max_per_category"),
+        )
+    )
+
+
 def rank(
     spark: SparkSession,
     candidates: DataFrame,
@@ -194,30 +222,7 @@ def rank(
     products = items.filter(F.col(S.IS_PRODUCT))
     eligible = apply_rules(scored, events, products, rules, ctx.as_of)
     featured = campaign_rows(strategies, campaign_table(spark, book), products)
-    # a featured item keeps its blended score when it also was a candidate
-    scores = eligible.select(S.USER_ID, S.ITEM_ID, "score", "sources", "explanation")
-    featured_rows = (
-        featured.join(strategies, S.USER_ID)
-        .join(scores, [S.USER_ID, S.ITEM_ID], "left")
-        .join(F.broadcast(products.select(S.ITEM_ID, S.CATEGORY_ID)), S.ITEM_ID, "left")
-        .select(
-            S.USER_ID,
-            S.ITEM_ID,
-            S.SEGMENT_ID,
-            "strategy_id",
-            "score",
-            F.array_sort(
-                F.array_union(
-                    F.coalesce("sources", F.array().cast("array<string>")), F.array(F.lit("campaign"))
-                )
-            ).alias("sources"),
-            F.concat_ws("; ", F.lit("featured in the current campaign"), F.col("explanation")).alias(
-                "explanation"
-            ),
-            S.CATEGORY_ID,
-            F.lit(None).cast("int").alias("max_per_category"),
-        )
-    )
+    featured_rows = featured_items(featured, strategies, eligible, products)
     others = diversify_top_k(eligible, k, featured)
     best_first = Window.partitionBy(S.USER_ID).orderBy(F.desc_nulls_last("score"), F.asc(S.ITEM_ID))
     top = others.drop("rank").unionByName(featured_rows).withColumn("rank", F.row_number().over(best_first))
