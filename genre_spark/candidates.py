@@ -22,8 +22,6 @@ from genre_spark import schemas as S
 from genre_spark.config import AlsSettings, CandidateSettings
 from genre_spark.storage import TableStore, WriteResult
 
-CANDIDATE_COLUMNS = [S.USER_ID, S.ITEM_ID, "source", "source_score", "source_rank", "detail"]
-
 
 @dataclass(frozen=True)
 class CandidateReport:

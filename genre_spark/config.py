@@ -204,6 +204,16 @@ class AlsSettings(_Strict):
 CANDIDATE_SOURCES = ("buy_again", "segment_popularity", "co_occurrence", "als", "content")
 
 
+def check_source_values(values: Mapping[str, float], what: str) -> None:
+    """Keys must be candidate sources and values >= 0 (limits in config, weights in strategies)."""
+    unknown = sorted(set(values) - set(CANDIDATE_SOURCES))
+    if unknown:
+        raise ValueError(f"unknown candidate source(s) {unknown}; valid choices: {list(CANDIDATE_SOURCES)}")
+    negative = {k: v for k, v in values.items() if v < 0}
+    if negative:
+        raise ValueError(f"{what} must be >= 0, got {negative}")
+
+
 class CandidateSettings(_Strict):
     limits: dict[str, int]
     recency_half_life_days: float = Field(gt=0)
@@ -218,14 +228,7 @@ class CandidateSettings(_Strict):
     @field_validator("limits")
     @classmethod
     def _known_sources(cls, limits: dict[str, int]) -> dict[str, int]:
-        unknown = sorted(set(limits) - set(CANDIDATE_SOURCES))
-        if unknown:
-            raise ValueError(
-                f"unknown candidate source(s) {unknown}; valid choices: {list(CANDIDATE_SOURCES)}"
-            )
-        bad = {k: v for k, v in limits.items() if v < 0}
-        if bad:
-            raise ValueError(f"limits must be >= 0 (0 turns a source off), got {bad}")
+        check_source_values(limits, "limits (0 turns a source off)")
         return limits
 
 

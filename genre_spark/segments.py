@@ -311,7 +311,7 @@ def run_segments(
             write(segments, S.USER_SEGMENTS),
             write(profiles, S.SEGMENT_PROFILES),
         ]
-        plot = plot_segments(store, segments, fit, labels, as_of, settings.plot_sample, settings.seed)
+        plot = plot_segments(store, segments, total, fit, labels, as_of, settings.plot_sample, settings.seed)
     finally:
         assigned.unpersist()
     return SegmentReport(
@@ -327,6 +327,7 @@ def run_segments(
 def plot_segments(
     store: TableStore,
     segments: DataFrame,
+    n: int,
     fit: SegmentFit,
     labels: Mapping[int, str],
     as_of: dt.date,
@@ -339,7 +340,6 @@ def plot_segments(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = segments.count()
     fraction = min(1.0, sample_size / max(n, 1))
     points: Any = segments.sample(fraction=fraction, seed=seed).select(S.SEGMENT_ID, "pc1", "pc2").toPandas()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5.5), gridspec_kw={"width_ratios": [2, 1]})

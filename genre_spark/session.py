@@ -12,6 +12,8 @@ from pyspark.sql import SparkSession
 
 from genre_spark.config import SparkSettings
 
+DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+
 # Settings the library relies on; user conf (spark.conf in YAML) may add but not change them.
 REQUIRED_CONF = {
     # Event times have no zone in the sources; one fixed session zone makes parsing reproducible.
@@ -35,7 +37,7 @@ def build_spark_session(settings: SparkSettings, *, delta_extension: bool = Fals
         **REQUIRED_CONF,
     }
     if delta_extension:
-        conf["spark.sql.extensions"] = "io.delta.sql.DeltaSparkSessionExtension"
+        conf["spark.sql.extensions"] = DELTA_EXTENSION
         conf["spark.sql.catalog.spark_catalog"] = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
     for key, value in conf.items():
         builder = builder.config(key, value)

@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import Field, field_validator, model_validator
 
-from genre_spark.config import CANDIDATE_SOURCES, _Strict, parse_model
+from genre_spark.config import _Strict, check_source_values, parse_model
 from genre_spark.errors import ConfigError
 
 DayKind = Literal["weekday", "weekend"]
@@ -44,11 +44,7 @@ class Strategy(_Strict):
     @field_validator("source_weights")
     @classmethod
     def _sources(cls, weights: dict[str, float]) -> dict[str, float]:
-        unknown = sorted(set(weights) - set(CANDIDATE_SOURCES))
-        if unknown:
-            raise ValueError(f"unknown source(s) {unknown}; valid choices: {list(CANDIDATE_SOURCES)}")
-        if any(w < 0 for w in weights.values()):
-            raise ValueError(f"weights must be >= 0, got {weights}")
+        check_source_values(weights, "source weights")
         if not any(w > 0 for w in weights.values()):
             raise ValueError("at least one source needs a positive weight")
         return weights

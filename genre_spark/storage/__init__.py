@@ -11,11 +11,10 @@ from pyspark.sql import SparkSession
 
 from genre_spark.config import StorageSettings
 from genre_spark.errors import ConfigError
+from genre_spark.session import DELTA_EXTENSION
 from genre_spark.storage.base import TableStore, WriteMode, WriteResult
 from genre_spark.storage.embedded import EmbeddedDeltaStore
 from genre_spark.storage.native import NativeDeltaStore
-
-DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 
 __all__ = ["TableStore", "WriteMode", "WriteResult", "open_store", "resolve_backend"]
 
