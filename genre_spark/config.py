@@ -236,6 +236,58 @@ class RankingSettings(_Strict):
     k: int = Field(gt=0)
 
 
+class ProfileTextSettings(_Strict):
+    recent_items: int = Field(ge=0)
+    top_categories: int = Field(ge=0)
+    max_chars: int = Field(ge=40)
+
+
+class ScorerSettings(_Strict):
+    enabled: bool
+    model: str | None  # 'minilm' (bi-encoder only) or a local folder / volume path
+    top_n: int = Field(gt=0)  # candidates per user that reach this scorer
+    batch_size: int = Field(gt=0)
+    max_length: int = Field(gt=0)
+    device: Literal["auto", "cpu", "cuda"]
+    dtype: Literal["auto", "float32", "float16", "bfloat16"]
+
+
+class CausalLMSettings(ScorerSettings):
+    prompt: str  # with {profile} and {item}
+    yes_token: str  # the answers compared at the position after the prompt; one token each
+    no_token: str
+
+    @field_validator("prompt")
+    @classmethod
+    def _placeholders(cls, prompt: str) -> str:
+        missing = [p for p in ("{profile}", "{item}") if p not in prompt]
+        if missing:
+            raise ValueError(f"prompt must contain {missing}")
+        return prompt
+
+
+SCORER_NAMES = ("bi_encoder", "cross_encoder", "causal_lm")
+
+
+class ScoringSettings(_Strict):
+    profile: ProfileTextSettings
+    bi_encoder: ScorerSettings
+    cross_encoder: ScorerSettings
+    causal_lm: CausalLMSettings
+
+    def scorers(self) -> dict[str, ScorerSettings]:
+        """The enabled scorers by name, in SCORER_NAMES order."""
+        return {name: getattr(self, name) for name in SCORER_NAMES if getattr(self, name).enabled}
+
+
+class FeedbackSettings(_Strict):
+    prior_alpha: float = Field(gt=0)
+    prior_beta: float = Field(gt=0)
+    decay: float = Field(gt=0, le=1)  # weight of past evidence at each update
+    exploration_floor: float = Field(ge=0, le=0.5)  # least selection probability of each allowed strategy
+    seed: int
+
+
 class Settings(_Strict):
     strategies_file: str | None
     spark: SparkSettings
@@ -245,7 +297,9 @@ class Settings(_Strict):
     features: FeatureSettings
     segments: SegmentSettings
     candidates: CandidateSettings
+    scoring: ScoringSettings
     ranking: RankingSettings
+    feedback: FeedbackSettings
 
     @model_validator(mode="after")
     def _segment_features_exist(self) -> Settings:

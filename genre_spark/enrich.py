@@ -4,21 +4,19 @@ embeddings, labelled by TF-IDF terms) and price bands (price quantiles)."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 from pyspark.ml.clustering import KMeans
 from pyspark.ml.feature import RegexTokenizer, StopWordsRemover
-from pyspark.ml.functions import array_to_vector, predict_batch_udf
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.ml.functions import array_to_vector
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from genre_spark import schemas as S
 from genre_spark.config import EnrichSettings
-from genre_spark.encoders import EncoderSpec, encode, resolve_model_path
 from genre_spark.errors import GenreSparkError
+from genre_spark.scoring.models import ModelSpec, resolve_model_path
+from genre_spark.scoring.udfs import embedding_udf
 from genre_spark.storage import TableStore, WriteResult
 
 
@@ -37,27 +35,13 @@ class EnrichReport:
         return "\n".join(lines)
 
 
-def encoder_spec(settings: EnrichSettings) -> EncoderSpec:
+def encoder_spec(settings: EnrichSettings) -> ModelSpec:
     enc = settings.encoder
     path = resolve_model_path(enc.model, owner="enrich.encoder.model")
-    return EncoderSpec(path, enc.batch_size, enc.max_length, enc.device, enc.dtype)
+    return ModelSpec(path, enc.batch_size, enc.max_length, enc.device, enc.dtype)
 
 
-def embedding_udf(spec: EncoderSpec) -> Callable[[Column], Column]:
-    """A batched pandas UDF: the model loads once per Python worker, texts sorted by length per batch."""
-
-    def make_predict_fn() -> Callable[[np.ndarray], np.ndarray]:
-        def predict(texts: np.ndarray) -> np.ndarray:
-            return encode([str(t) for t in texts], spec)
-
-        return predict
-
-    return predict_batch_udf(
-        make_predict_fn, return_type=T.ArrayType(T.FloatType()), batch_size=spec.batch_size
-    )
-
-
-def embed_items(items: DataFrame, spec: EncoderSpec, model_name: str) -> DataFrame:
+def embed_items(items: DataFrame, spec: ModelSpec, model_name: str) -> DataFrame:
     """``item_embeddings`` rows for products with a title."""
     products = items.filter(F.col(S.IS_PRODUCT) & F.col(S.TITLE).isNotNull())
     return products.select(

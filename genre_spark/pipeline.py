@@ -15,6 +15,7 @@ from genre_spark.enrich import run_enrich
 from genre_spark.features import run_features
 from genre_spark.ingest import run_ingest
 from genre_spark.ranking import run_ranking
+from genre_spark.scoring import run_scoring
 from genre_spark.segments import run_segments
 from genre_spark.storage import TableStore
 from genre_spark.strategy import Context, StrategyBook
@@ -59,6 +60,10 @@ def _candidates(ctx: RunContext) -> str:
     return run_candidates(ctx.spark, ctx.store, ctx.settings.candidates, ctx.as_of, ctx.run_id).format()
 
 
+def _scoring(ctx: RunContext) -> str:
+    return run_scoring(ctx.store, ctx.settings.scoring, ctx.as_of, ctx.run_id).format()
+
+
 def _ranking(ctx: RunContext) -> str:
     k = ctx.settings.ranking.k
     return run_ranking(ctx.spark, ctx.store, ctx.strategies, ctx.context, k, ctx.run_id).format()
@@ -71,6 +76,7 @@ STAGES: dict[str, Callable[[RunContext], str]] = {
     "features": _features,
     "segments": _segments,
     "candidates": _candidates,
+    "scoring": _scoring,
     "ranking": _ranking,
 }
 

@@ -14,6 +14,7 @@ from pyspark.sql import functions as F
 
 from genre_spark import __version__
 from genre_spark import schemas as S
+from genre_spark.candidates import normalised_score
 from genre_spark.storage import TableStore, WriteResult
 from genre_spark.strategy import Context, StrategyBook, select_strategy
 
@@ -63,12 +64,26 @@ def campaign_table(spark: SparkSession, book: StrategyBook) -> DataFrame:
     )
 
 
-def strategy_tables(spark: SparkSession, book: StrategyBook) -> tuple[DataFrame, DataFrame]:
-    """The strategy book as two small DataFrames: source weights, and rules per strategy."""
-    weights = spark.createDataFrame(
-        [(name, src, float(w)) for name, s in book.strategies.items() for src, w in s.source_weights.items()],
-        "strategy_id string, source string, weight double",
-    )
+@dataclass(frozen=True)
+class StrategyTables:
+    """The strategy book as small DataFrames (broadcast in joins)."""
+
+    source_weights: DataFrame  # strategy_id, source, weight
+    scorer_weights: DataFrame  # strategy_id, scorer, weight
+    rules: DataFrame  # strategy_id, exclude_returned, recent_days, recent_categories, max_price_ratio, ...
+
+
+def strategy_tables(spark: SparkSession, book: StrategyBook) -> StrategyTables:
+    def weights(kind: str) -> DataFrame:
+        return spark.createDataFrame(
+            [
+                (name, key, float(w))
+                for name, s in book.strategies.items()
+                for key, w in getattr(s, f"{kind}_weights").items()
+            ],
+            f"strategy_id string, {kind} string, weight double",
+        )
+
     rules = spark.createDataFrame(
         [
             (
@@ -84,13 +99,12 @@ def strategy_tables(spark: SparkSession, book: StrategyBook) -> tuple[DataFrame,
         "strategy_id string, exclude_returned boolean, recent_days int, recent_categories array<int>, "
         "max_price_ratio double, max_per_category int",
     )
-    return weights, rules
+    return StrategyTables(weights("source"), weights("scorer"), rules)
 
 
 def blend(candidates: DataFrame, strategies: DataFrame, weights: DataFrame) -> DataFrame:
     """Per (user, item): sum over sources of weight x (score / the user's best score from that source)."""
-    best = F.max("source_score").over(Window.partitionBy(S.USER_ID, "source"))
-    normalised = candidates.withColumn("_norm", F.when(best > 0, F.col("source_score") / best).otherwise(0.0))
+    normalised = candidates.withColumn("_norm", normalised_score())
     weighted = (
         normalised.join(strategies, S.USER_ID)
         .join(F.broadcast(weights), ["strategy_id", "source"])
@@ -101,6 +115,46 @@ def blend(candidates: DataFrame, strategies: DataFrame, weights: DataFrame) -> D
         F.sum("_part").alias("score"),
         F.array_sort(F.collect_set("source")).alias("sources"),
         F.max_by("detail", "_part").alias("explanation"),
+    )
+
+
+def add_scorer_scores(
+    blended: DataFrame, scores: DataFrame, strategies: DataFrame, weights: DataFrame
+) -> DataFrame:
+    """Add weight x (min-max normalised score among the user's scored items) per scorer to the blend.
+
+    Items a scorer did not reach (outside its top-N) gain nothing from it. When the scorers lift an
+    item above where the sources alone put it, the explanation says which scorer and its score."""
+    per_user = Window.partitionBy(S.USER_ID, "scorer")
+    lo, hi = F.min("score").over(per_user), F.max("score").over(per_user)
+    lm = (
+        scores.withColumn("_norm", F.when(hi > lo, (F.col("score") - lo) / (hi - lo)).otherwise(F.lit(0.0)))
+        .join(strategies.select(S.USER_ID, "strategy_id"), S.USER_ID)
+        .join(F.broadcast(weights), ["strategy_id", "scorer"])
+        .filter(F.col("weight") > 0)
+        .withColumn("_part", F.col("weight") * F.col("_norm"))
+        .groupBy(S.USER_ID, S.ITEM_ID)
+        .agg(
+            F.sum("_part").alias("_lm"),
+            F.max_by(F.format_string("moved up by %s (score %.2f)", "scorer", "score"), "_part").alias(
+                "_why"
+            ),
+        )
+    )
+    by_sources = Window.partitionBy(S.USER_ID).orderBy(F.desc("_base"), F.asc(S.ITEM_ID))
+    by_final = Window.partitionBy(S.USER_ID).orderBy(F.desc("score"), F.asc(S.ITEM_ID))
+    moved_up = F.col("_rank_after") < F.col("_rank_before")
+    return (
+        blended.withColumnRenamed("score", "_base")
+        .join(lm, [S.USER_ID, S.ITEM_ID], "left")
+        .withColumn("score", F.col("_base") + F.coalesce("_lm", F.lit(0.0)))
+        .withColumn("_rank_before", F.row_number().over(by_sources))
+        .withColumn("_rank_after", F.row_number().over(by_final))
+        .withColumn(
+            "explanation",
+            F.when(moved_up, F.concat_ws("; ", "explanation", "_why")).otherwise(F.col("explanation")),
+        )
+        .select(*blended.columns)
     )
 
 
@@ -214,13 +268,17 @@ def rank(
     k: int,
     run_id: str,
     model_version: str,
+    scores: DataFrame | None = None,
 ) -> DataFrame:
-    """``recommendations`` rows for one as-of date."""
+    """``recommendations`` rows for one as-of date; ``scores`` (user_id, item_id, scorer, score) join
+    the blend through the strategies' scorer weights."""
     strategies = user_strategies(spark, segments, book, ctx)
-    weights, rules = strategy_tables(spark, book)
-    scored = blend(candidates, strategies, weights)
+    tables = strategy_tables(spark, book)
+    scored = blend(candidates, strategies, tables.source_weights)
+    if scores is not None:
+        scored = add_scorer_scores(scored, scores, strategies, tables.scorer_weights)
     products = items.filter(F.col(S.IS_PRODUCT))
-    eligible = apply_rules(scored, events, products, rules, ctx.as_of)
+    eligible = apply_rules(scored, events, products, tables.rules, ctx.as_of)
     featured = campaign_rows(strategies, campaign_table(spark, book), products)
     featured_rows = featured_items(featured, strategies, eligible, products)
     others = diversify_top_k(eligible, k, featured)
@@ -259,6 +317,7 @@ def run_ranking(
         k,
         run_id,
         model_version,
+        store.read_table(S.SCORES).filter(F.col(S.AS_OF) == as_of) if store.exists(S.SCORES) else None,
     )
     write = store.replace_date(recs, S.RECOMMENDATIONS, as_of=ctx.as_of, run_id=run_id, stage="ranking")
     served = store.read_table(S.RECOMMENDATIONS).filter(F.col(S.AS_OF) == as_of)

@@ -19,6 +19,7 @@ USER_SEGMENTS = "user_segments"
 SEGMENT_PROFILES = "segment_profiles"
 CANDIDATES = "candidates"
 RECOMMENDATIONS = "recommendations"
+SCORES = "scores"
 
 # Column names shared across tables
 EVENT_ID = "event_id"
@@ -67,6 +68,14 @@ RETURN = "return"
 VIEW = "view"
 CLICK = "click"
 EVENT_TYPES = (PURCHASE, RETURN, VIEW, CLICK)
+
+# Feedback, strategy state and evaluation (DESIGN section 2; genre_spark/feedback.py, genre_spark/metrics.py)
+FEEDBACK_EVENTS = "feedback_events"
+STRATEGY_STATE = "strategy_state"
+METRICS = "metrics"
+IMPRESSION = "impression"
+FEEDBACK_EVENT_TYPES = (IMPRESSION, CLICK, PURCHASE)
+STRATEGY_ID = "strategy_id"
 
 
 def _schema(*fields: tuple[str, T.DataType]) -> T.StructType:
@@ -160,6 +169,14 @@ CONTRACTS: dict[str, T.StructType] = {
         ("detail", T.StringType()),
         (AS_OF, T.DateType()),
     ),
+    SCORES: _schema(
+        (USER_ID, T.StringType()),
+        (ITEM_ID, T.StringType()),
+        ("scorer", T.StringType()),
+        ("score", T.DoubleType()),
+        ("model", T.StringType()),
+        (AS_OF, T.DateType()),
+    ),
     RECOMMENDATIONS: _schema(
         (RUN_ID, T.StringType()),
         (AS_OF, T.DateType()),
@@ -172,6 +189,34 @@ CONTRACTS: dict[str, T.StructType] = {
         ("sources", T.ArrayType(T.StringType())),
         ("explanation", T.StringType()),
         ("model_version", T.StringType()),
+    ),
+    FEEDBACK_EVENTS: _schema(
+        (RUN_ID, T.StringType()),  # the run that served the list the event is about
+        (USER_ID, T.StringType()),
+        (ITEM_ID, T.StringType()),
+        (EVENT_TYPE, T.StringType()),  # one of FEEDBACK_EVENT_TYPES
+        (EVENT_TS, T.TimestampType()),
+    ),
+    STRATEGY_STATE: _schema(
+        (SEGMENT_ID, T.IntegerType()),
+        ("context", T.StringType()),  # "<weekday|weekend>/<hour band|any>"
+        (STRATEGY_ID, T.StringType()),
+        ("alpha", T.DoubleType()),  # Beta posterior: prior alpha + conversions
+        ("beta", T.DoubleType()),  # prior beta + impressions - conversions
+        ("impressions", T.DoubleType()),  # decayed sums (decay per update)
+        ("conversions", T.DoubleType()),
+        ("updated_as_of", T.DateType()),
+        (RUN_ID, T.StringType()),
+    ),
+    METRICS: _schema(
+        (RUN_ID, T.StringType()),
+        (AS_OF, T.DateType()),
+        ("model", T.StringType()),
+        ("metric", T.StringType()),
+        ("k", T.IntegerType()),  # null for metrics without a cut-off (user counts)
+        (SEGMENT_ID, T.IntegerType()),  # null: all users
+        ("value", T.DoubleType()),
+        ("variant", T.StringType()),  # all | new
     ),
 }
 

@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import Field, field_validator, model_validator
 
-from genre_spark.config import _Strict, check_source_values, parse_model
+from genre_spark.config import SCORER_NAMES, _Strict, check_source_values, parse_model
 from genre_spark.errors import ConfigError
 
 DayKind = Literal["weekday", "weekend"]
@@ -47,6 +47,17 @@ class Strategy(_Strict):
         check_source_values(weights, "source weights")
         if not any(w > 0 for w in weights.values()):
             raise ValueError("at least one source needs a positive weight")
+        return weights
+
+    @field_validator("scorer_weights")
+    @classmethod
+    def _scorers(cls, weights: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(weights) - set(SCORER_NAMES))
+        if unknown:
+            raise ValueError(f"unknown scorer(s) {unknown}; valid choices: {list(SCORER_NAMES)}")
+        negative = {k: v for k, v in weights.items() if v < 0}
+        if negative:
+            raise ValueError(f"scorer weights must be >= 0, got {negative}")
         return weights
 
 

@@ -1,4 +1,4 @@
-"""Enrich -> features -> segments -> candidates -> ranking on the real sample, as of 2011-12-09."""
+"""Enrich -> features -> segments -> candidates -> scoring -> ranking on the real sample, as of 2011-12-09."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from genre_spark.config import Settings
 from genre_spark.enrich import EnrichReport, run_enrich
 from genre_spark.features import FeatureReport, run_features
 from genre_spark.ranking import RankingReport, run_ranking
+from genre_spark.scoring import ScoringReport, run_scoring
 from genre_spark.segments import SegmentReport, run_segments
 from genre_spark.strategy import context_for, load_strategies
 from tests.conftest import REAL_RUN, RealWarehouse
@@ -131,8 +132,30 @@ def test_candidate_invariants(real: RealWarehouse, settings: Settings, candidate
 
 
 @pytest.fixture(scope="module")
+def scoring(settings: Settings, real: RealWarehouse, candidates: CandidateReport) -> ScoringReport:
+    return run_scoring(real.store, settings.scoring, AS_OF, REAL_RUN)
+
+
+def test_bi_encoder_scores_every_user_on_the_shortlist(
+    real: RealWarehouse, settings: Settings, scoring: ScoringReport
+) -> None:
+    top_n = settings.scoring.bi_encoder.top_n
+    scores = real.store.read_table(S.SCORES).filter(F.col(S.AS_OF) == AS_OF)
+    assert set(scoring.per_scorer) == {"bi_encoder"}  # the packaged config enables only the bi-encoder
+    per_user = scores.groupBy(S.USER_ID).agg(
+        F.count("*").alias("n"), F.countDistinct(S.ITEM_ID).alias("items")
+    )
+    users = real.store.read_table(S.CANDIDATES).filter(F.col(S.AS_OF) == AS_OF).select(S.USER_ID).distinct()
+    assert per_user.count() == users.count()
+    assert per_user.filter((F.col("n") != F.col("items")) | (F.col("n") > top_n)).count() == 0
+    bounds = scores.agg(F.min("score").alias("lo"), F.max("score").alias("hi")).first()
+    assert bounds is not None and -1.0 - 1e-6 <= bounds.lo < bounds.hi <= 1.0 + 1e-6
+    assert scoring.per_scorer["bi_encoder"][0] == scores.count()
+
+
+@pytest.fixture(scope="module")
 def ranking(
-    spark: SparkSession, settings: Settings, real: RealWarehouse, candidates: CandidateReport
+    spark: SparkSession, settings: Settings, real: RealWarehouse, scoring: ScoringReport
 ) -> RankingReport:
     ctx = context_for(AS_OF, 9, settings.features.hour_bands)
     return run_ranking(spark, real.store, load_strategies(), ctx, settings.ranking.k, REAL_RUN)
@@ -158,6 +181,7 @@ def test_recommendation_invariants(real: RealWarehouse, settings: Settings, rank
     non_products = recs.join(real.store.read_table(S.ITEMS).filter(~F.col(S.IS_PRODUCT)), S.ITEM_ID)
     assert non_products.count() == 0
     assert recs.filter(F.col("explanation").isNull() | (F.size("sources") == 0)).count() == 0
+    assert recs.filter(F.col("explanation").contains("moved up by bi_encoder")).count() > 0
     # the seasonal strategy features one campaign item (1 slot) in every list it makes
     campaign = (
         recs.filter(F.col("strategy_id") == "seasonal")

@@ -9,9 +9,9 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from genre_spark.config import Settings
-from genre_spark.encoders import EncoderSpec, encode, resolve_model_path
 from genre_spark.enrich import category_labels, embed_items, encoder_spec, fit_categories, price_bands
 from genre_spark.errors import ConfigError
+from genre_spark.scoring.models import ModelSpec, embed, resolve_model_path
 
 TITLES = [
     "WHITE HANGING HEART T-LIGHT HOLDER",
@@ -24,32 +24,32 @@ TITLES = [
 
 
 @pytest.fixture(scope="module")
-def spec(settings: Settings) -> EncoderSpec:
+def spec(settings: Settings) -> ModelSpec:
     return encoder_spec(settings.enrich)
 
 
-def test_encoder_is_offline_normalised_and_keeps_order(spec: EncoderSpec) -> None:
-    emb = encode(TITLES, spec)
+def test_encoder_is_offline_normalised_and_keeps_order(spec: ModelSpec) -> None:
+    emb = embed(TITLES, spec)
     assert emb.shape == (len(TITLES), 384) and emb.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
     sims = emb @ emb.T
     assert sims[0, 1] > 0.8 > sims[0, 2]  # two heart holders are closer than a holder and bunting
     assert sims[3, 4] > sims[3, 2]
     # the length sort inside a batch must not reorder the output
-    reversed_emb = encode(TITLES[::-1], spec)
+    reversed_emb = embed(TITLES[::-1], spec)
     np.testing.assert_allclose(reversed_emb[::-1], emb, atol=1e-5)
-    small_batches = encode(TITLES, EncoderSpec(spec.model_path, 2, spec.max_length, "cpu", "float32"))
+    small_batches = embed(TITLES, ModelSpec(spec.model_path, 2, spec.max_length, "cpu", "float32"))
     np.testing.assert_allclose(small_batches, emb, atol=1e-5)
 
 
-def test_spark_udf_matches_the_pure_function(spark: SparkSession, spec: EncoderSpec) -> None:
+def test_spark_udf_matches_the_pure_function(spark: SparkSession, spec: ModelSpec) -> None:
     items = spark.createDataFrame(
         [(f"i{i}", t, True) for i, t in enumerate(TITLES)] + [("p", "POSTAGE", False), ("n", None, True)],
         "item_id string, title string, is_product boolean",
     )
     rows = {r.item_id: r.embedding for r in embed_items(items, spec, "minilm").collect()}
     assert set(rows) == {f"i{i}" for i in range(len(TITLES))}  # non-products and untitled items skipped
-    expected = encode(TITLES, spec)
+    expected = embed(TITLES, spec)
     for i in range(len(TITLES)):
         np.testing.assert_allclose(np.array(rows[f"i{i}"]), expected[i], atol=1e-5)
 

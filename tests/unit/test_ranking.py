@@ -7,7 +7,15 @@ import datetime as dt
 from chispa import assert_approx_df_equality
 from pyspark.sql import DataFrame, SparkSession
 
-from genre_spark.ranking import apply_rules, blend, diversify_top_k, rank, strategy_tables, user_strategies
+from genre_spark.ranking import (
+    add_scorer_scores,
+    apply_rules,
+    blend,
+    diversify_top_k,
+    rank,
+    strategy_tables,
+    user_strategies,
+)
 from genre_spark.strategy import Context, StrategyBook
 
 AS_OF = dt.date(2011, 12, 9)
@@ -30,7 +38,7 @@ def book(**rules: object) -> StrategyBook:
                 "s": {
                     "description": "test",
                     "source_weights": {"buy_again": 1.0, "als": 0.5, "content": 0.0},
-                    "scorer_weights": {},
+                    "scorer_weights": {"bi_encoder": 1.0, "cross_encoder": 0.0},
                     "max_per_category": 2,
                     "rules": {**base_rules, **rules},
                 },
@@ -62,7 +70,7 @@ def test_strategy_per_segment(spark: SparkSession) -> None:
 
 def test_blend_normalises_per_source_and_weights(spark: SparkSession) -> None:
     b = book()
-    weights, _ = strategy_tables(spark, b)
+    weights = strategy_tables(spark, b).source_weights
     candidates = spark.createDataFrame(
         [
             ("u1", "A", "buy_again", 4.0, 1, "bought 4 times"),
@@ -95,6 +103,42 @@ def test_blend_normalises_per_source_and_weights(spark: SparkSession) -> None:
     assert explanations["A"] == "bought 4 times" and explanations["C"] == "similar baskets"
 
 
+def test_scorer_scores_join_the_blend_and_explain_a_move_up(spark: SparkSession) -> None:
+    b = book()
+    tables = strategy_tables(spark, b)
+    strategies = strategies_of(spark, b)
+    candidates = spark.createDataFrame(
+        [
+            ("u1", "A", "buy_again", 4.0, 1, "bought 4 times"),
+            ("u1", "B", "buy_again", 3.0, 2, "bought 3 times"),
+            ("u1", "C", "buy_again", 1.0, 3, "bought once"),
+        ],
+        CANDS,
+    )
+    scores = spark.createDataFrame(
+        [
+            ("u1", "A", "bi_encoder", 0.1),
+            ("u1", "B", "bi_encoder", 0.3),
+            ("u1", "C", "bi_encoder", 0.9),  # lifted from 3rd: 0.25 + 1.0
+            ("u1", "C", "cross_encoder", 0.9),  # weight 0 in strategy s: no effect
+        ],
+        "user_id string, item_id string, scorer string, score double",
+    )
+    blended = blend(candidates, strategies, tables.source_weights)
+    result = add_scorer_scores(blended, scores, strategies, tables.scorer_weights).select(
+        "item_id", "score", "explanation"
+    )
+    expected = spark.createDataFrame(
+        [
+            ("A", 1.0, "bought 4 times"),  # min-max normalised bi_encoder score 0
+            ("B", 0.75 + 0.25, "bought 3 times"),  # 0.25: still 2nd once ties break by item id
+            ("C", 0.25 + 1.0, "bought once; moved up by bi_encoder (score 0.90)"),
+        ],
+        "item_id string, score double, explanation string",
+    )
+    assert_approx_df_equality(result, expected, 1e-9, ignore_row_order=True)
+
+
 def _scored(spark: SparkSession, items: list[str]) -> DataFrame:
     return spark.createDataFrame(
         [("u1", item, 0, "s", 1.0 - i / 10, ["als"], "x") for i, item in enumerate(items)],
@@ -108,7 +152,7 @@ def _rule_run(spark: SparkSession, b: StrategyBook, events: list[tuple]) -> list
         [("A", 0, 2.0), ("B", 0, 2.0), ("C", 1, 2.0), ("D", 1, 50.0)],
         "item_id string, category_id int, unit_price double",
     )
-    _, rules = strategy_tables(spark, b)
+    rules = strategy_tables(spark, b).rules
     ev = spark.createDataFrame(events, EVENTS)
     kept = apply_rules(_scored(spark, ["A", "B", "C", "D"]), ev, items, rules, AS_OF)
     return sorted(r.item_id for r in kept.collect())
