@@ -91,6 +91,11 @@ def _run(args: argparse.Namespace) -> int:
     context = context_for(as_of, args.context_hour, settings.features.hour_bands)
     run_id = args.run_id or default_run_id(settings, as_of)
     stages = [args.command] if args.command != "run" else args.stage
+    if stages is None or "scoring" in stages:
+        # model paths, tokenizers and answer tokens fail here, before the first Spark job
+        from genre_spark.scoring.scorers import build_scorers
+
+        build_scorers(settings.scoring)
 
     from genre_spark.session import build_spark_session  # heavy import after config checks
     from genre_spark.storage import open_store

@@ -131,3 +131,29 @@ def test_cli_rejects_a_bad_strategy_file_before_spark_starts(tmp_path: Path) -> 
     assert proc.returncode == 2
     assert "strategies.discovery.max_per_categroy" in proc.stderr and "unknown key" in proc.stderr
     assert "SparkContext" not in proc.stdout + proc.stderr
+
+
+def test_cli_rejects_a_missing_scorer_model_before_spark_starts(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "genre_spark.cli",
+            "scoring",
+            "--set",
+            "scoring.cross_encoder.enabled=true",
+            "--set",
+            "scoring.cross_encoder.model=/no/such/cross-encoder",
+            "--set",
+            f"storage.warehouse={tmp_path / 'wh'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "scoring.cross_encoder.model" in lines[0] and "/no/such/cross-encoder" in lines[0]
+    assert "SparkContext" not in proc.stdout + proc.stderr and not (tmp_path / "wh").exists()
