@@ -21,8 +21,8 @@ demo: install
 	$(BIN)/genre-spark run --conf conf/local.yaml --as-of $(AS_OF) --context-hour 9
 
 lint: install
-	$(BIN)/ruff check genre_spark tests jobs benchmarks
-	$(BIN)/ruff format --check genre_spark tests jobs benchmarks
+	$(BIN)/ruff check genre_spark tests jobs benchmarks tools
+	$(BIN)/ruff format --check genre_spark tests jobs benchmarks tools
 	$(BIN)/mypy
 
 # Lint, type check, then the default suite (markers: slow and cluster run too; gpu skips without CUDA).
