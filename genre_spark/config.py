@@ -52,6 +52,13 @@ class SparkSettings(_Strict):
 class StorageSettings(_Strict):
     warehouse: str
     backend: Literal["auto", "embedded", "delta"]
+    # Catalog tables (native Delta only): <catalog>.<database>.<table>, or <database>.<table>.
+    catalog: str | None
+    database: str | None
+    # Per-table location: a path/URI or a catalog table name; wins over warehouse and catalog.
+    tables: dict[str, str]
+    # Keep `recommendations` partitions of the last N days before the run's as-of date; null keeps all.
+    retention_days: int | None = Field(gt=0)
 
 
 class CsvOptions(_Strict):

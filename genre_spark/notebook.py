@@ -43,6 +43,8 @@ WIDGETS: tuple[Widget, ...] = (
     Widget("as_of", "as-of date YYYY-MM-DD (empty: today, UTC)"),
     Widget("config", "config YAML files over the packaged defaults, comma-separated"),
     Widget("warehouse", "warehouse root: path or URI (empty: storage.warehouse from config)"),
+    Widget("catalog", "Unity Catalog catalog of the tables (empty: storage.catalog from config)"),
+    Widget("schema", "schema of the tables: catalog tables instead of paths (empty: from config)"),
     Widget("run_id", "run id (empty: <as_of>-<config hash>; a rerun is a no-op)"),
     Widget("context_hour", "hour 0-23 the lists are made for (empty: none)"),
 )
@@ -86,10 +88,13 @@ class NotebookParams:
     warehouse: str | None
     run_id: str | None
     context_hour: int | None
+    catalog: str | None = None
+    schema: str | None = None
 
     def overrides(self) -> list[str]:
         """Config overrides the widgets imply (``--set`` syntax)."""
-        return [] if self.warehouse is None else [f"storage.warehouse={self.warehouse}"]
+        values = {"warehouse": self.warehouse, "catalog": self.catalog, "database": self.schema}
+        return [f"storage.{key}={value}" for key, value in values.items() if value is not None]
 
 
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
@@ -126,7 +131,16 @@ def read_params(widgets: WidgetSource, *, today: dt.date | None = None) -> Noteb
             raise ConfigError(f"widget 'context_hour': expected an hour 0-23, got {raw['context_hour']!r}")
         hour = int(raw["context_hour"])
 
-    return NotebookParams(as_of, files, raw["warehouse"] or None, run_id, hour)
+    names = {}
+    for key in ("catalog", "schema"):
+        if raw[key] and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", raw[key]):
+            raise ConfigError(f"widget '{key}': {raw[key]!r} is not an identifier (letters, digits, _)")
+        names[key] = raw[key] or None
+    if names["catalog"] and not names["schema"]:
+        raise ConfigError(f"widget 'catalog': {names['catalog']!r} needs the widget 'schema' too")
+    return NotebookParams(
+        as_of, files, raw["warehouse"] or None, run_id, hour, names["catalog"], names["schema"]
+    )
 
 
 def load_params_settings(params: NotebookParams) -> Settings:
@@ -182,8 +196,8 @@ def notebook_source(stage: str | None) -> str:
         for line in (
             f"%md\n# genre-spark: {title}\n\nRuns {what} for one as-of date with the installed "
             "`genre-spark` wheel.\nFill the widgets (a job's parameters do): `as_of`, `config` "
-            "(workspace YAML files), `warehouse`\n(or the catalog in config), `run_id` (empty: "
-            "derived, so a rerun is a no-op), `context_hour`."
+            "(workspace YAML files), `warehouse`\nor `catalog` + `schema` (tables by name), `run_id` "
+            "(empty: derived, so a rerun is a no-op), `context_hour`."
         ).splitlines()
     )
     cells = [

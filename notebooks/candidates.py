@@ -4,7 +4,7 @@
 # MAGIC
 # MAGIC Runs the `candidates` stage for one as-of date with the installed `genre-spark` wheel.
 # MAGIC Fill the widgets (a job's parameters do): `as_of`, `config` (workspace YAML files), `warehouse`
-# MAGIC (or the catalog in config), `run_id` (empty: derived, so a rerun is a no-op), `context_hour`.
+# MAGIC or `catalog` + `schema` (tables by name), `run_id` (empty: derived, so a rerun is a no-op), `context_hour`.
 
 # COMMAND ----------
 

@@ -14,9 +14,19 @@ from genre_spark.errors import ConfigError
 from genre_spark.session import DELTA_EXTENSION
 from genre_spark.storage.base import TableStore, WriteMode, WriteResult
 from genre_spark.storage.embedded import EmbeddedDeltaStore
+from genre_spark.storage.locations import Locator, TableLocation, make_locator
 from genre_spark.storage.native import NativeDeltaStore
 
-__all__ = ["TableStore", "WriteMode", "WriteResult", "open_store", "resolve_backend"]
+__all__ = [
+    "Locator",
+    "TableLocation",
+    "TableStore",
+    "WriteMode",
+    "WriteResult",
+    "make_locator",
+    "open_store",
+    "resolve_backend",
+]
 
 
 def resolve_backend(spark: SparkSession, configured: str) -> str:
@@ -31,8 +41,9 @@ def resolve_backend(spark: SparkSession, configured: str) -> str:
 
 def open_store(spark: SparkSession, settings: StorageSettings) -> TableStore:
     backend = resolve_backend(spark, settings.backend)
+    locator = make_locator(settings, backend)  # paths, URIs and catalog names checked for this back-end
     if backend == "embedded":
-        return EmbeddedDeltaStore(spark, settings.warehouse)
+        return EmbeddedDeltaStore(spark, settings.warehouse, locator)
     try:
         import delta  # noqa: F401  (the Python side of io.delta:delta-spark)
     except ImportError:
@@ -41,4 +52,4 @@ def open_store(spark: SparkSession, settings: StorageSettings) -> TableStore:
             "(pip install 'genre-spark[delta]' and put io.delta:delta-spark on the classpath), "
             "or set storage.backend: embedded"
         ) from None
-    return NativeDeltaStore(spark, settings.warehouse)
+    return NativeDeltaStore(spark, settings.warehouse, locator)

@@ -15,6 +15,7 @@ from pyspark.sql import types as T
 
 from genre_spark.errors import SchemaMismatchError
 from genre_spark.schemas import contract
+from genre_spark.storage.locations import Locator, TableLocation, normalize_path
 
 WriteMode = Literal["append", "overwrite"]
 PartitionValue = str | int | dt.date
@@ -46,16 +47,38 @@ class TableStore(ABC):
 
     backend: str
 
-    def __init__(self, spark: SparkSession, warehouse: str) -> None:
-        fs, root = pafs.FileSystem.from_uri(_as_uri(warehouse))
+    def __init__(self, spark: SparkSession, warehouse: str, locator: Locator | None = None) -> None:
         self.spark = spark
         # Spark and delta-rs take local paths as absolute paths, remote ones as URIs
-        self.warehouse = warehouse.rstrip("/") if "://" in warehouse else root.rstrip("/")
-        self._fs: pafs.FileSystem = fs
-        self._root = root.rstrip("/")
+        self.locator = locator or Locator(
+            normalize_path(warehouse, backend=self.backend, key="storage.warehouse"), self.backend, None, {}
+        )
+        self.warehouse = self.locator.warehouse
+        self._filesystems: dict[str, tuple[pafs.FileSystem, str]] = {}
+
+    def location(self, name: str) -> TableLocation:
+        """Where table ``name`` lives: a path/URI, or (native back-end) a catalog table name."""
+        return self.locator.locate(name)
 
     def table_path(self, name: str) -> str:
-        return f"{self.warehouse}/{name}"
+        """The table's path or URI; for a catalog table, its name (for messages)."""
+        return str(self.location(name))
+
+    def filesystem(self, location: str) -> tuple[pafs.FileSystem, str]:
+        """(pyarrow filesystem, path inside it) of a path or URI; opened on first use (remote ones
+        resolve credentials and regions), cached per location."""
+        if location not in self._filesystems:
+            fs, root = pafs.FileSystem.from_uri(_as_uri(location))
+            self._filesystems[location] = (fs, root.rstrip("/"))
+        return self._filesystems[location]
+
+    @property
+    def _fs(self) -> pafs.FileSystem:
+        return self.filesystem(self.warehouse)[0]
+
+    @property
+    def _root(self) -> str:
+        return self.filesystem(self.warehouse)[1]
 
     # Saved models (MLlib PipelineModels) live beside the tables: <warehouse>/_models/<kind>/<run id>,
     # with <kind>/LATEST naming the newest. Reports (PNG) go to <warehouse>/_reports/.
@@ -161,6 +184,8 @@ class TableStore(ABC):
 
 
 def _as_uri(location: str) -> str:
+    if location.startswith("dbfs:/Volumes/"):
+        return "file://" + location.removeprefix("dbfs:")  # the volume's FUSE mount on Databricks
     return location if "://" in location else "file://" + posixpath.abspath(location)
 
 

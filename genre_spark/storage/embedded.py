@@ -44,6 +44,7 @@ from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 from genre_spark.errors import SchemaMismatchError, TableNotFoundError, WriteConflictError
 from genre_spark.schemas import contract
 from genre_spark.storage.base import TableStore, WriteRequest, WriteResult, check_schema
+from genre_spark.storage.locations import Locator
 from genre_spark.storage.parquet_stats import delta_stats_json
 
 _STAGING = "_staging"
@@ -53,8 +54,8 @@ _NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 class EmbeddedDeltaStore(TableStore):
     backend = "embedded"
 
-    def __init__(self, spark: SparkSession, warehouse: str) -> None:
-        super().__init__(spark, warehouse)
+    def __init__(self, spark: SparkSession, warehouse: str, locator: Locator | None = None) -> None:
+        super().__init__(spark, warehouse, locator)
         # Spark's default INT96 timestamps come back from delta-rs as timestamp[ns] without zone,
         # which it then cannot read; micros are what Delta expects.
         spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
@@ -102,35 +103,37 @@ class EmbeddedDeltaStore(TableStore):
             writer = writer.partitionBy(*request.partition_by)
         writer.parquet(f"{self.table_path(name)}/{staging}")
 
+        fs, fs_table = self._fs_table(name)
         published: list[str] = []
         try:
             adds = self._publish(name, staging, published)
             _check_inside(name, adds, request.replace_where)
             self._commit(table, adds, df.schema, request)
         except CommitFailedError as exc:
-            self._discard(published)
+            self._discard(fs, published)
             latest = self._open(name)
             if latest is not None and latest.transaction_version(request.app_id) is not None:
                 return WriteResult(name, latest.version(), skipped=True)  # a concurrent rerun won
             raise WriteConflictError(f"table '{name}': concurrent commit, nothing written: {exc}") from exc
         except BaseException:
-            self._discard(published)
+            self._discard(fs, published)
             raise
         finally:
-            _delete_dir(self._fs, f"{self._fs_table(name)}/{staging}")
+            _delete_dir(fs, f"{fs_table}/{staging}")
         rows = sum(_stats_rows(a) for a in adds)
         return WriteResult(name, self.version(name), skipped=False, files=len(adds), rows=rows)
 
-    def _fs_table(self, name: str) -> str:
-        return f"{self._root}/{name}"
+    def _fs_table(self, name: str) -> tuple[pafs.FileSystem, str]:
+        """The table's filesystem and its folder in it (tables may live outside the warehouse)."""
+        return self.filesystem(self.table_path(name))
 
     def _publish(self, name: str, staging: str, published: list[str]) -> list[AddAction]:
         """Move the staged Parquet files into the table layout; return their AddActions."""
-        fs_table = self._fs_table(name)
+        fs, fs_table = self._fs_table(name)
         fs_staging = f"{fs_table}/{staging}"
         selector = pafs.FileSelector(fs_staging, recursive=True)
         adds = []
-        for info in self._fs.get_file_info(selector):
+        for info in fs.get_file_info(selector):
             rel = info.path[len(fs_staging) + 1 :]
             if info.type != pafs.FileType.File or not rel.endswith(".parquet"):
                 continue  # _SUCCESS, .crc files, folders
@@ -138,10 +141,10 @@ class EmbeddedDeltaStore(TableStore):
             target_rel = f"{partition_dir}/{filename}" if partition_dir else filename
             target = f"{fs_table}/{target_rel}"
             if partition_dir:
-                self._fs.create_dir(f"{fs_table}/{partition_dir}", recursive=True)
-            self._fs.move(info.path, target)
+                fs.create_dir(f"{fs_table}/{partition_dir}", recursive=True)
+            fs.move(info.path, target)
             published.append(target)
-            metadata = pq.read_metadata(target, filesystem=self._fs)
+            metadata = pq.read_metadata(target, filesystem=fs)
             adds.append(
                 AddAction(
                     path=quote(target_rel, safe="/="),
@@ -185,11 +188,11 @@ class EmbeddedDeltaStore(TableStore):
             commit_properties=props,
         )
 
-    def _discard(self, files: list[str]) -> None:
+    def _discard(self, fs: pafs.FileSystem, files: list[str]) -> None:
         """Best effort: remove files of a write that will not be committed (VACUUM catches the rest)."""
         for path in files:
             with contextlib.suppress(OSError):
-                self._fs.delete_file(path)
+                fs.delete_file(path)
 
     def _check_compatible(
         self, name: str, table: DeltaTable, schema: T.StructType, partition_by: list[str]

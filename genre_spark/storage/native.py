@@ -2,7 +2,9 @@
 
 Everything but the Spark calls is shared with the embedded back-end (``base.TableStore``): the
 contract check, the app-transaction id (``txnAppId``/``txnVersion``, which Delta itself enforces:
-a rerun is skipped without writing) and the replaced partition (``replaceWhere``).
+a rerun is skipped without writing) and the replaced partition (``replaceWhere``). A table is a path
+or URI (``save``/``load``) or, from ``storage.catalog``/``database``/``tables``, a catalog table
+name (``saveAsTable``/``table``), see ``storage/locations.py``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ class NativeDeltaStore(TableStore):
     def exists(self, name: str) -> bool:
         from delta.tables import DeltaTable
 
-        return bool(DeltaTable.isDeltaTable(self.spark, self.table_path(name)))
+        where = self.location(name)
+        if where.name is not None:
+            return bool(self.spark.catalog.tableExists(where.name))
+        return bool(DeltaTable.isDeltaTable(self.spark, str(where)))
 
     def version(self, name: str) -> int | None:
         if not self.exists(name):
@@ -38,7 +43,10 @@ class NativeDeltaStore(TableStore):
     def _history_df(self, name: str, limit: int | None) -> DataFrame:
         from delta.tables import DeltaTable
 
-        return DeltaTable.forPath(self.spark, self.table_path(name)).history(limit)
+        where = self.location(name)
+        if where.name is not None:
+            return DeltaTable.forName(self.spark, where.name).history(limit)
+        return DeltaTable.forPath(self.spark, str(where)).history(limit)
 
     def read_table(self, name: str, *, version: int | None = None) -> DataFrame:
         if not self.exists(name):
@@ -46,7 +54,8 @@ class NativeDeltaStore(TableStore):
         reader = self.spark.read.format("delta")
         if version is not None:
             reader = reader.option("versionAsOf", version)
-        df = reader.load(self.table_path(name))
+        where = self.location(name)
+        df = reader.table(where.name) if where.name is not None else reader.load(str(where))
         schema = contract(name)
         return df if schema is None else df.select(*schema.names)
 
@@ -64,6 +73,10 @@ class NativeDeltaStore(TableStore):
             writer = writer.partitionBy(*request.partition_by)
         if request.replace_where:
             writer = writer.option("replaceWhere", replace_where_predicate(request.replace_where, df.schema))
-        writer.save(self.table_path(name))
+        where = self.location(name)
+        if where.name is not None:
+            writer.saveAsTable(where.name)
+        else:
+            writer.save(str(where))
         after = self.version(name)
         return WriteResult(name, after, skipped=after == before)

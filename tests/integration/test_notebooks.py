@@ -91,6 +91,8 @@ def test_widget_validation_names_the_widget(monkeypatch: pytest.MonkeyPatch, tmp
         ("config", str(tmp_path / "nope.yaml"), "widget 'config': file(s)"),
         ("run_id", "a b", "widget 'run_id': 'a b'"),
         ("context_hour", "24", "widget 'context_hour': expected an hour 0-23, got '24'"),
+        ("schema", "my-recs", "widget 'schema': 'my-recs' is not an identifier"),
+        ("catalog", "main", "widget 'catalog': 'main' needs the widget 'schema' too"),
     ]:
         with monkeypatch.context() as m:
             m.setenv(f"GENRE_SPARK_{name.upper()}", value)
@@ -102,6 +104,9 @@ def test_widget_validation_names_the_widget(monkeypatch: pytest.MonkeyPatch, tmp
     params = read_params(widgets)
     assert params.as_of.isoformat() == "2010-12-10" and params.run_id is None and params.context_hour is None
     assert params.overrides() == ["storage.warehouse=/tmp/wh"]
+    monkeypatch.setenv("GENRE_SPARK_CATALOG", "main")
+    monkeypatch.setenv("GENRE_SPARK_SCHEMA", "recs")
+    assert read_params(widgets).overrides()[1:] == ["storage.catalog=main", "storage.database=recs"]
 
 
 def test_every_notebook_runs(spark: SparkSession, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

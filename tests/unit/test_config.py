@@ -39,7 +39,7 @@ def test_files_and_overrides_merge_in_order(tmp_path: Path) -> None:
     ("override", "fragments"),
     [
         ("storage.backend=lakehouse", ["storage.backend", '"lakehouse"', "'auto', 'embedded' or 'delta'"]),
-        ("storage.bakend=embedded", ["storage.bakend", "unknown key", "backend, warehouse"]),
+        ("storage.bakend=embedded", ["storage.bakend", "unknown key", "backend, catalog, database"]),
         ("spark.shuffle_partitions=many", ["spark.shuffle_partitions", '"many"', "integer"]),
         ("spark.shuffle_partitions=0", ["spark.shuffle_partitions", "greater than 0"]),
         ("spark.ui_enabled=maybe", ["spark.ui_enabled", '"maybe"', "boolean"]),

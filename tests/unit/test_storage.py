@@ -157,7 +157,7 @@ def test_failure_before_commit_leaves_previous_version(
 
     monkeypatch.setattr(EmbeddedDeltaStore, "_commit", crash)
     # a killed process runs no clean-up either: the files it moved stay on disk
-    monkeypatch.setattr(EmbeddedDeltaStore, "_discard", lambda self, files: None)
+    monkeypatch.setattr(EmbeddedDeltaStore, "_discard", lambda self, fs, files: None)
     with pytest.raises(RuntimeError, match="killed"):
         store.write_table(one_column(spark, [2, 3]), "t", mode="overwrite", run_id="bad")
 
