@@ -28,7 +28,7 @@ from genre_spark.scoring.models import (
     resolve_model_path,
     yes_probabilities,
 )
-from genre_spark.scoring.udfs import embedding_udf, pair_udf
+from genre_spark.scoring.udfs import dot_product, embedding_udf, pair_udf
 
 PROFILE_TEXT = "profile_text"
 ITEM_TEXT = "item_text"
@@ -104,15 +104,10 @@ class BiEncoderScorer(Scorer):
         if item_vectors is None:
             titles = inputs.items.join(inputs.pairs.select(S.ITEM_ID).distinct(), S.ITEM_ID)
             item_vectors = titles.select(S.ITEM_ID, encode(F.col(S.TITLE)).alias(S.EMBEDDING))
-        dot = F.aggregate(
-            F.zip_with("_u", S.EMBEDDING, lambda a, b: a.cast("double") * b.cast("double")),
-            F.lit(0.0),
-            lambda acc, x: acc + x,
-        )
         return (
             inputs.pairs.join(profile_vectors, S.USER_ID)
             .join(item_vectors.select(S.ITEM_ID, S.EMBEDDING), S.ITEM_ID)
-            .select(S.USER_ID, S.ITEM_ID, dot.alias("score"))
+            .select(S.USER_ID, S.ITEM_ID, dot_product(F.col("_u"), F.col(S.EMBEDDING)).alias("score"))
         )
 
 

@@ -4,11 +4,13 @@ workers. Everything they close over is a plain value (``ModelSpec``, strings), r
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+import pyarrow as pa
 from pyspark.ml.functions import predict_batch_udf
 from pyspark.sql import Column
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from genre_spark.scoring.models import ModelSpec, embed
@@ -40,3 +42,26 @@ def pair_udf(score: PairFunction, batch_size: int) -> Callable[[Column, Column],
         return predict
 
     return predict_batch_udf(make_predict_fn, return_type=T.DoubleType(), batch_size=batch_size)
+
+
+def _matrix(vectors: pa.Array) -> np.ndarray:
+    """A list<float> Arrow array of equal-length vectors as an (n, dim) float64 matrix."""
+    flat = vectors.flatten().to_numpy(zero_copy_only=False).astype(np.float64)
+    return flat.reshape(len(vectors), -1) if len(vectors) else flat.reshape(0, 0)
+
+
+def row_dots(left: pa.Array, right: pa.Array) -> pa.Array:
+    """Row-wise dot product of two array<float> columns (cosine for unit vectors), in numpy.
+
+    About 10x faster than ``aggregate(zip_with(...))``, whose lambdas Spark interprets per element
+    (measured on the sample's 586k pairs of 384-d vectors: 5-9 s against 52-84 s)."""
+    if left.null_count or right.null_count:
+        raise ValueError("dot_product: null vectors")
+    a, b = _matrix(left), _matrix(right)
+    if a.shape != b.shape:
+        raise ValueError(f"dot_product: vectors of shapes {a.shape} and {b.shape}")
+    return pa.array(np.einsum("ij,ij->i", a, b))
+
+
+# array<float> x array<float> -> double, as an Arrow UDF (the stubs' overloads want a function type)
+dot_product = cast(Any, F.arrow_udf)(row_dots, T.DoubleType())
