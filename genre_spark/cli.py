@@ -15,7 +15,8 @@ from collections.abc import Sequence
 
 from genre_spark.config import default_run_id, load_settings
 from genre_spark.errors import ConfigError, GenreSparkError
-from genre_spark.pipeline import STAGES, RunContext, run_stages
+from genre_spark.pipeline import STAGES, RunContext
+from genre_spark.refresh import RunOutcome, backfill, run_once
 from genre_spark.strategy import context_for, load_strategies
 
 
@@ -71,6 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for stage in STAGES:
         sub.add_parser(stage, parents=[common], help=f"run the {stage} stage alone")
+    backfill = sub.add_parser(
+        "backfill",
+        parents=[common],
+        help="one run per date from --from to --to (run id per date; dates already done are skipped)",
+    )
+    backfill.add_argument("--from", dest="date_from", type=_date, required=True, metavar="YYYY-MM-DD")
+    backfill.add_argument("--to", dest="date_to", type=_date, required=True, metavar="YYYY-MM-DD")
+    backfill.add_argument(
+        "--stage", action="append", choices=list(STAGES), default=None, help="only this stage (repeatable)"
+    )
     return parser
 
 
@@ -90,7 +101,9 @@ def _run(args: argparse.Namespace) -> int:
     as_of = args.as_of or dt.datetime.now(dt.timezone.utc).date()
     context = context_for(as_of, args.context_hour, settings.features.hour_bands)
     run_id = args.run_id or default_run_id(settings, as_of)
-    stages = [args.command] if args.command != "run" else args.stage
+    stages = [args.command] if args.command not in ("run", "backfill") else args.stage
+    if args.command == "backfill" and (args.as_of or args.run_id):
+        raise ConfigError("backfill derives the as-of date and the run id per date: drop --as-of/--run-id")
     if stages is None or "scoring" in stages:
         # model paths, tokenizers and answer tokens fail here, before the first Spark job
         from genre_spark.scoring.scorers import build_scorers
@@ -106,15 +119,33 @@ def _run(args: argparse.Namespace) -> int:
         store = open_store(spark, settings.storage)
         print(f"genre-spark run {run_id} as of {as_of}: warehouse {store.warehouse} ({store.backend} Delta)")
         ctx = RunContext(spark, store, settings, as_of, run_id, strategies, context)
-        for result in run_stages(ctx, stages):
-            print(result.summary)
-            print(f"stage {result.stage}: {result.seconds:.1f} s")
+        if args.command == "backfill":
+
+            def context_of(day: dt.date) -> RunContext:
+                hours = settings.features.hour_bands
+                day_context = context_for(day, args.context_hour, hours)
+                day_run = default_run_id(settings, day)
+                return RunContext(spark, store, settings, day, day_run, strategies, day_context)
+
+            backfill(context_of, args.date_from, args.date_to, stages, _print_outcome)
+        else:
+            _print_outcome(run_once(ctx, stages))
         print(f"done in {time.perf_counter() - started:.1f} s; tables under {store.warehouse}")
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     finally:
         spark.stop()
     return 0
+
+
+def _print_outcome(outcome: RunOutcome) -> None:
+    if outcome.skipped:
+        print(f"run {outcome.run_id} as of {outcome.as_of}: already complete, nothing to do")
+    for result in outcome.results:
+        print(result.summary)
+        print(f"stage {result.stage}: {result.seconds:.1f} s")
+    for note in outcome.notes:
+        print(note)
 
 
 if __name__ == "__main__":

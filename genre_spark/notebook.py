@@ -25,7 +25,8 @@ from pyspark.sql import SparkSession
 
 from genre_spark.config import Settings, default_run_id, load_settings
 from genre_spark.errors import ConfigError
-from genre_spark.pipeline import RunContext, StageResult, run_stages
+from genre_spark.pipeline import RunContext, StageResult
+from genre_spark.refresh import run_once
 from genre_spark.session import REQUIRED_CONF
 from genre_spark.strategy import context_for, load_strategies
 
@@ -165,13 +166,15 @@ def run(
     )
     ctx = RunContext(spark, store, settings, params.as_of, run_id, strategies, context)
     try:
-        results = run_stages(ctx, stages)
+        outcome = run_once(ctx, stages)  # the stages, then retention, latest pointer, run record
     except ValueError as exc:  # an unknown stage name
         raise ConfigError(str(exc)) from None
-    for result in results:
+    for result in outcome.results:
         print(result.summary)
         print(f"stage {result.stage}: {result.seconds:.1f} s")
-    return results
+    for note in outcome.notes:
+        print(note)
+    return list(outcome.results)
 
 
 # --------------------------------------------------------------------------- notebook sources

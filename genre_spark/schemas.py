@@ -20,6 +20,9 @@ SEGMENT_PROFILES = "segment_profiles"
 CANDIDATES = "candidates"
 RECOMMENDATIONS = "recommendations"
 SCORES = "scores"
+INGESTED_FILES = "ingested_files"  # input files an incremental (folder) source has already ingested
+RUNS = "runs"  # one row per completed run: what backfill skips
+RECOMMENDATIONS_LATEST = "recommendations_latest"  # one row naming the newest as_of + run_id for consumers
 
 # Column names shared across tables
 EVENT_ID = "event_id"
@@ -217,6 +220,26 @@ CONTRACTS: dict[str, T.StructType] = {
         (SEGMENT_ID, T.IntegerType()),  # null: all users
         ("value", T.DoubleType()),
         ("variant", T.StringType()),  # all | new
+    ),
+    # scheduled refresh (genre_spark/refresh.py)
+    INGESTED_FILES: _schema(
+        (SOURCE, T.StringType()),
+        ("path", T.StringType()),  # as Spark lists it (a URI)
+        (RUN_ID, T.StringType()),
+        ("ingested_at", T.TimestampType()),
+    ),
+    RUNS: _schema(
+        (RUN_ID, T.StringType()),
+        (AS_OF, T.DateType()),
+        ("stages", T.ArrayType(T.StringType())),
+        ("seconds", T.DoubleType()),
+        ("finished_at", T.TimestampType()),
+    ),
+    RECOMMENDATIONS_LATEST: _schema(
+        (AS_OF, T.DateType()),
+        (RUN_ID, T.StringType()),
+        ("table_version", T.LongType()),  # version of `recommendations` when the pointer moved
+        ("updated_at", T.TimestampType()),
     ),
 }
 

@@ -8,7 +8,8 @@ the value. Row-level problems are left to the validation rules, which quarantine
 from __future__ import annotations
 
 import glob
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 
 from py4j.protocol import Py4JJavaError
 from pyspark.errors import PySparkException
@@ -32,14 +33,20 @@ _ACCEPTED_TYPES: Mapping[str, tuple[type[T.DataType], ...]] = {
 _DEFAULT_ACCEPTED = (T.StringType, T.IntegralType)  # ids, texts
 
 
-def read_source(spark: SparkSession, name: str, source: SourceSettings) -> DataFrame:
-    """The source's rows with their original column names, plus ``_corrupt_record`` (CSV only)."""
+def read_source(
+    spark: SparkSession, name: str, source: SourceSettings, files: Sequence[str] | None = None
+) -> DataFrame:
+    """The source's rows with their original column names, plus ``_corrupt_record`` (CSV only).
+
+    ``files`` (CSV and Parquet) reads only those files of the source (incremental folder sources).
+    """
     _check_exists(name, source.path)
+    paths: list[str] = list(files) if files else [source.path]
     try:
         if source.format == "csv":
-            df = _read_csv(spark, name, source)
+            df = _read_csv(spark, name, source, paths)
         elif source.format == "parquet":
-            df = spark.read.parquet(source.path).withColumn(CORRUPT, F.lit(None).cast("string"))
+            df = spark.read.parquet(*paths).withColumn(CORRUPT, F.lit(None).cast("string"))
         else:
             df = read_delta_path(spark, source.path).withColumn(CORRUPT, F.lit(None).cast("string"))
     except (PySparkException, Py4JJavaError) as exc:
@@ -50,7 +57,25 @@ def read_source(spark: SparkSession, name: str, source: SourceSettings) -> DataF
     return df
 
 
-def _read_csv(spark: SparkSession, name: str, source: SourceSettings) -> DataFrame:
+def list_files(spark: SparkSession, name: str, source: SourceSettings) -> list[str]:
+    """The data files under a folder source, as Spark lists them (any filesystem Spark reads)."""
+    _check_exists(name, source.path)
+    try:  # the text reader has a fixed schema: listing reads no data
+        return sorted(spark.read.format("text").load(source.path).inputFiles())
+    except (PySparkException, Py4JJavaError) as exc:
+        raise InputError(
+            name, f"cannot list the folder: {spark_error_reason(exc)}", path=source.path
+        ) from None
+
+
+def is_folder(path: str) -> bool:
+    """A folder source (ingested file by file): a local directory, or a URI ending with '/'."""
+    if "://" in path and not path.startswith("file://"):
+        return path.endswith("/")
+    return os.path.isdir(path.removeprefix("file://"))
+
+
+def _read_csv(spark: SparkSession, name: str, source: SourceSettings, paths: list[str]) -> DataFrame:
     options = {
         "header": "true",
         "sep": source.csv.delimiter,
@@ -59,7 +84,7 @@ def _read_csv(spark: SparkSession, name: str, source: SourceSettings) -> DataFra
         "escape": source.csv.escape,
     }
     # The header alone (no inference): reading it also proves the file decompresses and parses.
-    header = spark.read.options(**options).csv(source.path).columns
+    header = spark.read.options(**options).csv(paths).columns
     if not header:
         raise InputError(name, "is empty: no header line", path=source.path)
     duplicated = sorted({c for c in header if header.count(c) > 1})
@@ -73,7 +98,7 @@ def _read_csv(spark: SparkSession, name: str, source: SourceSettings) -> DataFra
         .option("mode", "PERMISSIVE")
         .option("columnNameOfCorruptRecord", CORRUPT)
         .schema(schema)
-        .csv(source.path)
+        .csv(paths)
     )
 
 

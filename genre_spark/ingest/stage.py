@@ -7,6 +7,7 @@ the commit, and fails the run on a mismatch.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from genre_spark.config import IngestSettings, SourceSettings
 from genre_spark.errors import AccountingError, InputError
 from genre_spark.ingest import derive, rules
 from genre_spark.ingest.rules import DETAIL, MALFORMED, RAW, REASON, ROW, SOURCE_COL
-from genre_spark.ingest.sources import read_source, spark_error_reason
+from genre_spark.ingest.sources import is_folder, list_files, read_source, spark_error_reason
 from genre_spark.storage import TableStore, WriteResult
 
 DUPLICATE_EVENT = "duplicate_event"
@@ -52,9 +53,12 @@ class IngestReport:
     run_id: str
     sources: list[SourceCounts]
     writes: list[WriteResult] = field(default_factory=list)
+    new_files: dict[str, int] = field(default_factory=dict)  # folder sources: files read this run
 
     def format(self) -> str:
         lines = [f"ingest run {self.run_id}"]
+        for name, n in self.new_files.items():
+            lines.append(f"  source {name}: {n} new file(s)" + ("" if n else ", nothing to ingest"))
         header = f"  {'source':<28} {'table':<7} {'rows in':>9} {'valid':>9} {'quarant.':>9} {'dupl.':>7}"
         lines += [header + f" {'orders':>8} {'items':>7}"]
         for s in self.sources:
@@ -77,13 +81,18 @@ def _n(value: int | None) -> str:
 
 def run_ingest(spark: SparkSession, store: TableStore, settings: IngestSettings, run_id: str) -> IngestReport:
     sources = [(name, src) for name, src in settings.sources.items() if src.enabled]
+    new_files = _new_files(spark, store, sources, run_id)
+    sources = [(name, src) for name, src in sources if new_files.get(name, True)]
+    counts = {name: len(files) for name, files in new_files.items()}
+    if not any(src.table == S.EVENTS for _, src in sources):
+        return IngestReport(run_id, [], [], counts)  # folder sources only, none with a new file
     priority = {name: i for i, (name, _) in enumerate(sources)}
     classified: dict[str, list[DataFrame]] = {S.EVENTS: [], S.ITEMS: [], S.USERS: []}
     cached: list[DataFrame] = []
     rows_in: dict[str, int] = {}
     try:
         for name, src in sources:
-            df = _classify_source(spark, name, src, settings.cancellation_prefix)
+            df = _classify_source(spark, name, src, settings.cancellation_prefix, new_files.get(name))
             df = df.withColumn(_PRIORITY, F.lit(priority[name])).persist(StorageLevel.MEMORY_AND_DISK)
             cached.append(df)
             rows_in[name] = _count_source(df, name, src)
@@ -113,7 +122,10 @@ def run_ingest(spark: SparkSession, store: TableStore, settings: IngestSettings,
         writes.append(
             write(derive.users_from_events(store.read_table(S.EVENTS), profiles), S.USERS, mode="overwrite")
         )
-        report = IngestReport(run_id, _account(store, run_id, sources, rows_in, events, items, users), writes)
+        accounted = _account(store, run_id, sources, rows_in, events, items, users)
+        if any(new_files.values()):  # only once every row is accounted for: a failed run reads them again
+            writes.append(write(_ingested_files(spark, new_files, run_id), S.INGESTED_FILES, mode="append"))
+        report = IngestReport(run_id, accounted, writes, counts)
     finally:
         for df in cached:
             df.unpersist()
@@ -123,10 +135,35 @@ def run_ingest(spark: SparkSession, store: TableStore, settings: IngestSettings,
 # --------------------------------------------------------------------------- steps
 
 
+def _new_files(
+    spark: SparkSession, store: TableStore, sources: list[tuple[str, SourceSettings]], run_id: str
+) -> dict[str, list[str]]:
+    """Folder sources (CSV/Parquet): the files not ingested by an earlier run, per source name."""
+    folders = [(n, s) for n, s in sources if s.format in ("csv", "parquet") and is_folder(s.path)]
+    if not folders:
+        return {}
+    done: set[tuple[str, str]] = set()
+    if store.exists(S.INGESTED_FILES):
+        earlier = store.read_table(S.INGESTED_FILES).filter(F.col(S.RUN_ID) != run_id)
+        # one row per input file: bounded by the number of files, not rows
+        done = {(r[S.SOURCE], r["path"]) for r in earlier.select(S.SOURCE, "path").collect()}
+    return {name: [f for f in list_files(spark, name, src) if (name, f) not in done] for name, src in folders}
+
+
+def _ingested_files(spark: SparkSession, new_files: dict[str, list[str]], run_id: str) -> DataFrame:
+    now = dt.datetime.now(dt.timezone.utc)
+    rows = [(name, path, run_id, now) for name, files in new_files.items() for path in files]
+    return spark.createDataFrame(rows, S.contract(S.INGESTED_FILES))
+
+
 def _classify_source(
-    spark: SparkSession, name: str, src: SourceSettings, cancellation_prefix: str
+    spark: SparkSession,
+    name: str,
+    src: SourceSettings,
+    cancellation_prefix: str,
+    files: list[str] | None = None,
 ) -> DataFrame:
-    raw = read_source(spark, name, src)
+    raw = read_source(spark, name, src, files)
     n_columns = len(raw.columns) - 1
     if src.table == S.EVENTS:
         parsed = rules.parse_events(raw, src, name, cancellation_prefix)

@@ -168,6 +168,11 @@ class TableStore(ABC):
     def _write(self, df: DataFrame, request: WriteRequest) -> WriteResult: ...
 
     @abstractmethod
+    def delete_where(self, name: str, predicate: str, *, run_id: str) -> WriteResult:
+        """Delete the rows matching the SQL ``predicate`` in one Delta commit (removing whole files
+        when it only names partition columns). Commits nothing when no row matches."""
+
+    @abstractmethod
     def read_table(self, name: str, *, version: int | None = None) -> DataFrame:
         """The committed snapshot of ``name`` (latest, or ``version``); never uncommitted files."""
 

@@ -123,6 +123,20 @@ class EmbeddedDeltaStore(TableStore):
         rows = sum(_stats_rows(a) for a in adds)
         return WriteResult(name, self.version(name), skipped=False, files=len(adds), rows=rows)
 
+    def delete_where(self, name: str, predicate: str, *, run_id: str) -> WriteResult:
+        table = self._open(name)
+        if table is None:
+            raise TableNotFoundError(name, self.table_path(name))
+        if self.read_table(name).filter(predicate).limit(1).count() == 0:
+            return WriteResult(name, table.version(), skipped=True)
+        metrics = table.delete(
+            predicate,
+            commit_properties=CommitProperties(
+                custom_metadata={"genre_spark.run_id": run_id, "genre_spark.table": name}
+            ),
+        )
+        return WriteResult(name, table.version(), skipped=False, rows=int(metrics.get("num_deleted_rows", 0)))
+
     def _fs_table(self, name: str) -> tuple[pafs.FileSystem, str]:
         """The table's filesystem and its folder in it (tables may live outside the warehouse)."""
         return self.filesystem(self.table_path(name))

@@ -59,6 +59,27 @@ class NativeDeltaStore(TableStore):
         schema = contract(name)
         return df if schema is None else df.select(*schema.names)
 
+    def delete_where(self, name: str, predicate: str, *, run_id: str) -> WriteResult:
+        from delta.tables import DeltaTable
+
+        if not self.exists(name):
+            raise TableNotFoundError(name, self.table_path(name))
+        matching = self.read_table(name).filter(predicate).count()
+        if matching == 0:
+            return WriteResult(name, self.version(name), skipped=True)
+        where = self.location(name)
+        table = (
+            DeltaTable.forName(self.spark, where.name)
+            if where.name is not None
+            else DeltaTable.forPath(self.spark, str(where))
+        )
+        self.spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", f"genre_spark.run_id={run_id}")
+        try:
+            table.delete(predicate)
+        finally:
+            self.spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
+        return WriteResult(name, self.version(name), skipped=False, rows=matching)
+
     def _write(self, df: DataFrame, request: WriteRequest) -> WriteResult:
         name = request.table
         before = self.version(name)

@@ -1,0 +1,153 @@
+"""Scheduled refresh: what happens after a run's stages, backfills over a date range, the latest pointer.
+
+After the stages of a run (``finish_run``, called by ``genre-spark run``, ``backfill`` and the notebooks):
+
+1. retention: ``recommendations`` partitions older than ``as_of - storage.retention_days`` are deleted
+   in one Delta commit (nothing is committed when none is that old);
+2. the ``recommendations_latest`` pointer (one row: as_of, run_id, table version) moves to this run when
+   it wrote recommendations for a date at least as new as the pointer's; consumers read
+   :func:`read_latest_recommendations`;
+3. one row in ``runs`` records the completed run (run id, as-of, stages). ``backfill`` skips dates whose
+   run is recorded there with every requested stage, so a rerun of a backfill commits nothing.
+
+Every write goes through ``TableStore.write_table`` with the run id: retried runs stay idempotent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from genre_spark import schemas as S
+from genre_spark.errors import TableNotFoundError
+from genre_spark.pipeline import STAGES, RunContext, StageResult, run_stages
+from genre_spark.storage import TableStore
+
+# Stages that do not depend on the as-of date: a backfill runs them once, with the first date's run.
+UNDATED_STAGES = ("ingest", "enrich")
+RANKING = "ranking"  # the stage whose output the pointer and the retention are about
+STAGE = "refresh"  # the writing stage recorded in the app-transaction ids of this module's writes
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    as_of: dt.date
+    run_id: str
+    skipped: bool  # the run was already recorded as complete: nothing ran
+    results: tuple[StageResult, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+def date_range(start: dt.date, end: dt.date) -> list[dt.date]:
+    if end < start:
+        raise ValueError(f"--to {end} is before --from {start}")
+    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def completed_stages(store: TableStore, run_id: str) -> set[str]:
+    """Stages recorded in ``runs`` as completed by ``run_id`` (empty when none)."""
+    if not store.exists(S.RUNS):
+        return set()
+    rows = store.read_table(S.RUNS).filter(F.col(S.RUN_ID) == run_id).select("stages").collect()
+    return {stage for row in rows for stage in row["stages"]}  # a handful of rows per run id
+
+
+def finish_run(ctx: RunContext, results: Sequence[StageResult], seconds: float) -> list[str]:
+    """Retention, the latest pointer and the run record, after the stages; returns what it did."""
+    notes = []
+    stages = [r.stage for r in results]
+    if RANKING in stages:
+        notes.append(apply_retention(ctx.store, ctx.settings.storage.retention_days, ctx.as_of, ctx.run_id))
+        notes.append(move_latest_pointer(ctx.store, ctx.as_of, ctx.run_id))
+    record = ctx.spark.createDataFrame(
+        [(ctx.run_id, ctx.as_of, stages, float(seconds), dt.datetime.now(dt.timezone.utc))],
+        S.contract(S.RUNS),
+    )
+    written = ctx.store.write_table(record, S.RUNS, mode="append", run_id=ctx.run_id, stage=STAGE)
+    notes.append(f"run {ctx.run_id} {'already recorded' if written.skipped else 'recorded'} in '{S.RUNS}'")
+    return notes
+
+
+def apply_retention(store: TableStore, retention_days: int | None, as_of: dt.date, run_id: str) -> str:
+    if retention_days is None:
+        return "retention: off (storage.retention_days is null)"
+    cutoff = as_of - dt.timedelta(days=retention_days)
+    result = store.delete_where(S.RECOMMENDATIONS, f"{S.AS_OF} < '{cutoff.isoformat()}'", run_id=run_id)
+    if result.skipped:
+        return f"retention: no '{S.RECOMMENDATIONS}' partition before {cutoff}"
+    deleted = f"{result.rows or 0:,} '{S.RECOMMENDATIONS}' rows before {cutoff}"
+    return f"retention: deleted {deleted} (version {result.version})"
+
+
+def move_latest_pointer(store: TableStore, as_of: dt.date, run_id: str) -> str:
+    current = latest_pointer(store)
+    if current is not None and current[0] > as_of:
+        return f"latest: stays at {current[0]} (run {current[1]}), newer than {as_of}"
+    if current is not None and current == (as_of, run_id):
+        return f"latest: already {as_of} (run {run_id})"
+    version = store.version(S.RECOMMENDATIONS)
+    row = (as_of, run_id, version, dt.datetime.now(dt.timezone.utc))
+    pointer = store.spark.createDataFrame([row], S.contract(S.RECOMMENDATIONS_LATEST))
+    store.write_table(pointer, S.RECOMMENDATIONS_LATEST, mode="overwrite", run_id=run_id, stage=STAGE)
+    return f"latest: {S.RECOMMENDATIONS_LATEST} -> {as_of} (run {run_id}, version {version})"
+
+
+def latest_pointer(store: TableStore) -> tuple[dt.date, str] | None:
+    """(as_of, run_id) the pointer names, None before the first ranking run."""
+    if not store.exists(S.RECOMMENDATIONS_LATEST):
+        return None
+    row = store.read_table(S.RECOMMENDATIONS_LATEST).first()
+    return None if row is None else (row[S.AS_OF], row[S.RUN_ID])
+
+
+def read_latest_recommendations(store: TableStore) -> DataFrame:
+    """The lists of the newest run: ``recommendations`` at the pointer's as_of and run id."""
+    pointer = latest_pointer(store)
+    if pointer is None:
+        raise TableNotFoundError(S.RECOMMENDATIONS_LATEST, store.table_path(S.RECOMMENDATIONS_LATEST))
+    as_of, run_id = pointer
+    return store.read_table(S.RECOMMENDATIONS).filter(
+        (F.col(S.AS_OF) == F.lit(as_of).cast(T.DateType())) & (F.col(S.RUN_ID) == run_id)
+    )
+
+
+def run_once(ctx: RunContext, stages: Sequence[str] | None = None) -> RunOutcome:
+    """The stages of one run, then :func:`finish_run`."""
+    started = time.perf_counter()
+    results = run_stages(ctx, stages)
+    notes = finish_run(ctx, results, time.perf_counter() - started)
+    return RunOutcome(ctx.as_of, ctx.run_id, False, tuple(results), tuple(notes))
+
+
+def backfill(
+    make_context: Callable[[dt.date], RunContext],
+    start: dt.date,
+    end: dt.date,
+    stages: Sequence[str] | None = None,
+    report: Callable[[RunOutcome], None] = lambda outcome: None,
+) -> list[RunOutcome]:
+    """One run per date from ``start`` to ``end``; the undated stages (ingest, enrich) only with the first.
+
+    A date whose run is recorded in ``runs`` with every stage asked for is skipped, so rerunning a
+    backfill (or resuming one that failed) commits nothing for the dates already done.
+    """
+    wanted = list(STAGES) if not stages else [s for s in STAGES if s in stages]
+    outcomes = []
+    for i, as_of in enumerate(date_range(start, end)):
+        ctx = make_context(as_of)
+        these = wanted if i == 0 else [s for s in wanted if s not in UNDATED_STAGES]
+        if not these:
+            continue
+        if set(these) <= completed_stages(ctx.store, ctx.run_id):
+            outcome = RunOutcome(as_of, ctx.run_id, True)
+        else:
+            outcome = run_once(ctx, these)
+        report(outcome)
+        outcomes.append(outcome)
+    return outcomes
