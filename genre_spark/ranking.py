@@ -7,6 +7,7 @@ explanation quoting the strongest source's evidence.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
@@ -39,14 +40,21 @@ class RankingReport:
         )
 
 
-def user_strategies(spark: SparkSession, segments: DataFrame, book: StrategyBook, ctx: Context) -> DataFrame:
+# (segment_id, segment_label) -> strategy name: the selection rules by default, a Thompson draw in the
+# adaptive policy, a fixed strategy for a baseline.
+Chooser = Callable[[int, str], str]
+
+
+def rule_chooser(book: StrategyBook, ctx: Context) -> Chooser:
+    """The selection rules of the strategy book, in this time context."""
+    return lambda segment_id, label: select_strategy(book, segment_id, label, ctx)
+
+
+def user_strategies(spark: SparkSession, segments: DataFrame, choose: Chooser) -> DataFrame:
     """(user_id, segment_id, strategy_id): one decision per segment (k rows on the driver)."""
     distinct = segments.select(S.SEGMENT_ID, S.SEGMENT_LABEL).distinct().collect()  # one row per segment
     decisions = spark.createDataFrame(
-        [
-            (r[S.SEGMENT_ID], select_strategy(book, r[S.SEGMENT_ID], r[S.SEGMENT_LABEL], ctx))
-            for r in distinct
-        ],
+        [(r[S.SEGMENT_ID], choose(r[S.SEGMENT_ID], r[S.SEGMENT_LABEL])) for r in distinct],
         "segment_id int, strategy_id string",
     )
     return segments.select(S.USER_ID, S.SEGMENT_ID).join(F.broadcast(decisions), S.SEGMENT_ID)
@@ -269,10 +277,12 @@ def rank(
     run_id: str,
     model_version: str,
     scores: DataFrame | None = None,
+    choose: Chooser | None = None,
 ) -> DataFrame:
     """``recommendations`` rows for one as-of date; ``scores`` (user_id, item_id, scorer, score) join
-    the blend through the strategies' scorer weights."""
-    strategies = user_strategies(spark, segments, book, ctx)
+    the blend through the strategies' scorer weights; ``choose`` picks each segment's strategy (default:
+    the book's selection rules in ``ctx``)."""
+    strategies = user_strategies(spark, segments, choose or rule_chooser(book, ctx))
     tables = strategy_tables(spark, book)
     scored = blend(candidates, strategies, tables.source_weights)
     if scores is not None:
@@ -300,7 +310,13 @@ def rank(
 
 
 def run_ranking(
-    spark: SparkSession, store: TableStore, book: StrategyBook, ctx: Context, k: int, run_id: str
+    spark: SparkSession,
+    store: TableStore,
+    book: StrategyBook,
+    ctx: Context,
+    k: int,
+    run_id: str,
+    choose: Chooser | None = None,
 ) -> RankingReport:
     as_of = F.lit(ctx.as_of)
     segments = store.read_table(S.USER_SEGMENTS).filter(F.col(S.AS_OF) == as_of)
@@ -318,6 +334,7 @@ def run_ranking(
         run_id,
         model_version,
         store.read_table(S.SCORES).filter(F.col(S.AS_OF) == as_of) if store.exists(S.SCORES) else None,
+        choose,
     )
     write = store.replace_date(recs, S.RECOMMENDATIONS, as_of=ctx.as_of, run_id=run_id, stage="ranking")
     served = store.read_table(S.RECOMMENDATIONS).filter(F.col(S.AS_OF) == as_of)

@@ -13,6 +13,7 @@ from genre_spark.ranking import (
     blend,
     diversify_top_k,
     rank,
+    rule_chooser,
     strategy_tables,
     user_strategies,
 )
@@ -60,7 +61,7 @@ def strategies_of(spark: SparkSession, b: StrategyBook) -> DataFrame:
     segments = spark.createDataFrame(
         [("u1", 0, "loyal"), ("u2", 1, "new")], "user_id string, segment_id int, segment_label string"
     )
-    return user_strategies(spark, segments, b, Context(AS_OF, None))
+    return user_strategies(spark, segments, rule_chooser(b, Context(AS_OF, None)))
 
 
 def test_strategy_per_segment(spark: SparkSession) -> None:
