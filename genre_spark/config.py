@@ -293,6 +293,14 @@ class FeedbackSettings(_Strict):
     decay: float = Field(gt=0, le=1)  # weight of past evidence at each update
     exploration_floor: float = Field(ge=0, le=0.5)  # least selection probability of each allowed strategy
     seed: int
+    adaptive: bool  # the ranking stage picks strategies by Thompson sampling instead of the selection rules
+
+
+class ReplaySettings(_Strict):
+    weeks: int = Field(gt=0)  # weeks replayed when --weeks is not given
+    window_days: int = Field(gt=0)  # purchases in [T, T + window) are the feedback on the lists of T
+    ndcg_k: int = Field(gt=0)  # cut-off of the NDCG in the report
+    strategies: list[str] | None  # fixed-strategy policies to compare with; null = every strategy
 
 
 class Settings(_Strict):
@@ -307,6 +315,7 @@ class Settings(_Strict):
     scoring: ScoringSettings
     ranking: RankingSettings
     feedback: FeedbackSettings
+    replay: ReplaySettings
 
     @model_validator(mode="after")
     def _segment_features_exist(self) -> Settings:

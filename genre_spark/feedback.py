@@ -12,6 +12,10 @@ per (segment, context, strategy), and Thompson sampling picks the next strategy 
 - :func:`thompson_select`: on the driver, over one row per segment x strategy: with probability
   ``floor x n`` a uniform pick among the n allowed strategies, else the strategy with the highest draw from
   its posterior; so every allowed strategy is picked with probability >= ``exploration_floor``.
+- :func:`adaptive_chooser`: the ranking's :data:`~genre_spark.ranking.Chooser` of the adaptive policy: per
+  segment, :func:`thompson_select` over the strategies the book allows it (``adaptive:`` in strategies.yaml).
+- :func:`run_feedback`: the feedback step for the lists served as of T: purchases in ``[T, T + window)``
+  (and any incoming feedback rows) -> ``feedback_events`` + ``quarantine``, then ``strategy_state``.
 """
 
 from __future__ import annotations
@@ -26,7 +30,10 @@ from pyspark.sql import functions as F
 
 from genre_spark import schemas as S
 from genre_spark.config import FeedbackSettings
-from genre_spark.strategy import Context
+from genre_spark.errors import AccountingError
+from genre_spark.ranking import Chooser
+from genre_spark.storage import TableStore, WriteResult
+from genre_spark.strategy import Context, StrategyBook, allowed_strategies
 
 CONTEXT = "context"
 # quarantine rule ids, checked in this order (the first failed rule is the reason)
@@ -288,3 +295,118 @@ def thompson_select(
         draws = rng.beta(params[:, 0], params[:, 1])
         picks[segment] = names[int(rng.integers(len(names)))] if explore else names[int(np.argmax(draws))]
     return picks
+
+
+def segment_rng(settings: FeedbackSettings, as_of: dt.date, segment_id: int) -> np.random.Generator:
+    """The seeded generator of one segment's pick (independent of the order segments are visited in)."""
+    return np.random.default_rng([settings.seed, as_of.toordinal(), segment_id])
+
+
+def adaptive_chooser(
+    book: StrategyBook, arms: Iterable[Arm], settings: FeedbackSettings, as_of: dt.date
+) -> Chooser:
+    """Thompson sampling per segment among its allowed strategies (:func:`~genre_spark.strategy.
+    allowed_strategies`), from ``arms`` (one context's posteriors; missing arms draw from the prior)."""
+    known = list(arms)
+
+    def choose(segment_id: int, segment_label: str) -> str:
+        allowed = {segment_id: allowed_strategies(book, segment_id, segment_label)}
+        return thompson_select(known, allowed, settings, segment_rng(settings, as_of, segment_id))[segment_id]
+
+    return choose
+
+
+def load_arms(store: TableStore, context: str, as_of: dt.date) -> list[Arm]:
+    """The posteriors of ``context`` known on ``as_of`` (state rows updated on or before it; latest per arm).
+    One row per segment x strategy reaches the driver; none before the first feedback."""
+    if not store.exists(S.STRATEGY_STATE):
+        return []
+    known = store.read_table(S.STRATEGY_STATE).where(F.col("updated_as_of") <= F.lit(as_of))
+    rows = current_state(known).where(F.col(CONTEXT) == context).collect()  # segments x strategies
+    return arms_from_rows(rows)
+
+
+def adaptive_chooser_from_store(
+    store: TableStore, book: StrategyBook, settings: FeedbackSettings, ctx: Context
+) -> Chooser:
+    """The adaptive chooser of a ranking run in ``ctx``, from ``strategy_state`` as of ``ctx.as_of``."""
+    return adaptive_chooser(book, load_arms(store, context_key(ctx), ctx.as_of), settings, ctx.as_of)
+
+
+# --------------------------------------------------------------------------- the feedback step
+
+STAGE = "feedback"  # the writing stage of this step's writes (app-transaction ids)
+PURCHASES_SOURCE = "purchases"  # quarantine.source of feedback derived from the events' purchases
+
+
+@dataclass(frozen=True)
+class FeedbackReport:
+    served_as_of: dt.date
+    window_end: dt.date  # exclusive
+    feedback_in: int  # rows checked: derived from purchases + incoming
+    valid: int
+    quarantined: int
+    arms: int  # strategy_state rows written (segment x strategy of this context)
+    writes: tuple[WriteResult, ...]
+
+    def format(self) -> str:
+        return (
+            f"feedback on the lists of {self.served_as_of} (purchases until {self.window_end}): "
+            f"{self.feedback_in:,} events in, {self.valid:,} to {S.FEEDBACK_EVENTS}, "
+            f"{self.quarantined:,} quarantined; {self.arms} arms in {S.STRATEGY_STATE}"
+        )
+
+
+def _rows(result: WriteResult, df: DataFrame) -> int:
+    return result.rows if result.rows is not None and not result.skipped else df.count()
+
+
+def run_feedback(
+    store: TableStore,
+    settings: FeedbackSettings,
+    served_as_of: dt.date,
+    window_days: int,
+    run_id: str,
+    *,
+    context: str,
+    incoming: DataFrame | None = None,
+) -> FeedbackReport:
+    """Feedback on the ``recommendations`` of ``served_as_of``: an impression per served item and a purchase
+    where the user bought it in ``[served_as_of, served_as_of + window_days)``, plus ``incoming`` feedback
+    rows (``feedback_events`` contract, e.g. clicks from a front end) checked the same way. Valid rows are
+    appended to ``feedback_events``, the others to ``quarantine`` with their reason (never dropped); the
+    served items' outcomes update ``strategy_state`` in ``context`` (the context the lists were served in).
+    Every write is idempotent per ``run_id`` (a rerun commits nothing)."""
+    served = store.read_table(S.RECOMMENDATIONS).where(F.col(S.AS_OF) == F.lit(served_as_of))
+    end = served_as_of + dt.timedelta(days=window_days)
+    feedback = feedback_from_purchases(served, store.read_table(S.EVENTS), served_as_of, end)
+    if incoming is not None:
+        feedback = feedback.unionByName(incoming.select(*_FEEDBACK_COLUMNS))
+    feedback = feedback.persist()
+    try:
+        split = split_feedback(feedback, served, source=PURCHASES_SOURCE, run_id=run_id)
+        wrote_valid = store.write_table(
+            split.valid, S.FEEDBACK_EVENTS, mode="append", run_id=run_id, stage=STAGE
+        )
+        wrote_bad = store.write_table(
+            split.quarantined, S.QUARANTINE, mode="append", run_id=run_id, stage=STAGE
+        )
+        total, valid, bad = (
+            feedback.count(),
+            _rows(wrote_valid, split.valid),
+            _rows(wrote_bad, split.quarantined),
+        )
+        if total != valid + bad:
+            raise AccountingError(
+                f"feedback of {served_as_of}: {total:,} rows in, {valid:,} valid + {bad:,} quarantined"
+            )
+        previous = store.read_table(S.STRATEGY_STATE) if store.exists(S.STRATEGY_STATE) else None
+        state = update_strategy_state(
+            previous, arm_outcomes(split.valid, served), settings, context=context, as_of=end, run_id=run_id
+        )
+        wrote_state = store.write_table(state, S.STRATEGY_STATE, mode="append", run_id=run_id, stage=STAGE)
+    finally:
+        feedback.unpersist()
+    return FeedbackReport(
+        served_as_of, end, total, valid, bad, _rows(wrote_state, state), (wrote_valid, wrote_bad, wrote_state)
+    )

@@ -13,6 +13,7 @@ from genre_spark.candidates import run_candidates
 from genre_spark.config import Settings
 from genre_spark.enrich import run_enrich
 from genre_spark.features import run_features
+from genre_spark.feedback import adaptive_chooser_from_store
 from genre_spark.ingest import run_ingest
 from genre_spark.ranking import run_ranking
 from genre_spark.scoring import run_scoring
@@ -66,7 +67,10 @@ def _scoring(ctx: RunContext) -> str:
 
 def _ranking(ctx: RunContext) -> str:
     k = ctx.settings.ranking.k
-    return run_ranking(ctx.spark, ctx.store, ctx.strategies, ctx.context, k, ctx.run_id).format()
+    choose = None  # the selection rules
+    if ctx.settings.feedback.adaptive:  # Thompson sampling from strategy_state
+        choose = adaptive_chooser_from_store(ctx.store, ctx.strategies, ctx.settings.feedback, ctx.context)
+    return run_ranking(ctx.spark, ctx.store, ctx.strategies, ctx.context, k, ctx.run_id, choose).format()
 
 
 # Stage name -> function; `genre-spark run` runs them in this order.

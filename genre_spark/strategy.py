@@ -88,10 +88,18 @@ class SelectionRule(_Strict):
         return sum(c is not None for c in (self.segment, self.day, self.hour_band, self.campaign))
 
 
+class AdaptiveRules(_Strict):
+    """Which strategies Thompson sampling may pick per segment (``feedback.adaptive``)."""
+
+    allowed: dict[str | int, list[str]]  # segment label or id -> its strategies (an id wins over a label)
+    default_allowed: list[str]  # segments not listed in ``allowed``
+
+
 class StrategyBook(_Strict):
     strategies: dict[str, Strategy]
     selection: list[SelectionRule]
     default: str
+    adaptive: AdaptiveRules | None = None  # None: every strategy is allowed for every segment
 
     @model_validator(mode="after")
     def _known_names(self) -> StrategyBook:
@@ -101,6 +109,15 @@ class StrategyBook(_Strict):
                 raise ValueError(f"selection[{i}] names strategy '{rule.strategy}'; valid choices: {names}")
         if self.default not in self.strategies:
             raise ValueError(f"default names strategy '{self.default}'; valid choices: {names}")
+        if self.adaptive is not None:
+            lists = {f"adaptive.allowed.{k}": v for k, v in self.adaptive.allowed.items()}
+            lists["adaptive.default_allowed"] = self.adaptive.default_allowed
+            for key, allowed in lists.items():
+                if not allowed:
+                    raise ValueError(f"{key} allows no strategy; name at least one of {names}")
+                unknown = [n for n in allowed if n not in self.strategies]
+                if unknown:
+                    raise ValueError(f"{key} names unknown strategy {unknown}; valid choices: {names}")
         return self
 
 
@@ -150,6 +167,18 @@ def matches(rule: SelectionRule, segment_id: int, segment_label: str, ctx: Conte
     if rule.hour_band is not None and rule.hour_band != ctx.hour_band:
         return False
     return rule.campaign is None or rule.campaign.start <= ctx.as_of <= rule.campaign.end
+
+
+def allowed_strategies(book: StrategyBook, segment_id: int, segment_label: str) -> list[str]:
+    """The strategies the adaptive policy may pick for a segment: ``adaptive.allowed`` by segment id, else
+    by label, else ``adaptive.default_allowed``; every strategy of the book when there is no ``adaptive``."""
+    if book.adaptive is None:
+        return list(book.strategies)
+    allowed = book.adaptive.allowed
+    for key in (segment_id, segment_label):
+        if key in allowed:
+            return list(allowed[key])
+    return list(book.adaptive.default_allowed)
 
 
 def select_strategy(book: StrategyBook, segment_id: int, segment_label: str, ctx: Context) -> str:
