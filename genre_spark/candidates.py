@@ -122,8 +122,13 @@ def segment_popularity(
     window_days: int,
     half_life: float,
     limit: int,
+    source: str = "segment_popularity",
+    audience: str = "in segment '%s'",
 ) -> DataFrame:
-    """Items most bought lately by the user's segment (decayed buyer counts), proposed to every member."""
+    """Items most bought lately by the user's segment (decayed buyer counts), proposed to every member.
+
+    ``segments``: user_id, segment_id, segment_label; one segment for everyone gives global popularity.
+    ``audience`` names the buyers in the explanation (``%s``: the segment label)."""
     members = segments.select(S.USER_ID, S.SEGMENT_ID, S.SEGMENT_LABEL)
     age = _days_before(as_of, S.EVENT_TS)
     recent = purchases.filter(age <= window_days).join(members, S.USER_ID)
@@ -138,10 +143,26 @@ def segment_popularity(
         S.ITEM_ID,
         F.col("score").alias("source_score"),
         F.format_string(
-            "popular in segment '%s' over the last %d days", F.col(S.SEGMENT_LABEL), F.lit(window_days)
+            f"popular {audience} over the last %d days", F.col(S.SEGMENT_LABEL), F.lit(window_days)
         ).alias("detail"),
     )
-    return top_per_user(proposed, "segment_popularity", limit)
+    return top_per_user(proposed, source, limit)
+
+
+def global_popularity(
+    purchases: DataFrame, users: DataFrame, as_of: dt.date, window_days: int, half_life: float, limit: int
+) -> DataFrame:
+    """The same popular items (bought by anyone) for each of ``users``: the popularity baseline."""
+    everyone = (
+        purchases.select(S.USER_ID)
+        .unionByName(users.select(S.USER_ID))
+        .distinct()
+        .select(S.USER_ID, F.lit(0).alias(S.SEGMENT_ID), F.lit("all customers").alias(S.SEGMENT_LABEL))
+    )
+    popular = segment_popularity(
+        purchases, everyone, as_of, window_days, half_life, limit, "popularity", "with %s"
+    )
+    return popular.join(users.select(S.USER_ID), S.USER_ID, "left_semi")
 
 
 def cooccurrence_neighbours(
@@ -317,6 +338,17 @@ def generate_candidates(
     if limits.get("buy_again", 0):
         frames.append(
             buy_again(purchases_of_users, as_of, settings.recency_half_life_days, limits["buy_again"])
+        )
+    if limits.get("popularity", 0):
+        frames.append(
+            global_popularity(
+                purchases,
+                users,
+                as_of,
+                settings.popularity_window_days,
+                settings.popularity_half_life_days,
+                limits["popularity"],
+            )
         )
     if limits.get("segment_popularity", 0):
         frames.append(

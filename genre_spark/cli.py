@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from genre_spark.config import default_run_id, load_settings
 from genre_spark.errors import ConfigError, GenreSparkError
-from genre_spark.pipeline import STAGES, RunContext
+from genre_spark.pipeline import STAGES, RunContext, run_stages, train_discriminator
 from genre_spark.refresh import RunOutcome, backfill, run_once
 from genre_spark.strategy import context_for, load_strategies
 
@@ -82,6 +82,17 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument(
         "--stage", action="append", choices=list(STAGES), default=None, help="only this stage (repeatable)"
     )
+    evaluate = sub.add_parser(
+        "evaluate",
+        parents=[common],
+        help="fit on events before --as-of, compare the product and baselines with the next purchases",
+    )
+    evaluate.add_argument(
+        "--horizon-days",
+        type=int,
+        default=None,
+        help="ground-truth window (default: evaluation.horizon_days)",
+    )
     return parser
 
 
@@ -101,7 +112,10 @@ def _run(args: argparse.Namespace) -> int:
     as_of = args.as_of or dt.datetime.now(dt.timezone.utc).date()
     context = context_for(as_of, args.context_hour, settings.features.hour_bands)
     run_id = args.run_id or default_run_id(settings, as_of)
-    stages = [args.command] if args.command not in ("run", "backfill") else args.stage
+    if args.command == "evaluate":
+        stages: list[str] | None = list(EVALUATION_STAGES)
+    else:
+        stages = [args.command] if args.command not in ("run", "backfill") else args.stage
     if args.command == "backfill" and (args.as_of or args.run_id):
         raise ConfigError("backfill derives the as-of date and the run id per date: drop --as-of/--run-id")
     if stages is None or "scoring" in stages:
@@ -128,6 +142,8 @@ def _run(args: argparse.Namespace) -> int:
                 return RunContext(spark, store, settings, day, day_run, strategies, day_context)
 
             backfill(context_of, args.date_from, args.date_to, stages, _print_outcome)
+        elif args.command == "evaluate":
+            _evaluate(ctx, args.horizon_days)
         else:
             _print_outcome(run_once(ctx, stages))
         print(f"done in {time.perf_counter() - started:.1f} s; tables under {store.warehouse}")
@@ -136,6 +152,34 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         spark.stop()
     return 0
+
+
+# What `evaluate` runs for its as-of date first (ingest and enrich too when their tables are missing).
+EVALUATION_STAGES = ("features", "segments", "candidates", "scoring")
+
+
+def _evaluate(ctx: RunContext, horizon_days: int | None) -> None:
+    from genre_spark import schemas as S
+    from genre_spark.evaluation import evaluate
+
+    stages = [*EVALUATION_STAGES]
+    if not ctx.store.exists(S.EVENTS):
+        stages = ["ingest", "enrich", *stages]
+    elif not ctx.store.exists(S.ITEM_EMBEDDINGS):
+        stages = ["enrich", *stages]
+    for result in run_stages(ctx, stages):
+        print(result.summary)
+        print(f"stage {result.stage}: {result.seconds:.1f} s")
+    started = time.perf_counter()
+    print(train_discriminator(ctx))  # compared whether or not discriminator.enabled
+    print(f"stage discriminator: {time.perf_counter() - started:.1f} s")
+    started = time.perf_counter()
+    s = ctx.settings
+    report = evaluate(
+        ctx.spark, ctx.store, ctx.strategies, ctx.context, s.evaluation, ctx.run_id, horizon_days
+    )
+    print(report.format())
+    print(f"stage evaluate: {time.perf_counter() - started:.1f} s")
 
 
 def _print_outcome(outcome: RunOutcome) -> None:

@@ -208,7 +208,7 @@ class AlsSettings(_Strict):
     seed: int
 
 
-CANDIDATE_SOURCES = ("buy_again", "segment_popularity", "co_occurrence", "als", "content")
+CANDIDATE_SOURCES = ("buy_again", "popularity", "segment_popularity", "co_occurrence", "als", "content")
 
 
 def check_source_values(values: Mapping[str, float], what: str) -> None:
@@ -287,6 +287,29 @@ class ScoringSettings(_Strict):
         return {name: getattr(self, name) for name in SCORER_NAMES if getattr(self, name).enabled}
 
 
+class DiscriminatorSettings(_Strict):
+    enabled: bool  # `genre-spark run` trains and applies it (evaluate always does)
+    horizon_days: int = Field(gt=0)  # trained on candidates as of as_of - h, labels from [as_of - h, as_of)
+    model: Literal["gbt", "logistic"]
+    max_iter: int = Field(gt=0)
+    max_depth: int = Field(gt=0)  # gbt only
+    negative_fraction: float = Field(gt=0, le=1)  # share of the unbought candidates kept for training
+    seed: int
+
+
+class EvaluationSettings(_Strict):
+    horizon_days: int = Field(gt=0)  # ground truth: purchases in [as_of, as_of + horizon_days)
+    ks: list[int] = Field(min_length=1)
+    baselines: list[str]  # strategy names, each forced on every user in turn
+
+    @field_validator("ks")
+    @classmethod
+    def _positive(cls, ks: list[int]) -> list[int]:
+        if any(k <= 0 for k in ks):
+            raise ValueError(f"ks must be positive, got {ks}")
+        return sorted(set(ks))
+
+
 class FeedbackSettings(_Strict):
     prior_alpha: float = Field(gt=0)
     prior_beta: float = Field(gt=0)
@@ -315,6 +338,8 @@ class Settings(_Strict):
     scoring: ScoringSettings
     ranking: RankingSettings
     feedback: FeedbackSettings
+    discriminator: DiscriminatorSettings
+    evaluation: EvaluationSettings
     replay: ReplaySettings
 
     @model_validator(mode="after")

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
+from genre_spark import schemas as S
 from genre_spark.candidates import run_candidates
 from genre_spark.config import Settings
+from genre_spark.discriminator import train_and_score
 from genre_spark.enrich import run_enrich
 from genre_spark.features import run_features
 from genre_spark.feedback import adaptive_chooser_from_store
@@ -65,6 +69,32 @@ def _scoring(ctx: RunContext) -> str:
     return run_scoring(ctx.store, ctx.settings.scoring, ctx.as_of, ctx.run_id).format()
 
 
+# What the discriminator needs as of its training date (as_of - discriminator.horizon_days).
+TRAINING_STAGES = ("features", "segments", "candidates", "scoring")
+
+
+def train_discriminator(ctx: RunContext) -> str:
+    """Run the stages for the training date when its candidates are missing, then train and score."""
+    train_as_of = ctx.as_of - dt.timedelta(days=ctx.settings.discriminator.horizon_days)
+    lines = []
+    if not _has_partition(ctx.store, S.CANDIDATES, train_as_of):
+        past = dataclasses.replace(ctx, as_of=train_as_of, run_id=f"{ctx.run_id}-train-{train_as_of}")
+        lines += [r.summary for r in run_stages(past, TRAINING_STAGES)]
+    report = train_and_score(ctx.store, ctx.settings.discriminator, ctx.as_of, ctx.run_id)
+    return "\n".join([*lines, report.format()])
+
+
+def _has_partition(store: TableStore, table: str, as_of: dt.date) -> bool:
+    on_date = F.col(S.AS_OF) == F.lit(as_of)
+    return store.exists(table) and bool(store.read_table(table).filter(on_date).limit(1).count())
+
+
+def _discriminator(ctx: RunContext) -> str:
+    if not ctx.settings.discriminator.enabled:
+        return "discriminator: off (discriminator.enabled: false)"
+    return train_discriminator(ctx)
+
+
 def _ranking(ctx: RunContext) -> str:
     k = ctx.settings.ranking.k
     choose = None  # the selection rules
@@ -81,6 +111,7 @@ STAGES: dict[str, Callable[[RunContext], str]] = {
     "segments": _segments,
     "candidates": _candidates,
     "scoring": _scoring,
+    "discriminator": _discriminator,
     "ranking": _ranking,
 }
 
@@ -91,9 +122,20 @@ def run_stages(ctx: RunContext, stages: Sequence[str] | None = None) -> list[Sta
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}; valid choices: {list(STAGES)}")
     results = []
+    ctx.store.progress = progress
     for name in STAGES:  # always in pipeline order, whatever order they were asked in
         if name in selected:
             start = time.perf_counter()
+            progress(f"stage {name}: started")
+            before = len(ctx.store.write_log)
             summary = STAGES[name](ctx)
-            results.append(StageResult(name, time.perf_counter() - start, summary))
+            seconds = time.perf_counter() - start
+            results.append(StageResult(name, seconds, summary))
+            written = sum(w.rows or 0 for _, w in ctx.store.write_log[before:] if not w.skipped)
+            progress(f"stage {name}: done in {seconds:.1f} s, {written:,} rows written")
     return results
+
+
+def progress(message: str) -> None:
+    """One progress line, flushed at once (a terminal, a driver log, a Databricks cell)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)

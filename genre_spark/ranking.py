@@ -79,6 +79,7 @@ class StrategyTables:
     source_weights: DataFrame  # strategy_id, source, weight
     scorer_weights: DataFrame  # strategy_id, scorer, weight
     rules: DataFrame  # strategy_id, exclude_returned, recent_days, recent_categories, max_price_ratio, ...
+    rankers: DataFrame  # strategy_id, ranker (blend | discriminator)
 
 
 def strategy_tables(spark: SparkSession, book: StrategyBook) -> StrategyTables:
@@ -107,7 +108,10 @@ def strategy_tables(spark: SparkSession, book: StrategyBook) -> StrategyTables:
         "strategy_id string, exclude_returned boolean, recent_days int, recent_categories array<int>, "
         "max_price_ratio double, max_per_category int",
     )
-    return StrategyTables(weights("source"), weights("scorer"), rules)
+    rankers = spark.createDataFrame(
+        [(name, s.ranker) for name, s in book.strategies.items()], "strategy_id string, ranker string"
+    )
+    return StrategyTables(weights("source"), weights("scorer"), rules, rankers)
 
 
 def blend(candidates: DataFrame, strategies: DataFrame, weights: DataFrame) -> DataFrame:
@@ -163,6 +167,31 @@ def add_scorer_scores(
             F.when(moved_up, F.concat_ws("; ", "explanation", "_why")).otherwise(F.col("explanation")),
         )
         .select(*blended.columns)
+    )
+
+
+def apply_ranker(
+    scored: DataFrame, probabilities: DataFrame, strategies: DataFrame, rankers: DataFrame
+) -> DataFrame:
+    """For strategies with ``ranker: discriminator``, the score becomes the learned probability of a purchase
+    (``probabilities``: user_id, item_id, probability_bought; unscored candidates get 0)."""
+    learned = strategies.select(S.USER_ID, "strategy_id").join(
+        F.broadcast(rankers.filter(F.col("ranker") == "discriminator")), "strategy_id"
+    )
+    p = F.coalesce(F.col("probability_bought"), F.lit(0.0))
+    return (
+        scored.join(learned.select(S.USER_ID, F.lit(True).alias("_learned")), S.USER_ID, "left")
+        .join(
+            probabilities.select(S.USER_ID, S.ITEM_ID, "probability_bought"), [S.USER_ID, S.ITEM_ID], "left"
+        )
+        .withColumn("score", F.when(F.col("_learned"), p).otherwise(F.col("score")))
+        .withColumn(
+            "explanation",
+            F.when(
+                F.col("_learned"), F.format_string("%s; learned ranker p=%.3f", F.col("explanation"), p)
+            ).otherwise(F.col("explanation")),
+        )
+        .select(*scored.columns)
     )
 
 
@@ -278,15 +307,19 @@ def rank(
     model_version: str,
     scores: DataFrame | None = None,
     choose: Chooser | None = None,
+    probabilities: DataFrame | None = None,
 ) -> DataFrame:
     """``recommendations`` rows for one as-of date; ``scores`` (user_id, item_id, scorer, score) join
     the blend through the strategies' scorer weights; ``choose`` picks each segment's strategy (default:
-    the book's selection rules in ``ctx``)."""
+    the book's selection rules in ``ctx``); ``probabilities`` (the discriminator's) rank the candidates of
+    strategies with ``ranker: discriminator``."""
     strategies = user_strategies(spark, segments, choose or rule_chooser(book, ctx))
     tables = strategy_tables(spark, book)
     scored = blend(candidates, strategies, tables.source_weights)
     if scores is not None:
         scored = add_scorer_scores(scored, scores, strategies, tables.scorer_weights)
+    if probabilities is not None:
+        scored = apply_ranker(scored, probabilities, strategies, tables.rankers)
     products = items.filter(F.col(S.IS_PRODUCT))
     eligible = apply_rules(scored, events, products, tables.rules, ctx.as_of)
     featured = campaign_rows(strategies, campaign_table(spark, book), products)
@@ -335,6 +368,9 @@ def run_ranking(
         model_version,
         store.read_table(S.SCORES).filter(F.col(S.AS_OF) == as_of) if store.exists(S.SCORES) else None,
         choose,
+        store.read_table(S.RANKER_SCORES).filter(F.col(S.AS_OF) == as_of)
+        if store.exists(S.RANKER_SCORES)
+        else None,
     )
     write = store.replace_date(recs, S.RECOMMENDATIONS, as_of=ctx.as_of, run_id=run_id, stage="ranking")
     served = store.read_table(S.RECOMMENDATIONS).filter(F.col(S.AS_OF) == as_of)

@@ -20,6 +20,7 @@ SEGMENT_PROFILES = "segment_profiles"
 CANDIDATES = "candidates"
 RECOMMENDATIONS = "recommendations"
 SCORES = "scores"
+RANKER_SCORES = "ranker_scores"  # the discriminator's probability per candidate
 INGESTED_FILES = "ingested_files"  # input files an incremental (folder) source has already ingested
 RUNS = "runs"  # one row per completed run: what backfill skips
 RECOMMENDATIONS_LATEST = "recommendations_latest"  # one row naming the newest as_of + run_id for consumers
@@ -170,6 +171,13 @@ CONTRACTS: dict[str, T.StructType] = {
         ("source_score", T.DoubleType()),
         ("source_rank", T.IntegerType()),
         ("detail", T.StringType()),
+        (AS_OF, T.DateType()),
+    ),
+    RANKER_SCORES: _schema(
+        (USER_ID, T.StringType()),
+        (ITEM_ID, T.StringType()),
+        ("probability_bought", T.DoubleType()),
+        ("model_run_id", T.StringType()),
         (AS_OF, T.DateType()),
     ),
     SCORES: _schema(

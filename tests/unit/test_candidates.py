@@ -17,6 +17,7 @@ from genre_spark.candidates import (
     buy_again,
     cooccurrence_neighbours,
     from_neighbours,
+    global_popularity,
     product_purchases,
     recent_anchors,
     segment_popularity,
@@ -105,6 +106,20 @@ def test_segment_popularity_decays_and_reaches_every_member(spark: SparkSession)
     rows += [
         ("u4", "Z", "segment_popularity", 0.5 ** (1 / 7), 1, "popular in segment 'new' over the last 90 days")
     ]
+    assert_approx_df_equality(
+        result, spark.createDataFrame(rows, CANDIDATE), 1e-9, ignore_row_order=True, ignore_nullable=True
+    )
+
+
+def test_global_popularity_is_one_list_for_everyone(spark: SparkSession) -> None:
+    p = purchases(
+        spark, [("u1", "A", "o1", 0), ("u2", "A", "o2", 7), ("u2", "B", "o2", 7), ("u4", "Z", "o4", 1)]
+    )
+    users = spark.createDataFrame([("u1",), ("u3",)], "user_id string")
+    result = global_popularity(p, users, AS_OF, window_days=90, half_life=7, limit=2)
+    detail = "popular with all customers over the last 90 days"
+    rows = [(u, "A", "popularity", 1.5, 1, detail) for u in ("u1", "u3")]
+    rows += [(u, "Z", "popularity", 0.5 ** (1 / 7), 2, detail) for u in ("u1", "u3")]  # B (0.5) is 3rd
     assert_approx_df_equality(
         result, spark.createDataFrame(rows, CANDIDATE), 1e-9, ignore_row_order=True, ignore_nullable=True
     )
