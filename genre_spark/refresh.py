@@ -8,7 +8,8 @@ After the stages of a run (``finish_run``, called by ``genre-spark run``, ``back
    it wrote recommendations for a date at least as new as the pointer's; consumers read
    :func:`read_latest_recommendations`;
 3. one row in ``runs`` records the completed run (run id, as-of, stages). ``backfill`` skips dates whose
-   run is recorded there with every requested stage, so a rerun of a backfill commits nothing.
+   run is recorded there with every requested stage, so a rerun of a backfill commits nothing;
+4. the HTML run report (``genre_spark/report.py``) under ``<warehouse>/_reports/<run id>/``.
 
 Every write goes through ``TableStore.write_table`` with the run id: retried runs stay idempotent.
 """
@@ -27,6 +28,7 @@ from pyspark.sql import types as T
 from genre_spark import schemas as S
 from genre_spark.errors import TableNotFoundError
 from genre_spark.pipeline import STAGES, RunContext, StageResult, run_stages
+from genre_spark.report import write_run_report
 from genre_spark.storage import TableStore
 
 # Stages that do not depend on the as-of date: a backfill runs them once, with the first date's run.
@@ -69,7 +71,9 @@ def finish_run(ctx: RunContext, results: Sequence[StageResult], seconds: float) 
         [(ctx.run_id, ctx.as_of, stages, float(seconds), dt.datetime.now(dt.timezone.utc))],
         S.contract(S.RUNS),
     )
-    written = ctx.store.write_table(record, S.RUNS, mode="append", run_id=ctx.run_id, stage=STAGE)
+    # one record per stage set: the bundle's tasks and the stage notebooks each run part of one run id
+    stage = f"{STAGE}:{'+'.join(stages)}"
+    written = ctx.store.write_table(record, S.RUNS, mode="append", run_id=ctx.run_id, stage=stage)
     notes.append(f"run {ctx.run_id} {'already recorded' if written.skipped else 'recorded'} in '{S.RUNS}'")
     return notes
 
@@ -121,7 +125,10 @@ def run_once(ctx: RunContext, stages: Sequence[str] | None = None) -> RunOutcome
     """The stages of one run, then :func:`finish_run`."""
     started = time.perf_counter()
     results = run_stages(ctx, stages)
-    notes = finish_run(ctx, results, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    notes = finish_run(ctx, results, seconds)
+    report = write_run_report(ctx, results, notes, seconds)
+    notes.append(f"report: {report}" if report else "report: none (remote warehouse)")
     return RunOutcome(ctx.as_of, ctx.run_id, False, tuple(results), tuple(notes))
 
 

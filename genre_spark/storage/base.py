@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import posixpath
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -55,6 +56,9 @@ class TableStore(ABC):
         )
         self.warehouse = self.locator.warehouse
         self._filesystems: dict[str, tuple[pafs.FileSystem, str]] = {}
+        # (writing stage, result) of every write through this store, in order: progress and run reports
+        self.write_log: list[tuple[str, WriteResult]] = []
+        self.progress: Callable[[str], None] | None = None  # told about each write (pipeline.run_stages)
 
     def location(self, name: str) -> TableLocation:
         """Where table ``name`` lives: a path/URI, or (native back-end) a catalog table name."""
@@ -148,7 +152,15 @@ class TableStore(ABC):
             partition_by=list(partition_by),
             replace_where={k: partition_string(v) for k, v in (replace_where or {}).items()},
         )
-        return self._write(df, request)
+        started = time.perf_counter()
+        result = self._write(df, request)
+        self.write_log.append((stage, result))
+        if self.progress is not None:
+            done = "unchanged (run already committed)" if result.skipped else f"{result.rows or 0:,} rows"
+            self.progress(
+                f"  {stage or 'write'}: table {name} {done} in {time.perf_counter() - started:.1f} s"
+            )
+        return result
 
     def replace_date(
         self, df: DataFrame, name: str, *, as_of: dt.date, run_id: str, stage: str

@@ -123,11 +123,9 @@ def test_every_notebook_runs(spark: SparkSession, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("GENRE_SPARK_CONTEXT_HOUR", "9")
 
     stage_notebooks = [found[s] for s in STAGES if s in found]
-    run_ids = set()
     for path in stage_notebooks:
         namespace = execute(path, spark)
         assert [r.stage for r in namespace["results"]] == [path.stem]
-        run_ids.add(namespace["params"].run_id)
 
     store = EmbeddedDeltaStore(spark, str(warehouse))
     recommendations = store.read_table(S.RECOMMENDATIONS)
@@ -137,6 +135,11 @@ def test_every_notebook_runs(spark: SparkSession, monkeypatch: pytest.MonkeyPatc
     namespace = execute(found[REFRESH], spark)  # same widgets -> same derived run id -> nothing new
     assert [r.stage for r in namespace["results"]] == list(STAGES)
     assert store.version(S.RECOMMENDATIONS) == version
+    runs = store.read_table(S.RUNS).collect()  # one record per notebook, all of one derived run id
+    assert len(runs) == len(stage_notebooks) + 1 and len({r[S.RUN_ID] for r in runs}) == 1
+    run_id = runs[0][S.RUN_ID]
+    reports = sorted(p.name for p in (warehouse / "_reports" / run_id).glob("report*.html"))
+    assert reports == sorted(["report.html", *(f"report-{p.stem}.html" for p in stage_notebooks)])
     extra = set(found) - EXPECTED - set(STAGES)
     for name in sorted(extra):  # notebooks beyond the stage set also run (after the rest)
         execute(found[name], spark)

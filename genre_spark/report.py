@@ -1,0 +1,178 @@
+"""The run report: a small HTML page per run beside the tables, ``<warehouse>/_reports/<run id>/report.html``
+(``report-<stages>.html`` when a run of some stages only, a bundle task or a stage notebook, wrote it).
+
+Built generically from the run's :class:`StageResult` list and the store's write log (every stage, also
+ones added later, shows up with its time, summary and the rows it wrote), plus what the tables say about
+the run: quarantine reasons, the strategy mix of the lists, the segment plot, and the ``metrics`` rows of
+the run when evaluation wrote any. Only aggregates bounded by config reach the driver.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import os
+import shutil
+from collections.abc import Sequence
+
+from pyspark.sql import functions as F
+
+from genre_spark import schemas as S
+from genre_spark.pipeline import STAGES, RunContext, StageResult
+from genre_spark.storage import WriteResult
+
+MAX_METRIC_ROWS = 300
+
+
+def write_run_report(
+    ctx: RunContext, results: Sequence[StageResult], notes: Sequence[str], seconds: float
+) -> str | None:
+    """Write the report; its path, or None when the warehouse is remote (reports need a local path)."""
+    store = ctx.store
+    ran = [r.stage for r in results]
+    # the whole run: report.html; part of it (a bundle task, a stage notebook): report-<stages>.html
+    name = "report.html" if ran == list(STAGES) else f"report-{'+'.join(ran) or 'none'}.html"
+    try:
+        index = store.report_path(f"{ctx.run_id}/{name}")
+    except ValueError:
+        return None
+    folder = os.path.dirname(index)
+    os.makedirs(folder, exist_ok=True)
+    parts = [
+        f"<h1>genre-spark run {_e(ctx.run_id)}</h1>",
+        f"<p>as of <b>{ctx.as_of}</b> &middot; warehouse <code>{_e(store.warehouse)}</code> "
+        f"({_e(store.backend)} Delta) &middot; {seconds:.1f} s &middot; written "
+        f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC</p>",
+        _stages_table(ctx, results),
+        _quarantine_table(ctx),
+        _strategy_mix(ctx),
+        _segment_plot(ctx, folder),
+        _metrics_table(ctx),
+        "<h2>After the stages</h2><ul>" + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>",
+        "<h2>Stage summaries</h2>"
+        + "".join(f"<h3>{_e(r.stage)}</h3><pre>{_e(r.summary)}</pre>" for r in results),
+    ]
+    with open(index, "w", encoding="utf-8") as f:
+        f.write(_PAGE.format(title=_e(f"genre-spark {ctx.run_id}"), body="\n".join(p for p in parts if p)))
+    return index
+
+
+def _stages_table(ctx: RunContext, results: Sequence[StageResult]) -> str:
+    rows = []
+    for r in results:
+        out = ", ".join(f"{w.table}: {_rows(w)}" for stage, w in ctx.store.write_log if stage == r.stage)
+        rows.append(
+            f"<tr><td>{_e(r.stage)}</td><td class=n>{r.seconds:.1f}</td><td>{_e(out or '-')}</td></tr>"
+        )
+    return (
+        "<h2>Stages</h2><table><tr><th>stage</th><th>seconds</th><th>rows out (per table)</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
+
+
+def _quarantine_table(ctx: RunContext) -> str:
+    if not ctx.store.exists(S.QUARANTINE):
+        return ""
+    counts = (
+        ctx.store.read_table(S.QUARANTINE)
+        .filter(F.col(S.RUN_ID) == ctx.run_id)
+        .groupBy("table", S.SOURCE, "reason")
+        .count()
+        .orderBy(F.desc("count"))
+        .collect()  # tables x sources x rule ids: small
+    )
+    if not counts:
+        return "<h2>Quarantine</h2><p>no row quarantined by this run</p>"
+    rows = "".join(
+        f"<tr><td>{_e(r['table'])}</td><td>{_e(r[S.SOURCE])}</td><td>{_e(r['reason'])}</td>"
+        f"<td class=n>{r['count']:,}</td></tr>"
+        for r in counts
+    )
+    return (
+        "<h2>Quarantine</h2><table><tr><th>table</th><th>source</th><th>reason</th><th>rows</th></tr>"
+        + rows
+        + "</table>"
+    )
+
+
+def _strategy_mix(ctx: RunContext) -> str:
+    if not ctx.store.exists(S.RECOMMENDATIONS):
+        return ""
+    mix = (
+        ctx.store.read_table(S.RECOMMENDATIONS)
+        .filter((F.col(S.AS_OF) == F.lit(ctx.as_of)) & (F.col(S.RUN_ID) == ctx.run_id))
+        .groupBy("strategy_id")
+        .agg(F.countDistinct(S.USER_ID).alias("users"))
+        .orderBy(F.desc("users"))
+        .collect()  # one row per strategy
+    )
+    if not mix:
+        return ""
+    total = sum(r["users"] for r in mix)
+    rows = "".join(
+        f"<tr><td>{_e(r['strategy_id'])}</td><td class=n>{r['users']:,}</td>"
+        f"<td class=n>{100 * r['users'] / total:.1f}%</td></tr>"
+        for r in mix
+    )
+    head = "<tr><th>strategy</th><th>users</th><th>share</th></tr>"
+    return f"<h2>Strategy mix</h2><table>{head}{rows}</table>"
+
+
+def _segment_plot(ctx: RunContext, folder: str) -> str:
+    plot = ctx.store.report_path(f"segments_{ctx.as_of.isoformat()}.png")
+    if not os.path.isfile(plot):
+        return ""
+    shutil.copy(plot, os.path.join(folder, os.path.basename(plot)))  # the report folder stands alone
+    name = _e(os.path.basename(plot))
+    return f'<h2>Segments</h2><img src="{name}" alt="segments on PC1/PC2 and silhouette by k" width="100%">'
+
+
+def _metrics_table(ctx: RunContext) -> str:
+    """Evaluation's ``metrics`` rows of this run, when it wrote any (the table lands with evaluation)."""
+    if not ctx.store.exists(S.METRICS):
+        return ""
+    rows = (
+        ctx.store.read_table(S.METRICS)
+        .filter(F.col(S.RUN_ID) == ctx.run_id)
+        .orderBy("model", "metric", "k")
+        .limit(MAX_METRIC_ROWS)
+        .collect()
+    )
+    if not rows:
+        return ""
+    columns = [c for c in rows[0].asDict() if c not in (S.RUN_ID, S.AS_OF)]
+    head = "".join(f"<th>{_e(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{_e(_fmt(r[c]))}</td>" for c in columns) + "</tr>" for r in rows)
+    return f"<h2>Metrics</h2><table><tr>{head}</tr>{body}</table>"
+
+
+def _rows(write: WriteResult) -> str:
+    if write.skipped:
+        return "unchanged (run already committed)"
+    return "written" if write.rows is None else f"{write.rows:,} rows"
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "" if value is None else str(value)
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text))
+
+
+_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; max-width: 1100px; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; }}
+th, td {{ border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-align: top; }}
+td.n {{ text-align: right; font-variant-numeric: tabular-nums; }}
+pre {{ background: #f6f6f6; padding: 0.6em; overflow-x: auto; font-size: 12px; }}
+</style></head>
+<body>
+{body}
+</body></html>
+"""
