@@ -17,6 +17,12 @@ from genre_spark.scoring.models import ModelSpec, embed
 
 PairFunction = Callable[[Sequence[str], Sequence[str]], np.ndarray]
 
+# Rows per call of the pure function, which sorts them by length and runs model batches of
+# ``spec.batch_size``. Handing it exactly one model batch (predict_batch_udf's ``batch_size``) would
+# leave nothing to sort: each batch is padded to its longest row, as unsorted. Bounded by the Arrow
+# batch (spark.sql.execution.arrow.maxRecordsPerBatch, 10,000 by default).
+SORT_WINDOW = 4096
+
 
 def embedding_udf(spec: ModelSpec) -> Callable[[Column], Column]:
     """text -> array<float> embedding; the model loads once per Python worker."""
@@ -28,12 +34,15 @@ def embedding_udf(spec: ModelSpec) -> Callable[[Column], Column]:
         return predict
 
     return predict_batch_udf(
-        make_predict_fn, return_type=T.ArrayType(T.FloatType()), batch_size=spec.batch_size
+        make_predict_fn,
+        return_type=T.ArrayType(T.FloatType()),
+        batch_size=max(spec.batch_size, SORT_WINDOW),
     )
 
 
 def pair_udf(score: PairFunction, batch_size: int) -> Callable[[Column, Column], Column]:
-    """(profile text, item text) -> double score, ``batch_size`` rows per call of ``score``."""
+    """(profile text, item text) -> double score; ``score`` gets up to ``SORT_WINDOW`` rows per call
+    (at least ``batch_size``) and forms its own length-sorted model batches."""
 
     def make_predict_fn() -> Any:  # (profiles, items) -> scores; predict_batch_udf's stubs know one input
         def predict(profiles: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -41,7 +50,9 @@ def pair_udf(score: PairFunction, batch_size: int) -> Callable[[Column, Column],
 
         return predict
 
-    return predict_batch_udf(make_predict_fn, return_type=T.DoubleType(), batch_size=batch_size)
+    return predict_batch_udf(
+        make_predict_fn, return_type=T.DoubleType(), batch_size=max(batch_size, SORT_WINDOW)
+    )
 
 
 def _matrix(vectors: pa.Array) -> np.ndarray:

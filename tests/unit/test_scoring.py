@@ -8,6 +8,7 @@ path (``build_scorer``: config -> path check -> tokenizer check -> model in the 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -28,6 +29,7 @@ from genre_spark.scoring.scorers import (
 )
 from genre_spark.scoring.stage import score_candidates
 from genre_spark.scoring.texts import item_texts, profile_texts
+from genre_spark.scoring.udfs import pair_udf
 from tests.tiny_models import save_causal_lm, save_cross_encoder
 
 ITEMS = [
@@ -133,6 +135,16 @@ def test_batch_of_one_and_input_order(
     np.testing.assert_allclose(one, expected[:1], atol=1e-5)
     np.testing.assert_allclose(spark_scores(spark, scorer, texts, PAIRS[:1], partitions=1), one, atol=1e-5)
     assert spark_scores(spark, scorer, texts, [], partitions=2).shape == (0,)
+
+
+def test_pair_udf_hands_the_pure_function_more_than_one_model_batch(spark: SparkSession) -> None:
+    # the pure function sorts what it gets by length; one model batch per call would leave nothing to sort
+    def call_size(profiles: Sequence[str], items: Sequence[str]) -> np.ndarray:
+        return np.full(len(profiles), float(len(profiles)))
+
+    frame = spark.createDataFrame([(f"p{i}", f"i{i}") for i in range(10)], "p string, i string").coalesce(1)
+    rows = frame.select(pair_udf(call_size, batch_size=2)(F.col("p"), F.col("i")).alias("n")).collect()
+    assert [r["n"] for r in rows] == [10.0] * 10
 
 
 def test_bi_encoder_reuses_item_embeddings(
