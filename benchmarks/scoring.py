@@ -46,6 +46,7 @@ from genre_spark import schemas as S
 from genre_spark.config import load_settings
 from genre_spark.scoring.models import embed, length_batches, load_model
 from genre_spark.scoring.scorers import ITEM_TEXT, PROFILE_TEXT, Scorer, ScoringInputs, build_scorer
+from genre_spark.scoring.udfs import SORT_WINDOW
 from genre_spark.session import build_spark_session
 
 ROOT = Path(__file__).parents[1]
@@ -573,8 +574,9 @@ def write_results(
         f'{peaks[cores]:.0f} on {cores} (used as "peak"; the Spark path is compared with the {cores}-thread '
         f"peak). Nominal {nominal:.0f} GFLOP/s ({nominal_how}). bf16 matmul: {peaks_bf16[1]:.0f} on 1 "
         f"thread, {peaks_bf16[cores]:.0f} on {cores}.",
-        "- `pad` = real / padded tokens of the raw path's batches (1.0 = no padding). In Spark a predict "
-        "call gets `batch` rows, so sorting happens within one model batch only.",
+        "- `pad` = real / padded tokens of the raw path's batches (1.0 = no padding). In Spark each call "
+        f"of the pure function gets up to {SORT_WINDOW} rows of one Arrow batch (udfs.SORT_WINDOW) and "
+        "sorts those.",
         "",
         "| scorer | model | params | P_blocks | P_once | layers x hidden | inputs | real tokens/row "
         "| GFLOP/row |",
