@@ -40,7 +40,7 @@ class Strategy(_Strict):
     scorer_weights: dict[str, float]
     max_per_category: int | None = Field(ge=1)
     rules: StrategyRules
-    # blend: the weighted sources (+ scorers); discriminator: the learned re-ranker's probability of a purchase
+    # blend: the weighted sources (+ scorers); discriminator: the learned probability of a purchase
     ranker: Literal["blend", "discriminator"] = "blend"
 
     @field_validator("source_weights")
