@@ -307,12 +307,16 @@ def evaluate_lists(
 
     The caller applies the variant's filtering (:func:`exclude_bought_before`) and names it in ``variant``.
     """
-    frame = evaluation_frame(predictions, truth, segments)
-    values = [
-        *user_counts_and_hit_rate(frame, ks),
-        *ranking_values(frame, ks),
-        *coverage_and_novelty(frame, ks, catalog, popularity),
-    ]
+    # computed once (the predictions are usually a whole ranking), read by three passes
+    frame = evaluation_frame(predictions, truth, segments).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        values = [
+            *user_counts_and_hit_rate(frame, ks),
+            *ranking_values(frame, ks),
+            *coverage_and_novelty(frame, ks, catalog, popularity),
+        ]
+    finally:
+        frame.unpersist()
     rows = [(run_id, as_of, model, v.metric, v.k, v.segment_id, v.value, variant) for v in values]
     return frame.sparkSession.createDataFrame(rows, schema=S.CONTRACTS[S.METRICS])
 
