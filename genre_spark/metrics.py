@@ -213,6 +213,7 @@ def ranking_values(frame: DataFrame, ks: Sequence[int]) -> list[MetricValue]:
 def _grouped(df: DataFrame, *aggs: Column) -> list[tuple[int | None, dict[str, float]]]:
     """Aggregates overall (segment None) and per segment in one pass (rollup); users without a segment
     only count overall. Returns (segment_id, values) pairs, bounded by the number of segments."""
+    # one row per segment, plus the total
     rows = df.rollup(S.SEGMENT_ID).agg(*aggs, F.grouping(S.SEGMENT_ID).alias(_TOTAL)).collect()
     out: list[tuple[int | None, dict[str, float]]] = []
     for row in rows:
@@ -255,7 +256,7 @@ def coverage_and_novelty(
     cuts = _check_ks(ks)
     items = catalog.select(S.ITEM_ID).where(F.col(S.ITEM_ID).isNotNull()).distinct()
     n_catalog = items.count()
-    total_buyers = popularity.agg(F.sum("buyers")).collect()[0][0] or 0
+    total_buyers = popularity.agg(F.sum("buyers")).collect()[0][0] or 0  # one row
     served = frame.where(F.size(PREDICTED) > 0).select(
         S.SEGMENT_ID, F.posexplode(F.slice(PREDICTED, 1, max(cuts))).alias("pos", S.ITEM_ID)
     )

@@ -56,8 +56,9 @@ def completed_stages(store: TableStore, run_id: str) -> set[str]:
     """Stages recorded in ``runs`` as completed by ``run_id`` (empty when none)."""
     if not store.exists(S.RUNS):
         return set()
+    # a handful of rows per run id
     rows = store.read_table(S.RUNS).filter(F.col(S.RUN_ID) == run_id).select("stages").collect()
-    return {stage for row in rows for stage in row["stages"]}  # a handful of rows per run id
+    return {stage for row in rows for stage in row["stages"]}
 
 
 def finish_run(ctx: RunContext, results: Sequence[StageResult], seconds: float) -> list[str]:

@@ -137,7 +137,7 @@ def _metrics_table(ctx: RunContext) -> str:
         .filter(F.col(S.RUN_ID) == ctx.run_id)
         .orderBy("model", "metric", "k")
         .limit(MAX_METRIC_ROWS)
-        .collect()
+        .collect()  # at most MAX_METRIC_ROWS
     )
     if not rows:
         return ""

@@ -201,7 +201,7 @@ def segment_statistics(
             *[F.percentile_approx(f, 0.5, 10_000).cast("double").alias(f"median_{f}") for f in names],
         )
         .orderBy(S.SEGMENT_ID)
-        .collect()
+        .collect()  # one row per segment
     )
     stats = []
     for row in rows:
@@ -341,6 +341,7 @@ def plot_segments(
     import matplotlib.pyplot as plt
 
     fraction = min(1.0, sample_size / max(n, 1))
+    # about sample_size points (segments.plot_sample)
     points: Any = segments.sample(fraction=fraction, seed=seed).select(S.SEGMENT_ID, "pc1", "pc2").toPandas()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5.5), gridspec_kw={"width_ratios": [2, 1]})
     for sid, group in points.groupby(S.SEGMENT_ID):

@@ -342,7 +342,7 @@ def _account(
         row[SOURCE_COL]: row
         for row in events.groupBy(SOURCE_COL)
         .agg(F.countDistinct(S.ORDER_ID).alias("orders"), F.countDistinct(S.ITEM_ID).alias("items"))
-        .collect()
+        .collect()  # one row per source
     }
     counts = []
     for name, src in sources:
@@ -370,4 +370,5 @@ def _account(
 
 
 def _counts_by_source(df: DataFrame) -> dict[str, int]:
+    # one row per source
     return {row[S.SOURCE]: row["count"] for row in df.groupBy(S.SOURCE).count().collect()}

@@ -38,6 +38,7 @@ class NativeDeltaStore(TableStore):
     def history(self, name: str) -> list[dict[str, Any]]:
         if not self.exists(name):
             raise TableNotFoundError(name, self.table_path(name))
+        # one row per table version (commit infos, not data)
         return [row.asDict(recursive=True) for row in self._history_df(name, None).collect()]
 
     def _history_df(self, name: str, limit: int | None) -> DataFrame:
