@@ -93,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="ground-truth window (default: evaluation.horizon_days)",
     )
+    replay = sub.add_parser(
+        "replay",
+        parents=[common],
+        help="replay weeks of real purchases as feedback: adaptive strategy choice vs fixed strategies",
+    )
+    replay.add_argument("--from", dest="date_from", type=_date, required=True, metavar="YYYY-MM-DD")
+    replay.add_argument("--weeks", type=int, default=None, help="weeks to replay (default: replay.weeks)")
     return parser
 
 
@@ -133,7 +140,9 @@ def _run(args: argparse.Namespace) -> int:
         store = open_store(spark, settings.storage)
         print(f"genre-spark run {run_id} as of {as_of}: warehouse {store.warehouse} ({store.backend} Delta)")
         ctx = RunContext(spark, store, settings, as_of, run_id, strategies, context)
-        if args.command == "backfill":
+        if args.command == "replay":
+            _replay(ctx, args)
+        elif args.command == "backfill":
 
             def context_of(day: dt.date) -> RunContext:
                 hours = settings.features.hour_bands
@@ -180,6 +189,19 @@ def _evaluate(ctx: RunContext, horizon_days: int | None) -> None:
     )
     print(report.format())
     print(f"stage evaluate: {time.perf_counter() - started:.1f} s")
+
+
+def _replay(ctx: RunContext, args: argparse.Namespace) -> None:
+    from genre_spark.replay import replay
+    from genre_spark.scoring.scorers import build_scorers
+
+    if args.as_of or args.run_id:
+        raise ConfigError("replay derives the as-of date and the run id per week: drop --as-of/--run-id")
+    build_scorers(ctx.settings.scoring)
+    report = replay(
+        ctx.spark, ctx.store, ctx.settings, ctx.strategies, args.date_from, args.weeks, args.context_hour
+    )
+    print(report.format())
 
 
 def _print_outcome(outcome: RunOutcome) -> None:

@@ -80,6 +80,10 @@ METRICS = "metrics"
 IMPRESSION = "impression"
 FEEDBACK_EVENT_TYPES = (IMPRESSION, CLICK, PURCHASE)
 STRATEGY_ID = "strategy_id"
+# Feedback replay (genre_spark/replay.py): every replayed policy's lists, the report per week x policy
+REPLAY_LISTS = "replay_lists"
+REPLAY_REPORT = "replay_report"
+POLICY = "policy"  # "adaptive" or the name of the fixed strategy
 
 
 def _schema(*fields: tuple[str, T.DataType]) -> T.StructType:
@@ -229,6 +233,22 @@ CONTRACTS: dict[str, T.StructType] = {
         ("value", T.DoubleType()),
         ("variant", T.StringType()),  # all | new
     ),
+    # feedback replay (genre_spark/replay.py); replay_lists (below) is partitioned by (as_of, policy)
+    REPLAY_REPORT: _schema(
+        (RUN_ID, T.StringType()),  # the replayed week's run
+        (AS_OF, T.DateType()),  # T: lists served as of T, purchases of [T, T + window_days)
+        ("week", T.IntegerType()),  # 0, 1, ...
+        (POLICY, T.StringType()),
+        ("users_served", T.LongType()),
+        ("impressions", T.LongType()),  # served items
+        ("purchased_items", T.LongType()),  # served items the user bought in the window
+        ("item_conversion", T.DoubleType()),  # purchased_items / impressions
+        ("buyers", T.LongType()),  # served users who bought at least one served item
+        ("user_conversion", T.DoubleType()),  # buyers / users_served
+        ("ndcg", T.DoubleType()),  # NDCG@k against every purchase of the window (metrics.evaluate_lists)
+        ("k", T.IntegerType()),
+        ("strategies", T.StringType()),  # the policy's strategy mix: "balanced 60%, win_back 40%"
+    ),
     # scheduled refresh (genre_spark/refresh.py)
     INGESTED_FILES: _schema(
         (SOURCE, T.StringType()),
@@ -250,6 +270,11 @@ CONTRACTS: dict[str, T.StructType] = {
         ("updated_at", T.TimestampType()),
     ),
 }
+
+# the lists of a replayed policy: recommendations rows + the policy
+CONTRACTS[REPLAY_LISTS] = _schema(
+    *[(f.name, f.dataType) for f in CONTRACTS[RECOMMENDATIONS].fields], (POLICY, T.StringType())
+)
 
 
 def contract(table: str) -> T.StructType | None:

@@ -203,3 +203,16 @@ def test_shipped_adaptive_section() -> None:
     assert shipped.adaptive is not None
     assert "win_back" in allowed_strategies(shipped, 0, "lapsing")
     assert allowed_strategies(shipped, 0, "regulars") == shipped.adaptive.default_allowed
+
+
+def test_replay_policies(settings: Settings) -> None:
+    from genre_spark.replay import fixed_policies
+
+    shipped = load_strategies()
+    assert fixed_policies(shipped, settings) == ["win_back", "balanced", "seasonal", "discovery"]
+    assert fixed_policies(book(None), settings) == ["base", "good", "poor", "other"]
+    pick = settings.model_copy(update={"replay": settings.replay.model_copy(update={"strategies": ["good"]})})
+    assert fixed_policies(book(None), pick) == ["good"]
+    typo = settings.model_copy(update={"replay": settings.replay.model_copy(update={"strategies": ["godo"]})})
+    with pytest.raises(ConfigError, match=r"replay.strategies names unknown strategy \['godo'\]"):
+        fixed_policies(book(None), typo)

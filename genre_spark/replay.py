@@ -1,0 +1,383 @@
+"""Feedback replay on the real events (issue 6): ``genre-spark replay --from D --weeks N``.
+
+For week w = 0..N-1 and T = D + 7w (``replay.window_days`` apart):
+
+1. the dated stages for T (features, segments, candidates, and scoring when a scorer is enabled) under the
+   week's run id ``replay-<T>-<config hash>`` (ingest and enrich once first, when their tables are missing);
+   the segment model is fitted (per ``segments.refit``) in the first week only and reused by the later weeks
+   (``refit: if_missing``), so a segment id - the key of ``strategy_state`` - means the same users' kind
+   all along;
+2. the **adaptive** policy serves the lists: the ranking stage with Thompson sampling per segment from
+   ``strategy_state`` as known on T (:func:`genre_spark.feedback.adaptive_chooser_from_store`) writes the
+   ``recommendations`` partition of T;
+3. each **fixed** policy (``replay.strategies``; null = every strategy the adaptive policy may pick) ranks
+   the same candidates with every segment forced to that strategy; those lists go to ``replay_lists`` only
+   (partition ``(as_of, policy)``, beside a copy of the served lists under policy ``adaptive``), never to
+   ``recommendations``;
+4. the purchases of ``[T, T + window)`` become feedback on the served lists
+   (:func:`genre_spark.feedback.run_feedback`: ``feedback_events``, ``quarantine``, ``strategy_state``), so
+   week w + 1 samples from posteriors that saw week w;
+5. every policy is scored on the same purchases: conversion (served items bought / served items, and users
+   who bought a served item / users served) and NDCG@k (:func:`genre_spark.metrics.evaluate_lists`, every
+   user who bought a product in the window is evaluated; no list = 0) -> ``replay_report`` (partition T).
+
+At the end the report is printed and written as Markdown and PNG under ``<warehouse>/_reports/``. Every
+write carries the week's run id, so rerunning a replay commits nothing new.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from genre_spark import __version__
+from genre_spark import schemas as S
+from genre_spark.config import Settings, default_run_id
+from genre_spark.errors import ConfigError
+from genre_spark.feedback import (
+    FeedbackReport,
+    adaptive_chooser_from_store,
+    context_key,
+    feedback_from_purchases,
+    run_feedback,
+)
+from genre_spark.metrics import (
+    evaluate_lists,
+    item_popularity,
+    purchase_lists,
+    purchases_between,
+    ranked_lists,
+)
+from genre_spark.pipeline import RunContext, progress, run_stages
+from genre_spark.ranking import Chooser, rank, run_ranking
+from genre_spark.storage import TableStore
+from genre_spark.strategy import StrategyBook, context_for
+
+STAGE = "replay"  # the writing stage of this module's writes
+ADAPTIVE = "adaptive"  # the policy name of the served (Thompson) lists
+
+
+@dataclass(frozen=True)
+class PolicyWeek:
+    week: int
+    as_of: dt.date
+    policy: str
+    users_served: int
+    impressions: int
+    purchased_items: int
+    buyers: int
+    ndcg: float
+    strategies: str
+
+    @property
+    def item_conversion(self) -> float:
+        return self.purchased_items / self.impressions if self.impressions else 0.0
+
+    @property
+    def user_conversion(self) -> float:
+        return self.buyers / self.users_served if self.users_served else 0.0
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    start: dt.date
+    weeks: int
+    k: int
+    rows: tuple[PolicyWeek, ...]
+    feedback: tuple[FeedbackReport, ...]
+    files: tuple[str, ...]  # the Markdown and PNG reports
+
+    def table(self) -> str:
+        """The report as a Markdown table (also what the CLI prints)."""
+        head = (
+            f"| week | as of | policy | users | served items | bought | item conv. | buyers | user conv. "
+            f"| NDCG@{self.k} | strategies |"
+        )
+        lines = [head, "|" + "---|" * 11]
+        for r in self.rows:
+            lines.append(
+                f"| {r.week} | {r.as_of} | {r.policy} | {r.users_served:,} | {r.impressions:,} | "
+                f"{r.purchased_items:,} | {r.item_conversion:.2%} | {r.buyers:,} | {r.user_conversion:.2%} | "
+                f"{r.ndcg:.4f} | {r.strategies} |"
+            )
+        return "\n".join(lines)
+
+    def format(self) -> str:
+        files = "".join(f"\n  report: {f}" for f in self.files)
+        return f"replay from {self.start}, {self.weeks} week(s):\n{self.table()}{files}"
+
+
+def week_run_id(settings: Settings, as_of: dt.date) -> str:
+    """The run id of a replayed week (distinct from a normal run of the same date and config)."""
+    return f"replay-{default_run_id(settings, as_of)}"
+
+
+def fixed_policies(book: StrategyBook, settings: Settings) -> list[str]:
+    """``replay.strategies``, checked against the book; null = every strategy the adaptive policy may pick."""
+    names = settings.replay.strategies
+    if names is None:
+        if book.adaptive is None:
+            return list(book.strategies)
+        listed = [*book.adaptive.allowed.values(), book.adaptive.default_allowed]
+        return list(dict.fromkeys(n for allowed in listed for n in allowed))
+    unknown = [n for n in names if n not in book.strategies]
+    if unknown:
+        raise ConfigError(
+            f"replay.strategies names unknown strategy {unknown}; valid choices: {sorted(book.strategies)}"
+        )
+    if ADAPTIVE in names:
+        raise ConfigError(f"replay.strategies: '{ADAPTIVE}' is the name of the adaptive policy")
+    return list(dict.fromkeys(names))
+
+
+def fixed_chooser(name: str) -> Chooser:
+    """Every segment gets strategy ``name``."""
+    return lambda segment_id, segment_label: name
+
+
+def _check_window(store: TableStore, start: dt.date, weeks: int, window_days: int) -> None:
+    last = store.read_table(S.EVENTS).agg(F.max(S.EVENT_TS)).first()
+    if last is None or last[0] is None:
+        raise ConfigError("replay: the events table is empty")
+    end = start + dt.timedelta(days=7 * (weeks - 1) + window_days)
+    if end > last[0].date() + dt.timedelta(days=1):
+        raise ConfigError(
+            f"replay: the feedback window of week {weeks - 1} ends {end}, after the last event "
+            f"({last[0].date()}); use an earlier --from or fewer --weeks"
+        )
+
+
+def _lists(ctx: RunContext, choose: Chooser) -> DataFrame:
+    """``recommendations`` rows of T with ``choose`` deciding each segment's strategy (not written)."""
+    as_of, store = F.lit(ctx.as_of), ctx.store
+    segments = store.read_table(S.USER_SEGMENTS).filter(F.col(S.AS_OF) == as_of)
+    return rank(
+        ctx.spark,
+        store.read_table(S.CANDIDATES).filter(F.col(S.AS_OF) == as_of),
+        segments,
+        store.read_table(S.EVENTS),
+        store.read_table(S.ITEMS),
+        ctx.strategies,
+        ctx.context,
+        ctx.settings.ranking.k,
+        ctx.run_id,
+        f"genre-spark {__version__}; replay",
+        store.read_table(S.SCORES).filter(F.col(S.AS_OF) == as_of) if store.exists(S.SCORES) else None,
+        choose,
+    )
+
+
+def _write_lists(ctx: RunContext, lists: DataFrame, policy: str) -> None:
+    ctx.store.write_table(
+        lists.withColumn(S.POLICY, F.lit(policy)),
+        S.REPLAY_LISTS,
+        mode="overwrite",
+        run_id=ctx.run_id,
+        stage=STAGE,
+        partition_by=[S.AS_OF, S.POLICY],
+        replace_where={S.AS_OF: ctx.as_of, S.POLICY: policy},
+    )
+
+
+def score_policies(
+    store: TableStore, as_of: dt.date, end: dt.date, week: int, k: int, mixes: dict[str, str]
+) -> list[PolicyWeek]:
+    """Conversion and NDCG@k of every policy's lists of ``as_of`` (``replay_lists``) on the purchases of
+    ``[as_of, end)``. One aggregate row per policy reaches the driver."""
+    lists = store.read_table(S.REPLAY_LISTS).where(F.col(S.AS_OF) == F.lit(as_of))
+    events = store.read_table(S.EVENTS)
+    items = store.read_table(S.ITEMS)
+    # the policy rides in run_id through feedback_from_purchases
+    feedback = feedback_from_purchases(lists.withColumn(S.RUN_ID, F.col(S.POLICY)), events, as_of, end)
+    bought = F.col(S.EVENT_TYPE) == S.PURCHASE
+    counts = {
+        r[S.RUN_ID]: r
+        for r in feedback.groupBy(S.RUN_ID)
+        .agg(
+            F.countDistinct(S.USER_ID).alias("users"),
+            F.sum((F.col(S.EVENT_TYPE) == S.IMPRESSION).cast("long")).alias("impressions"),
+            F.sum(bought.cast("long")).alias("purchased"),
+            F.countDistinct(F.when(bought, F.col(S.USER_ID))).alias("buyers"),
+        )
+        .collect()  # one row per policy
+    }
+    truth = purchase_lists(purchases_between(events, as_of, end, items)).persist()
+    catalog = items.where(F.col(S.IS_PRODUCT)).select(S.ITEM_ID).persist()
+    popularity = item_popularity(purchases_between(events, None, as_of, items)).persist()
+    try:
+        out = []
+        for policy, mix in mixes.items():
+            metrics = evaluate_lists(
+                ranked_lists(lists.where(F.col(S.POLICY) == policy)),
+                truth,
+                ks=[k],
+                catalog=catalog,
+                popularity=popularity,
+                segments=None,
+                run_id=STAGE,
+                as_of=as_of,
+                model=policy,
+                variant="all",
+            )
+            ndcg = metrics.where((F.col("metric") == "ndcg") & (F.col("k") == k)).select("value").first()
+            c = counts.get(policy)
+            out.append(
+                PolicyWeek(
+                    week,
+                    as_of,
+                    policy,
+                    int(c["users"]) if c else 0,
+                    int(c["impressions"] or 0) if c else 0,
+                    int(c["purchased"] or 0) if c else 0,
+                    int(c["buyers"]) if c else 0,
+                    float(ndcg[0]) if ndcg else 0.0,
+                    mix,
+                )
+            )
+        return out
+    finally:
+        for df in (truth, catalog, popularity):
+            df.unpersist()
+
+
+def _report_rows(spark: SparkSession, rows: Sequence[PolicyWeek], run_id: str, k: int) -> DataFrame:
+    return spark.createDataFrame(
+        [
+            (
+                run_id,
+                r.as_of,
+                r.week,
+                r.policy,
+                r.users_served,
+                r.impressions,
+                r.purchased_items,
+                r.item_conversion,
+                r.buyers,
+                r.user_conversion,
+                r.ndcg,
+                k,
+                r.strategies,
+            )
+            for r in rows
+        ],
+        S.CONTRACTS[S.REPLAY_REPORT],
+    )
+
+
+def replay(
+    spark: SparkSession,
+    store: TableStore,
+    settings: Settings,
+    book: StrategyBook,
+    start: dt.date,
+    weeks: int | None = None,
+    context_hour: int | None = None,
+) -> ReplayReport:
+    """The replay of ``weeks`` (default ``replay.weeks``) weeks from ``start``; see the module docstring."""
+    n_weeks = weeks or settings.replay.weeks
+    if n_weeks <= 0:
+        raise ConfigError(f"--weeks must be positive, got {n_weeks}")
+    window = settings.replay.window_days
+    k, ndcg_k = settings.ranking.k, settings.replay.ndcg_k
+    fixed = fixed_policies(book, settings)
+    hours = settings.features.hour_bands
+
+    # the first week's segment model is reused afterwards: segment ids (strategy_state keys) stay put
+    reuse = settings.model_copy(
+        update={"segments": settings.segments.model_copy(update={"refit": "if_missing"})}
+    )
+
+    def context_of(week: int) -> RunContext:
+        as_of = start + dt.timedelta(days=7 * week)
+        ctx = context_for(as_of, context_hour, hours)
+        run_id = week_run_id(settings, as_of)
+        return RunContext(spark, store, settings if week == 0 else reuse, as_of, run_id, book, ctx)
+
+    undated = [
+        stage
+        for stage, table in (("ingest", S.EVENTS), ("enrich", S.ITEM_EMBEDDINGS))
+        if not store.exists(table)
+    ]
+    if undated:
+        run_stages(context_of(0), undated)
+    _check_window(store, start, n_weeks, window)
+    dated = ["features", "segments", "candidates", *(["scoring"] if settings.scoring.scorers() else [])]
+
+    rows: list[PolicyWeek] = []
+    feedback: list[FeedbackReport] = []
+    for week in range(n_weeks):
+        ctx = context_of(week)
+        progress(f"replay week {week}: as of {ctx.as_of}, run {ctx.run_id}")
+        run_stages(ctx, dated)
+        choose = adaptive_chooser_from_store(store, book, settings.feedback, ctx.context)
+        served = run_ranking(spark, store, book, ctx.context, k, ctx.run_id, choose)
+        progress(f"replay week {week}: adaptive lists served; {served.format()}")
+        on_date = F.col(S.AS_OF) == F.lit(ctx.as_of)
+        _write_lists(ctx, store.read_table(S.RECOMMENDATIONS).where(on_date), ADAPTIVE)
+        mixes = {ADAPTIVE: ", ".join(f"{n} {s:.0%}" for n, s in sorted(served.strategy_share.items()))}
+        for name in fixed:
+            _write_lists(ctx, _lists(ctx, fixed_chooser(name)), name)
+            mixes[name] = name
+        progress(f"replay week {week}: fixed-strategy lists in {S.REPLAY_LISTS}: {', '.join(fixed)}")
+        fb = run_feedback(
+            store, settings.feedback, ctx.as_of, window, ctx.run_id, context=context_key(ctx.context)
+        )
+        feedback.append(fb)
+        progress(f"replay week {week}: {fb.format()}")
+        end = ctx.as_of + dt.timedelta(days=window)
+        scored = score_policies(store, ctx.as_of, end, week, ndcg_k, mixes)
+        store.replace_date(
+            _report_rows(spark, scored, ctx.run_id, ndcg_k),
+            S.REPLAY_REPORT,
+            as_of=ctx.as_of,
+            run_id=ctx.run_id,
+            stage=STAGE,
+        )
+        rows.extend(scored)
+    report = ReplayReport(start, n_weeks, ndcg_k, tuple(rows), tuple(feedback), ())
+    return ReplayReport(start, n_weeks, ndcg_k, tuple(rows), tuple(feedback), write_files(store, report))
+
+
+def write_files(store: TableStore, report: ReplayReport) -> tuple[str, ...]:
+    """``replay-<start>-<weeks>w.md`` and ``.png`` under the warehouse's reports; none for a remote one."""
+    if "://" in store.warehouse:
+        return ()
+    name = f"replay-{report.start}-{report.weeks}w"
+    md = store.report_path(f"{name}.md")
+    png = store.report_path(f"{name}.png")
+    with open(md, "w", encoding="utf-8") as f:
+        f.write(f"# Feedback replay from {report.start}, {report.weeks} week(s)\n\n{report.table()}\n")
+        f.write(f"\n![conversion and NDCG per week]({name}.png)\n")
+    _plot(report, png)
+    return (md, png)
+
+
+def _plot(report: ReplayReport, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    policies = list(dict.fromkeys(r.policy for r in report.rows))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    panels = [
+        ("served items bought", lambda r: r.item_conversion),
+        ("users who bought a served item", lambda r: r.user_conversion),
+        (f"NDCG@{report.k}", lambda r: r.ndcg),
+    ]
+    for ax, (title, value) in zip(axes, panels, strict=True):
+        for policy in policies:
+            mine = [r for r in report.rows if r.policy == policy]
+            style = {"linewidth": 3.0, "color": "black"} if policy == ADAPTIVE else {"linewidth": 1.3}
+            ax.plot([str(r.as_of) for r in mine], [value(r) for r in mine], marker="o", label=policy, **style)
+        ax.set_title(title)
+        ax.tick_params(axis="x", rotation=30)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"Feedback replay from {report.start}: adaptive (Thompson) policy vs fixed strategies")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
