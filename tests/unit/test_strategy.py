@@ -87,8 +87,8 @@ def test_ties_go_to_the_rule_listed_first() -> None:
     ("edit", "fragments"),
     [
         (
-            lambda d: d["strategies"]["win_back"]["source_weights"].update(popularity=1.0),
-            ["strategies.win_back.source_weights", "popularity", "valid choices"],
+            lambda d: d["strategies"]["win_back"]["source_weights"].update(bestsellers=1.0),
+            ["strategies.win_back.source_weights", "bestsellers", "valid choices"],
         ),
         (
             lambda d: d["strategies"]["discovery"].update(max_per_categroy=2),
