@@ -295,7 +295,7 @@ def _report(
     headline = {(r.variant, r.model, r.metric, r.k): float(r.value) for r in rows if r.k is not None}
     users = {r.variant: int(r.value) for r in rows if r.metric == "users_evaluated" and r.model == FULL}
     report = EvaluationReport(as_of, horizon, list(ks), models, users, headline, write, None)
-    return EvaluationReport(**{**report.__dict__, "chart": _chart(store, report, run_id)})
+    return dataclasses.replace(report, chart=_chart(store, report, run_id))
 
 
 def _chart(store: TableStore, report: EvaluationReport, run_id: str) -> str | None:

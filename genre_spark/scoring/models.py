@@ -120,6 +120,15 @@ def _run_batches(
     return out
 
 
+def _tokenize(
+    tokenizer: Any, spec: ModelSpec, dev: str, texts: list[str], pairs: list[str] | None = None
+) -> Any:
+    """One padded, truncated batch of tensors on ``dev`` (text pairs when ``pairs`` is given)."""
+    return tokenizer(
+        texts, pairs, padding=True, truncation=True, max_length=spec.max_length, return_tensors="pt"
+    ).to(dev)
+
+
 def embed(texts: Sequence[str], spec: ModelSpec) -> np.ndarray:
     """L2-normalised mean-pooled embeddings, shape (len(texts), dim), float32, in input order."""
     import torch
@@ -127,13 +136,7 @@ def embed(texts: Sequence[str], spec: ModelSpec) -> np.ndarray:
     tokenizer, model, dev = load_model(spec.model_path, "encoder", spec.device, spec.dtype)
 
     def forward(idx: list[int]) -> Any:
-        batch = tokenizer(
-            [texts[i] for i in idx],
-            padding=True,
-            truncation=True,
-            max_length=spec.max_length,
-            return_tensors="pt",
-        ).to(dev)
+        batch = _tokenize(tokenizer, spec, dev, [texts[i] for i in idx])
         hidden = model(**batch).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
@@ -147,18 +150,11 @@ def cross_encoder_scores(queries: Sequence[str], docs: Sequence[str], spec: Mode
     probability of the last class (the "relevant" label of two-class heads)."""
     import torch
 
-    _check_pairs(queries, docs)
+    check_pairs(queries, docs)
     tokenizer, model, dev = load_model(spec.model_path, "sequence_classification", spec.device, spec.dtype)
 
     def forward(idx: list[int]) -> Any:
-        batch = tokenizer(
-            [queries[i] for i in idx],
-            [docs[i] for i in idx],
-            padding=True,
-            truncation=True,
-            max_length=spec.max_length,
-            return_tensors="pt",
-        ).to(dev)
+        batch = _tokenize(tokenizer, spec, dev, [queries[i] for i in idx], [docs[i] for i in idx])
         logits = model(**batch).logits.float()
         if logits.shape[-1] == 1:
             return torch.sigmoid(logits[:, 0])
@@ -189,13 +185,7 @@ def yes_probabilities(prompts: Sequence[str], spec: ModelSpec, yes: str, no: str
     yes_id, no_id = answer_token_ids(tokenizer, yes, no)
 
     def forward(idx: list[int]) -> Any:
-        batch = tokenizer(
-            [prompts[i] for i in idx],
-            padding=True,
-            truncation=True,
-            max_length=spec.max_length,
-            return_tensors="pt",
-        ).to(dev)
+        batch = _tokenize(tokenizer, spec, dev, [prompts[i] for i in idx])
         mask = batch["attention_mask"]
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         logits = model(
@@ -207,6 +197,7 @@ def yes_probabilities(prompts: Sequence[str], spec: ModelSpec, yes: str, no: str
     return _run_batches(len(prompts), [len(p) for p in prompts], spec, 1, forward)[:, 0]
 
 
-def _check_pairs(left: Sequence[str], right: Sequence[str]) -> None:
+def check_pairs(left: Sequence[str], right: Sequence[str]) -> None:
+    """Pair scorers take two equally long lists."""
     if len(left) != len(right):
         raise ValueError(f"{len(left)} profiles for {len(right)} items: pairs must line up")

@@ -23,6 +23,7 @@ from genre_spark.errors import ConfigError
 from genre_spark.scoring.models import (
     ModelSpec,
     answer_token_ids,
+    check_pairs,
     cross_encoder_scores,
     embed,
     resolve_model_path,
@@ -87,8 +88,7 @@ class BiEncoderScorer(Scorer):
     name = "bi_encoder"
 
     def score(self, profiles: Sequence[str], items: Sequence[str]) -> np.ndarray:
-        if len(profiles) != len(items):
-            raise ValueError(f"{len(profiles)} profiles for {len(items)} items: pairs must line up")
+        check_pairs(profiles, items)
         texts = sorted(set(profiles) | set(items))
         vectors = embed(texts, self.spec)
         row = {t: i for i, t in enumerate(texts)}
@@ -132,8 +132,7 @@ class CausalLMScorer(Scorer):
         self.no_token = no_token
 
     def score(self, profiles: Sequence[str], items: Sequence[str]) -> np.ndarray:
-        if len(profiles) != len(items):
-            raise ValueError(f"{len(profiles)} profiles for {len(items)} items: pairs must line up")
+        check_pairs(profiles, items)
         prompts = [self.prompt.format(profile=p, item=i) for p, i in zip(profiles, items, strict=True)]
         return yes_probabilities(prompts, self.spec, self.yes_token, self.no_token).astype(np.float64)
 
