@@ -13,7 +13,7 @@ setup(
     packages=find_packages(include=["genre_spark", "genre_spark.*"]),
     # conf/default.yaml and conf/strategies.yaml are the single source of truth; the package carries
     # copies (genre_spark/*.yaml are symlinks to them) so an installed wheel has its defaults.
-    package_data={"genre_spark": ["default.yaml", "strategies.yaml", "py.typed"]},
+    package_data={"genre_spark": ["default.yaml", "strategies.yaml", "synthetic_profile.json", "py.typed"]},
     install_requires=[
         # delta-spark 4.4.1 (the native back-end on clusters) requires pyspark<=4.2.0; an open
         # pin makes pip fetch 4.3 and backtrack.

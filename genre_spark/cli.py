@@ -12,8 +12,9 @@ import datetime as dt
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
-from genre_spark.config import default_run_id, load_settings
+from genre_spark.config import Settings, default_run_id, load_settings
 from genre_spark.errors import ConfigError, GenreSparkError
 from genre_spark.pipeline import STAGES, RunContext, run_stages, train_discriminator
 from genre_spark.refresh import RunOutcome, backfill, run_once
@@ -28,15 +29,15 @@ def _date(text: str) -> dt.date:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
+    configured = argparse.ArgumentParser(add_help=False)
+    configured.add_argument(
         "--conf",
         action="append",
         default=[],
         metavar="FILE",
         help="YAML merged over the packaged defaults (repeatable, later wins)",
     )
-    common.add_argument(
+    configured.add_argument(
         "--set",
         action="append",
         default=[],
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="overrides",
         help="override one knob, e.g. --set storage.warehouse=/data/wh (repeatable)",
     )
+    common = argparse.ArgumentParser(add_help=False, parents=[configured])
     common.add_argument(
         "--as-of", type=_date, default=None, help="as-of date YYYY-MM-DD (default: today, UTC)"
     )
@@ -100,6 +102,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--from", dest="date_from", type=_date, required=True, metavar="YYYY-MM-DD")
     replay.add_argument("--weeks", type=int, default=None, help="weeks to replay (default: replay.weeks)")
+    generate = sub.add_parser(
+        "generate",
+        parents=[configured],
+        help="write synthetic raw events shaped like the sample (and a config that ingests them)",
+    )
+    generate.add_argument("--users", type=int, required=True, help="customers to generate")
+    generate.add_argument("--seed", type=int, default=0, help="same users + seed = same rows")
+    generate.add_argument("--out", required=True, help="output folder: events/*.csv.gz and genre-spark.yaml")
+    generate.add_argument("--profile", default=None, help="profile JSON (default: the packaged one)")
+    fit = sub.add_parser(
+        "fit-profile",
+        parents=[configured],
+        help="measure the ingested events of the warehouse into a profile for `generate`",
+    )
+    fit.add_argument("--out", required=True, help="profile JSON to write")
     return parser
 
 
@@ -115,6 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     # Config is parsed (and fails) before any Spark session exists.
     settings = load_settings(args.conf, args.overrides)
+    if args.command in ("generate", "fit-profile"):
+        return _synthetic(settings, args)
     strategies = load_strategies(settings.strategies_file)
     as_of = args.as_of or dt.datetime.now(dt.timezone.utc).date()
     context = context_for(as_of, args.context_hour, settings.features.hour_bands)
@@ -202,6 +221,41 @@ def _replay(ctx: RunContext, args: argparse.Namespace) -> None:
         ctx.spark, ctx.store, ctx.settings, ctx.strategies, args.date_from, args.weeks, args.context_hour
     )
     print(report.format())
+
+
+def _synthetic(settings: Settings, args: argparse.Namespace) -> int:
+    from genre_spark import schemas as S
+    from genre_spark import synthetic
+    from genre_spark.session import build_spark_session
+    from genre_spark.storage import open_store
+
+    if args.command == "generate":
+        if args.users < 1:
+            raise ConfigError(f"--users must be at least 1, got {args.users}")
+        profile = synthetic.load_profile(args.profile)  # fails before Spark starts
+    started = time.perf_counter()
+    spark = build_spark_session(settings.spark)
+    try:
+        if args.command == "generate":
+            events = synthetic.generate_events(spark, profile, args.users, args.seed)
+            config = synthetic.write_generated(events, args.out)
+            catalog = profile.catalog_size(args.users)
+            print(f"{args.users} users, {catalog} items: {Path(args.out).resolve() / 'events'}")
+            print(
+                f"run it: genre-spark run --conf conf/local.yaml --conf {config} --as-of {profile.span_end}"
+            )
+        else:
+            store = open_store(spark, settings.storage)
+            if not store.exists(S.EVENTS):
+                raise ConfigError(f"no events table under {store.warehouse}: run `genre-spark ingest` first")
+            quarantine = store.read_table(S.QUARANTINE) if store.exists(S.QUARANTINE) else None
+            fitted = synthetic.fit_profile(store.read_table(S.EVENTS), store.read_table(S.ITEMS), quarantine)
+            synthetic.save_profile(fitted, args.out)
+            print(f"profile of {fitted.fitted_on} written to {args.out}")
+    finally:
+        spark.stop()
+    print(f"done in {time.perf_counter() - started:.1f} s")
+    return 0
 
 
 def _print_outcome(outcome: RunOutcome) -> None:

@@ -1,0 +1,93 @@
+"""The synthetic generator: its pure helpers, and that generated data reproduces the fitted profile."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from pyspark.sql import functions as F
+
+from genre_spark import schemas as S
+from genre_spark import synthetic as syn
+from genre_spark.config import load_settings
+from genre_spark.ingest import run_ingest
+
+
+def test_gini_of_equal_counts_is_zero_and_of_one_item_approaches_one():
+    assert syn.gini(np.array([5, 5, 5, 5])) == pytest.approx(0.0)
+    assert syn.gini(np.array([0] * 99 + [100])) == pytest.approx(0.99)
+    assert syn.gini(np.array([1, 2, 3, 4])) == pytest.approx(0.25)
+
+
+def test_popularity_inverse_cdf_maps_purchase_shares_to_ranks():
+    # item 0 holds half the purchases: the first half of the levels land on rank fraction [0, 1/4]
+    inverse = syn.popularity_inverse_cdf(np.array([50, 20, 20, 10]), levels=10)
+    assert inverse[0] == 0.0 and inverse[-1] == 1.0
+    assert inverse[5] == pytest.approx(0.25)
+    assert inverse == sorted(inverse)
+
+
+def test_pool_parameters_reproduce_the_repeat_statistics():
+    params = syn.pool_parameters(0.37, 0.15)
+    r, x = params["pool_ratio"], params["pool_draw"] / params["pool_ratio"]
+    assert r * (x - 1 + math.exp(-x)) == pytest.approx(0.37, rel=1e-6)
+    assert r * (1 - math.exp(-x) - x * math.exp(-x)) == pytest.approx(0.15, rel=1e-6)
+
+
+def test_categorical_draws_follow_the_weights(spark):
+    weights = [0.5, 0.0, 0.3, 0.2]
+    draws = spark.range(20_000).select(
+        syn._categorical(weights, syn._uniform("t", F.col("id"), seed=1)).alias("k")
+    )
+    counts = {r["k"]: r["count"] for r in draws.groupBy("k").count().collect()}
+    assert 1 not in counts  # a zero weight is never drawn
+    for k, w in enumerate(weights):
+        assert counts.get(k, 0) / 20_000 == pytest.approx(w, abs=0.02)
+
+
+def test_packaged_profile_loads_and_scales_the_catalog():
+    profile = syn.load_profile()
+    assert profile.catalog_size(profile.sample_users) == profile.sample_items
+    assert profile.catalog_size(1_000_000) > profile.catalog_size(100_000) > profile.sample_items
+
+
+@pytest.fixture(scope="module")
+def generated(spark):
+    return syn.generate_events(spark, syn.load_profile(), 1_500, seed=3).cache()
+
+
+def test_generated_data_reproduces_the_fitted_profile(generated):
+    profile = syn.load_profile()
+    measured = syn.shape_statistics(syn.export_lines(generated))
+    expected = profile.statistics
+    for name in ("item_gini", "mean_lines_per_order", "mean_orders_per_user", "repeat_share"):
+        assert measured[name] == pytest.approx(expected[name], rel=0.10), name
+    assert measured["return_share"] == pytest.approx(expected["return_share"], rel=0.25)
+    anonymous = generated.where(F.col("`Customer ID`").isNull()).count() / generated.count()
+    assert anonymous == pytest.approx(profile.anonymous_share, rel=0.15)
+
+
+def test_generation_is_determined_by_users_and_seed(spark):
+    profile = syn.load_profile()
+    first = syn.generate_events(spark, profile, 300, seed=3)
+    again = syn.generate_events(spark, profile, 300, seed=3).repartition(3)
+    assert first.count() > 10_000 and first.exceptAll(again).count() == 0
+    assert first.exceptAll(syn.generate_events(spark, profile, 300, seed=4)).count() > 0
+
+
+def test_generated_export_is_ingested_like_the_real_one(spark, store, tmp_path):
+    config = syn.write_generated(
+        syn.generate_events(spark, syn.load_profile(), 200, seed=5), tmp_path / "generated"
+    )
+    settings = load_settings([config])
+    assert [n for n, s in settings.ingest.sources.items() if s.enabled] == ["synthetic"]
+    raw = spark.read.option("header", True).csv(str(tmp_path / "generated" / "events"))
+    report = run_ingest(spark, store, settings.ingest, "gen-1")
+    events = store.read_table(S.EVENTS)
+    reasons = {r["reason"] for r in store.read_table(S.QUARANTINE).select("reason").distinct().collect()}
+    # every row either lands or is quarantined for its missing customer id (the guests), nothing else
+    assert reasons == {"missing_user_id"}
+    assert events.count() + store.read_table(S.QUARANTINE).count() == raw.count()
+    assert events.where(F.col(S.EVENT_TYPE) == S.RETURN).count() > 0
+    assert report.format()
