@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from pyspark import StorageLevel
 from pyspark.ml.recommendation import ALS
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -321,15 +322,17 @@ def _index(spark: SparkSession, ids: DataFrame, column: str, index: str) -> Data
 
 def generate_candidates(
     spark: SparkSession,
-    events: DataFrame,
+    purchases: DataFrame,
     items: DataFrame,
     segments: DataFrame,
     embeddings: DataFrame,
     settings: CandidateSettings,
     as_of: dt.date,
 ) -> DataFrame:
-    """All sources for the users in ``segments`` (one as-of date), unioned."""
-    purchases = product_purchases(events, items, as_of)
+    """All sources for the users in ``segments`` (one as-of date), unioned.
+
+    ``purchases``: :func:`product_purchases` as of ``as_of``; every source reads it, so callers persist it.
+    """
     users = segments.select(S.USER_ID)
     purchases_of_users = purchases.join(users, S.USER_ID, "left_semi")
     limits = settings.limits
@@ -388,16 +391,18 @@ def run_candidates(
     spark: SparkSession, store: TableStore, settings: CandidateSettings, as_of: dt.date, run_id: str
 ) -> CandidateReport:
     segments = store.read_table(S.USER_SEGMENTS).filter(F.col(S.AS_OF) == F.lit(as_of))
-    candidates = generate_candidates(
-        spark,
-        store.read_table(S.EVENTS),
-        store.read_table(S.ITEMS),
-        segments,
-        store.read_table(S.ITEM_EMBEDDINGS),
-        settings,
-        as_of,
+    items = store.read_table(S.ITEMS)
+    # read by all six sources: one scan of the events instead of one per source
+    purchases = product_purchases(store.read_table(S.EVENTS), items, as_of).persist(
+        StorageLevel.MEMORY_AND_DISK
     )
-    write = store.replace_date(candidates, S.CANDIDATES, as_of=as_of, run_id=run_id, stage="candidates")
+    try:
+        candidates = generate_candidates(
+            spark, purchases, items, segments, store.read_table(S.ITEM_EMBEDDINGS), settings, as_of
+        )
+        write = store.replace_date(candidates, S.CANDIDATES, as_of=as_of, run_id=run_id, stage="candidates")
+    finally:
+        purchases.unpersist()
     written = store.read_table(S.CANDIDATES).filter(F.col(S.AS_OF) == F.lit(as_of))
     per_source = {
         r["source"]: (int(r["users"]), float(r["rows"]) / max(int(r["users"]), 1))

@@ -42,6 +42,7 @@ class StageResult:
     stage: str
     seconds: float
     summary: str
+    rows: int = 0  # rows the stage wrote (all its tables)
 
 
 def _ingest(ctx: RunContext) -> str:
@@ -130,8 +131,8 @@ def run_stages(ctx: RunContext, stages: Sequence[str] | None = None) -> list[Sta
             before = len(ctx.store.write_log)
             summary = STAGES[name](ctx)
             seconds = time.perf_counter() - start
-            results.append(StageResult(name, seconds, summary))
             written = sum(w.rows or 0 for _, w in ctx.store.write_log[before:] if not w.skipped)
+            results.append(StageResult(name, seconds, summary, written))
             progress(f"stage {name}: done in {seconds:.1f} s, {written:,} rows written")
     return results
 

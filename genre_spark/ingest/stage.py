@@ -220,16 +220,21 @@ def _dedup_events(events: DataFrame, previous: DataFrame | None) -> DataFrame:
     """
     valid = F.col(REASON).isNull()
     key = F.when(valid, _content_key()).otherwise(F.sha2(F.col(RAW), 256))
-    occurrence = F.row_number().over(Window.partitionBy(SOURCE_COL, "_key").orderBy(ROW))
-    event_id = F.substring(F.sha2(F.concat_ws(":", F.col("_key"), occurrence.cast("string")), 256), 1, 32)
-    events = events.withColumn("_key", key).withColumn(S.EVENT_ID, F.when(valid, event_id)).drop("_key")
+    # One shuffle for both windows: rows hashed by content key, which both window keys contain
+    # (an event id is a function of the key and the occurrence number).
+    events = events.withColumn("_key", key).repartition("_key")
+    occurrence = F.row_number().over(Window.partitionBy("_key", SOURCE_COL).orderBy(ROW))
+    event_id = F.substring(
+        F.sha2(F.concat_ws(":", F.col("_key"), F.col("_occurrence").cast("string")), 256), 1, 32
+    )
+    events = events.withColumn("_occurrence", occurrence).withColumn(S.EVENT_ID, F.when(valid, event_id))
 
-    # invalid rows have no event id: give each its own key so they do not pile into one partition
-    spread = F.coalesce(F.col(S.EVENT_ID), F.concat_ws(":", F.col(SOURCE_COL), F.col(ROW).cast("string")))
-    by_id = Window.partitionBy(spread).orderBy(_PRIORITY, ROW)
+    # invalid rows have no event id: each is its own group (its key and row number)
+    by_id = Window.partitionBy("_key", F.when(valid, F.col("_occurrence")).otherwise(F.col(ROW)))
+    by_id = by_id.orderBy(_PRIORITY, ROW)
     events = events.withColumns(
         {"_rank": F.row_number().over(by_id), "_first_source": F.first(SOURCE_COL).over(by_id)}
-    )
+    ).drop("_key", "_occurrence")
     duplicate_in_run = valid & (F.col("_rank") > 1)
     detail = F.concat(
         F.lit("event_id="), F.col(S.EVENT_ID), F.lit(" also in source '"), F.col("_first_source"), F.lit("'")

@@ -1,0 +1,199 @@
+"""The whole pipeline on synthetic data at growing scale: time, rows and peak memory per stage.
+
+    python benchmarks/scale.py --users 100000 1000000       # the issue's sizes (hours on 2 cores)
+    python benchmarks/scale.py --users 20000 200000         # the same 10x step, smaller
+    python benchmarks/scale.py --users 100000 1000000 --large   # adds 5M
+
+For each size N: `genre-spark generate --users N` (the packaged profile, seed 0) writes the raw export
+under --work, then every stage runs in order in a fresh local Spark session with conf/local.yaml +
+conf/scale.yaml + the generated source config, as of the profile's last day. Per stage: wall time,
+rows written, and the peak JVM heap and Python-worker RSS Spark reports for the driver (in local
+mode the driver is the executor) through its REST API, as peaks so far in the session. The driver
+process's own Python peak RSS is reported too. The ratio column is t(largest N) / t(smallest N) per
+stage; with a 10x step, <= 11 is about linear.
+
+The language-model scorers are off unless --scoring: the bi-encoder's cost is one profile encoding
+per user (about 150 profiles/s on these 2 cores, see benchmarks/results/scoring.md), linear by
+construction and measured there; at 1M users it alone would take about two hours here.
+
+Results: benchmarks/results/scale.md (and scale.json), with the machine's cores and memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import shutil
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from genre_spark import synthetic
+from genre_spark.config import load_settings
+from genre_spark.pipeline import STAGES, RunContext, run_stages
+from genre_spark.session import build_spark_session
+from genre_spark.storage import open_store
+from genre_spark.strategy import context_for, load_strategies
+
+ROOT = Path(__file__).parents[1]
+RESULTS = Path(__file__).parent / "results"
+GIB = 2**30
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--large", action="store_true", help="add 5,000,000 users")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scoring", action="store_true", help="keep the bi-encoder scorer on")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/genre-spark-scale"), help="data + warehouses")
+    parser.add_argument("--keep", action="store_true", help="keep each size's data and warehouse")
+    parser.add_argument("--out", type=Path, default=RESULTS / "scale.md")
+    args = parser.parse_args()
+    sizes = sorted(set(args.users + ([5_000_000] if args.large else [])))
+    runs = []
+    for users in sizes:
+        runs.append(run_size(users, args))
+        write_results(runs, args)  # after each size, so a long run leaves what it measured
+    print(args.out.read_text())
+
+
+def run_size(users: int, args: argparse.Namespace) -> dict[str, Any]:
+    folder = args.work / f"users-{users}"
+    shutil.rmtree(folder, ignore_errors=True)
+    profile = synthetic.load_profile()
+    overrides = [
+        f"storage.warehouse={folder / 'warehouse'}",
+        "spark.ui_enabled=true",  # the REST API reports peak memory
+        "spark.conf.spark.executor.processTreeMetrics.enabled=true",
+    ]
+    if not args.scoring:
+        overrides.append("scoring.bi_encoder.enabled=false")
+    base = [ROOT / "conf" / "local.yaml", ROOT / "conf" / "scale.yaml"]
+    spark = build_spark_session(load_settings(base, overrides).spark)
+    stages: list[dict[str, Any]] = []
+    try:
+        started = time.perf_counter()
+        config = synthetic.write_generated(
+            synthetic.generate_events(spark, profile, users, args.seed), folder / "data"
+        )
+        rows = spark.read.option("header", True).csv(str(folder / "data" / "events")).count()
+        stages.append(_row("generate", time.perf_counter() - started, rows, spark))
+        print(f"{users:,} users: generated {rows:,} rows in {stages[-1]['seconds']:.0f} s", flush=True)
+        settings = load_settings([*base, config], overrides)
+        as_of = profile.span_end
+        store = open_store(spark, settings.storage)
+        ctx = RunContext(
+            spark,
+            store,
+            settings,
+            as_of,
+            f"scale-{users}",
+            load_strategies(settings.strategies_file),
+            context_for(as_of, 9, settings.features.hour_bands),
+        )
+        for stage in STAGES:
+            (result,) = run_stages(ctx, [stage])
+            stages.append(_row(stage, result.seconds, result.rows, spark))
+    finally:
+        spark.stop()
+        if not args.keep:
+            shutil.rmtree(folder, ignore_errors=True)
+    return {
+        "users": users,
+        "catalog": profile.catalog_size(users),
+        "stages": stages,
+        "driver_python_peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB,
+    }
+
+
+def _row(stage: str, seconds: float, rows: int, spark: Any) -> dict[str, Any]:
+    return {"stage": stage, "seconds": seconds, "rows": rows, **_peak_memory(spark)}
+
+
+def _peak_memory(spark: Any) -> dict[str, float | None]:
+    """Peak JVM heap and Python worker RSS so far, from Spark's REST API (None where not reported)."""
+    sc = spark.sparkContext
+    url = f"{sc.uiWebUrl}/api/v1/applications/{sc.applicationId}/executors"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            executors = json.load(response)
+    except OSError:
+        return {"jvm_heap_gib": None, "python_rss_gib": None}
+    peaks = [e.get("peakMemoryMetrics") or {} for e in executors]
+
+    def peak(key: str) -> float | None:
+        values = [p[key] for p in peaks if p.get(key)]
+        return max(values) / GIB if values else None
+
+    return {"jvm_heap_gib": peak("JVMHeapMemory"), "python_rss_gib": peak("ProcessTreePythonRSSMemory")}
+
+
+def write_results(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(runs, indent=1) + "\n")
+    first, last = runs[0], runs[-1]
+    step = last["users"] / first["users"]
+
+    def cell(value: float | None, fmt: str) -> str:
+        return "-" if value is None else format(value, fmt)
+
+    sizes = " / ".join(f"{r['users']:,}" for r in runs)
+    catalogs = " / ".join(f"{r['catalog']:,}" for r in runs)
+    lines = [
+        "# Pipeline at scale (benchmarks/scale.py)",
+        "",
+        f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; {os.cpu_count()} cores, "
+        f"{_memory_gib():.0f} GiB, {platform.processor() or platform.machine()}; "
+        f"Python {sys.version.split()[0]}; "
+        f"local Spark with conf/local.yaml + conf/scale.yaml; scorers {'on' if args.scoring else 'off'}; "
+        f"seed {args.seed}.",
+        f"Command: `python benchmarks/scale.py --users {' '.join(str(r['users']) for r in runs)}"
+        f"{' --scoring' if args.scoring else ''}`",
+        "",
+        f"Users: {sizes}; catalog: {catalogs} items.",
+        "Peak memory: largest so far in the session (JVM heap / Python workers' RSS), at the largest size.",
+        "",
+    ]
+    header = "| stage | " + " | ".join(f"s @ {r['users']:,}" for r in runs)
+    header += " | " + " | ".join(f"rows @ {r['users']:,}" for r in runs)
+    if len(runs) > 1:
+        header += f" | ratio ({step:g}x users)"
+    lines += [header + " | peak heap GiB | peak Python GiB |"]
+    lines += ["|---|" + "---:|" * (2 * len(runs) + (len(runs) > 1) + 2)]
+    names = [s["stage"] for s in first["stages"]]
+    for name in [*names, "total (pipeline)"]:
+        if name == "total (pipeline)":
+            secs = [sum(s["seconds"] for s in r["stages"] if s["stage"] != "generate") for r in runs]
+            rows = ["" for _ in runs]
+            heap = python = None
+        else:
+            by = [s for r in runs for s in r["stages"] if s["stage"] == name]
+            secs = [s["seconds"] for s in by]
+            rows = [f"{s['rows']:,}" for s in by]
+            heap, python = by[-1]["jvm_heap_gib"], by[-1]["python_rss_gib"]
+        row = f"| {name} | " + " | ".join(f"{v:.1f}" for v in secs) + " | " + " | ".join(rows)
+        if len(runs) > 1:
+            row += " | " + (f"{secs[-1] / secs[0]:.2f}" if secs[0] > 0.5 else "-")
+        lines.append(row + f" | {cell(heap, '.2f')} | {cell(python, '.2f')} |")
+    lines += [
+        "",
+        "Driver Python process peak RSS: "
+        + ", ".join(f"{r['driver_python_peak_rss_gib']:.2f} GiB @ {r['users']:,}" for r in runs)
+        + ".",
+    ]
+    args.out.write_text("\n".join(lines) + "\n")
+
+
+def _memory_gib() -> float:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB
+
+
+if __name__ == "__main__":
+    main()
