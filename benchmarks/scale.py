@@ -31,6 +31,7 @@ import shutil
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,14 +58,18 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "scale.md")
     args = parser.parse_args()
     sizes = sorted(set(args.users + ([5_000_000] if args.large else [])))
-    runs = []
+    runs: list[dict[str, Any]] = []
     for users in sizes:
-        runs.append(run_size(users, args))
-        write_results(runs, args)  # after each size, so a long run leaves what it measured
+        run: dict[str, Any] = {"users": users, "catalog": synthetic.load_profile().catalog_size(users)}
+        runs.append(run)
+        run_size(run, args, lambda: write_results(runs, args))
     print(args.out.read_text())
 
 
-def run_size(users: int, args: argparse.Namespace) -> dict[str, Any]:
+def run_size(run: dict[str, Any], args: argparse.Namespace, measured: Callable[[], None]) -> None:
+    """Generate ``run["users"]`` users and run every stage; ``run["stages"]`` grows a row per stage and
+    ``measured`` is called after each, so a run stopped half-way leaves what it measured."""
+    users = run["users"]
     folder = args.work / f"users-{users}"
     shutil.rmtree(folder, ignore_errors=True)
     profile = synthetic.load_profile()
@@ -78,13 +83,20 @@ def run_size(users: int, args: argparse.Namespace) -> dict[str, Any]:
     base = [ROOT / "conf" / "local.yaml", ROOT / "conf" / "scale.yaml"]
     spark = build_spark_session(load_settings(base, overrides).spark)
     stages: list[dict[str, Any]] = []
+    run["stages"] = stages
+
+    def done(stage: str, seconds: float, rows: int) -> None:
+        stages.append(_row(stage, seconds, rows, spark))
+        run["driver_python_peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB
+        measured()
+
     try:
         started = time.perf_counter()
         config = synthetic.write_generated(
             synthetic.generate_events(spark, profile, users, args.seed), folder / "data"
         )
         rows = spark.read.option("header", True).csv(str(folder / "data" / "events")).count()
-        stages.append(_row("generate", time.perf_counter() - started, rows, spark))
+        done("generate", time.perf_counter() - started, rows)
         print(f"{users:,} users: generated {rows:,} rows in {stages[-1]['seconds']:.0f} s", flush=True)
         settings = load_settings([*base, config], overrides)
         as_of = profile.span_end
@@ -100,17 +112,11 @@ def run_size(users: int, args: argparse.Namespace) -> dict[str, Any]:
         )
         for stage in STAGES:
             (result,) = run_stages(ctx, [stage])
-            stages.append(_row(stage, result.seconds, result.rows, spark))
+            done(stage, result.seconds, result.rows)
     finally:
         spark.stop()
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)
-    return {
-        "users": users,
-        "catalog": profile.catalog_size(users),
-        "stages": stages,
-        "driver_python_peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB,
-    }
 
 
 def _row(stage: str, seconds: float, rows: int, spark: Any) -> dict[str, Any]:
@@ -158,7 +164,7 @@ def write_results(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
         f"{' --scoring' if args.scoring else ''}`",
         "",
         f"Users: {sizes}; catalog: {catalogs} items.",
-        "Peak memory: largest so far in the session (JVM heap / Python workers' RSS), at the largest size.",
+        "Peak memory: largest so far in the session (JVM heap / Python workers' RSS), largest size run.",
         "",
     ]
     header = "| stage | " + " | ".join(f"s @ {r['users']:,}" for r in runs)
@@ -170,23 +176,31 @@ def write_results(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
     names = [s["stage"] for s in first["stages"]]
     for name in [*names, "total (pipeline)"]:
         if name == "total (pipeline)":
-            secs = [sum(s["seconds"] for s in r["stages"] if s["stage"] != "generate") for r in runs]
+            complete = [len(r["stages"]) == len(first["stages"]) for r in runs]
+            secs = [
+                sum(s["seconds"] for s in r["stages"] if s["stage"] != "generate") if ok else None
+                for r, ok in zip(runs, complete, strict=True)
+            ]
             rows = ["" for _ in runs]
             heap = python = None
         else:
-            by = [s for r in runs for s in r["stages"] if s["stage"] == name]
-            secs = [s["seconds"] for s in by]
-            rows = [f"{s['rows']:,}" for s in by]
-            heap, python = by[-1]["jvm_heap_gib"], by[-1]["python_rss_gib"]
-        row = f"| {name} | " + " | ".join(f"{v:.1f}" for v in secs) + " | " + " | ".join(rows)
+            by = [next((s for s in r["stages"] if s["stage"] == name), None) for r in runs]
+            secs = [s["seconds"] if s else None for s in by]
+            rows = [f"{s['rows']:,}" if s else "-" for s in by]
+            last = next(s for s in reversed(by) if s)
+            heap, python = last["jvm_heap_gib"], last["python_rss_gib"]
+        row = f"| {name} | " + " | ".join(cell(v, ".1f") for v in secs) + " | " + " | ".join(rows)
         if len(runs) > 1:
-            row += " | " + (f"{secs[-1] / secs[0]:.2f}" if secs[0] > 0.5 else "-")
+            first_s, last_s = secs[0], secs[-1]
+            row += " | " + (f"{last_s / first_s:.2f}" if first_s and last_s and first_s > 0.5 else "-")
         lines.append(row + f" | {cell(heap, '.2f')} | {cell(python, '.2f')} |")
     lines += [
         "",
         "Driver Python process peak RSS: "
-        + ", ".join(f"{r['driver_python_peak_rss_gib']:.2f} GiB @ {r['users']:,}" for r in runs)
-        + ".",
+        + ", ".join(
+            f"{r['driver_python_peak_rss_gib']:.2f} GiB @ {r['users']:,}" for r in runs if r["stages"]
+        )
+        + ". A '-' is a stage not (yet) measured at that size.",
     ]
     args.out.write_text("\n".join(lines) + "\n")
 

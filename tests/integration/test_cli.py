@@ -56,3 +56,29 @@ def test_run_ingest_then_rerun_then_bad_input(tmp_path: Path) -> None:
     assert bad.returncode == 3
     last = bad.stderr.strip().splitlines()[-1]
     assert last.startswith("genre-spark: error: source 'online_retail_2010_2011'") and "nope.csv" in last
+
+
+@pytest.mark.slow
+def test_generate_ingest_fit_profile_round_trip(tmp_path: Path) -> None:
+    """generate -> ingest of the generated export -> fit-profile: the refit matches the packaged profile."""
+    from genre_spark.synthetic import load_profile
+
+    spark = ["--set", "spark.master=local[2]", "--set", f"storage.warehouse={tmp_path / 'wh'}"]
+    generated = genre_spark("generate", "--users", "400", "--seed", "2", "--out", "gen", *spark, cwd=tmp_path)
+    assert generated.returncode == 0, generated.stderr[-3000:]
+    config = tmp_path / "gen" / "genre-spark.yaml"
+    assert f"--conf {config}" in generated.stdout
+    local = ["--conf", str(ROOT / "conf" / "local.yaml"), "--conf", str(config)]
+    ingested = genre_spark("ingest", *local, *spark, cwd=tmp_path)
+    assert ingested.returncode == 0, ingested.stderr[-3000:]
+    fitted = genre_spark("fit-profile", "--out", "refit.json", *local, *spark, cwd=tmp_path)
+    assert fitted.returncode == 0, fitted.stderr[-3000:]
+
+    packaged, refit = load_profile(), load_profile(tmp_path / "refit.json")
+    assert 390 <= refit.sample_users <= 400  # a user whose every line was postage has no product purchase
+    for name in ("mean_lines_per_order", "mean_orders_per_user", "repeat_share", "item_gini"):
+        assert refit.statistics[name] == pytest.approx(packaged.statistics[name], rel=0.15), name
+    assert refit.anonymous_share == pytest.approx(packaged.anonymous_share, rel=0.15)
+
+    bad = genre_spark("generate", "--users", "0", "--out", "gen", cwd=tmp_path)
+    assert bad.returncode == 2 and "--users must be at least 1" in bad.stderr
