@@ -22,10 +22,10 @@ from genre_spark.storage import TableStore, WriteResult
 class ScoringReport:
     as_of: dt.date
     per_scorer: dict[str, tuple[int, float]]  # scorer -> (pairs scored, mean score)
-    write: WriteResult | None  # None when no scorer is enabled
+    write: WriteResult | None  # None (or the date's partition emptied) when no scorer is enabled
 
     def format(self) -> str:
-        if self.write is None:
+        if not self.per_scorer:
             return f"scoring as of {self.as_of}: no scorer enabled (scoring.<scorer>.enabled)"
         lines = [f"scoring as of {self.as_of}:"]
         lines += [
@@ -63,7 +63,11 @@ def score_candidates(
 def run_scoring(store: TableStore, settings: ScoringSettings, as_of: dt.date, run_id: str) -> ScoringReport:
     scorers = build_scorers(settings)  # paths, tokenizers and answer tokens checked before any Spark job
     if not scorers:
-        return ScoringReport(as_of, {}, None)
+        if not store.exists(S.SCORES):
+            return ScoringReport(as_of, {}, None)
+        # an earlier run's scores for this date must not reach the ranking
+        write = store.delete_where(S.SCORES, f"{S.AS_OF} = '{as_of.isoformat()}'", run_id=run_id)
+        return ScoringReport(as_of, {}, write)
     on_date = F.col(S.AS_OF) == F.lit(as_of)
     items = store.read_table(S.ITEMS)
     profiles = profile_texts(

@@ -27,7 +27,7 @@ from genre_spark.scoring.scorers import (
     ScoringInputs,
     build_scorer,
 )
-from genre_spark.scoring.stage import score_candidates
+from genre_spark.scoring.stage import run_scoring, score_candidates
 from genre_spark.scoring.texts import item_texts, profile_texts
 from genre_spark.scoring.udfs import pair_udf
 from tests.tiny_models import save_causal_lm, save_cross_encoder
@@ -280,3 +280,21 @@ def test_each_scorer_sees_its_top_n_of_the_shortlist(
         ("cross_encoder", "u3", "i4"),
     }
     assert all(r["model"] for r in rows)
+
+
+def test_no_scorer_enabled_empties_the_dates_scores(spark: SparkSession, settings: Settings, store) -> None:
+    """An earlier run's scores for the date must not reach the ranking once every scorer is off."""
+    day, other = dt.date(2011, 12, 9), dt.date(2011, 12, 2)
+    old = spark.createDataFrame(
+        [("u1", "i1", "bi_encoder", 0.9, "m", day), ("u1", "i1", "bi_encoder", 0.5, "m", other)],
+        S.contract(S.SCORES),
+    )
+    store.write_table(old, S.SCORES, mode="overwrite", run_id="old", partition_by=[S.AS_OF])
+    off = settings.scoring.model_copy(
+        update={"bi_encoder": settings.scoring.bi_encoder.model_copy(update={"enabled": False})}
+    )
+    report = run_scoring(store, off, day, "new")
+    assert "no scorer enabled" in report.format()
+    left = store.read_table(S.SCORES)
+    assert left.filter(F.col(S.AS_OF) == day).count() == 0
+    assert left.filter(F.col(S.AS_OF) == other).count() == 1
