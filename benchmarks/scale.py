@@ -35,6 +35,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from deltalake import DeltaTable
+
 from genre_spark import synthetic
 from genre_spark.config import load_settings
 from genre_spark.pipeline import STAGES, RunContext, run_stages
@@ -113,6 +115,8 @@ def run_size(run: dict[str, Any], args: argparse.Namespace, measured: Callable[[
         for stage in STAGES:
             (result,) = run_stages(ctx, [stage])
             done(stage, result.seconds, result.rows)
+        run["files"] = _table_files(folder / "warehouse")
+        measured()
     finally:
         spark.stop()
         if not args.keep:
@@ -187,8 +191,8 @@ def write_results(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
             by = [next((s for s in r["stages"] if s["stage"] == name), None) for r in runs]
             secs = [s["seconds"] if s else None for s in by]
             rows = [f"{s['rows']:,}" if s else "-" for s in by]
-            last = next(s for s in reversed(by) if s)
-            heap, python = last["jvm_heap_gib"], last["python_rss_gib"]
+            latest = next(s for s in reversed(by) if s)
+            heap, python = latest["jvm_heap_gib"], latest["python_rss_gib"]
         row = f"| {name} | " + " | ".join(cell(v, ".1f") for v in secs) + " | " + " | ".join(rows)
         if len(runs) > 1:
             first_s, last_s = secs[0], secs[-1]
@@ -202,7 +206,23 @@ def write_results(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
         )
         + ". A '-' is a stage not (yet) measured at that size.",
     ]
+    if "files" in last:
+        lines += [
+            "",
+            f"Files per table at {last['users']:,} users (latest snapshot: files, mean MB per file):",
+            "",
+        ]
+        lines += [", ".join(f"`{t}` {n} x {mb:.1f}" for t, (n, mb) in last["files"].items()) + "."]
     args.out.write_text("\n".join(lines) + "\n")
+
+
+def _table_files(warehouse: Path) -> dict[str, tuple[int, float]]:
+    """Per table: Parquet files in the latest snapshot and their mean size in MB (small files show here)."""
+    out = {}
+    for folder in sorted(p for p in warehouse.iterdir() if (p / "_delta_log").is_dir()):
+        sizes = DeltaTable(str(folder)).get_add_actions(flatten=True).column("size_bytes").to_pylist()
+        out[folder.name] = (len(sizes), sum(sizes) / max(len(sizes), 1) / 1e6)
+    return out
 
 
 def _memory_gib() -> float:
