@@ -314,10 +314,14 @@ def als_candidates(purchases: DataFrame, users: DataFrame, settings: AlsSettings
 
 
 def _index(spark: SparkSession, ids: DataFrame, column: str, index: str) -> DataFrame:
-    """Dense int ids for MLlib, assigned in parallel (zipWithIndex), not collected to the driver."""
+    """Dense int ids for MLlib, assigned in parallel (zipWithIndex), not collected to the driver.
+
+    Checkpointed (eagerly, in the executors): the row order after ``distinct`` is not deterministic, so
+    a recomputation could number the ids differently between the ratings and the recommendations.
+    """
     schema = T.StructType([T.StructField(column, T.StringType()), T.StructField(index, T.IntegerType())])
     rdd = ids.rdd.zipWithIndex().map(lambda pair: (pair[0][0], int(pair[1])))
-    return spark.createDataFrame(rdd, schema)
+    return spark.createDataFrame(rdd, schema).localCheckpoint(eager=True)
 
 
 def generate_candidates(
