@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from deltalake import DeltaTable
 
@@ -71,6 +72,13 @@ def test_generate_ingest_fit_profile_round_trip(tmp_path: Path) -> None:
     local = ["--conf", str(ROOT / "conf" / "local.yaml"), "--conf", str(config)]
     ingested = genre_spark("ingest", *local, *spark, cwd=tmp_path)
     assert ingested.returncode == 0, ingested.stderr[-3000:]
+    raw = sum(len(pd.read_csv(f)) for f in (tmp_path / "gen" / "events").glob("*.csv.gz"))
+    events = DeltaTable(str(tmp_path / "wh" / "events")).to_pandas()
+    quarantine = DeltaTable(str(tmp_path / "wh" / "quarantine")).to_pandas()
+    # every row lands or is quarantined for its missing customer id (the guests), for nothing else
+    assert len(events) + len(quarantine) == raw
+    assert set(quarantine["reason"]) == {"missing_user_id"}
+    assert (events["event_type"] == "return").sum() > 0
     fitted = genre_spark("fit-profile", "--out", "refit.json", *local, *spark, cwd=tmp_path)
     assert fitted.returncode == 0, fitted.stderr[-3000:]
 
@@ -78,7 +86,8 @@ def test_generate_ingest_fit_profile_round_trip(tmp_path: Path) -> None:
     assert 390 <= refit.sample_users <= 400  # a user whose every line was postage has no product purchase
     for name in ("mean_lines_per_order", "mean_orders_per_user", "repeat_share", "item_gini"):
         assert refit.statistics[name] == pytest.approx(packaged.statistics[name], rel=0.15), name
-    assert refit.anonymous_share == pytest.approx(packaged.anonymous_share, rel=0.15)
+    # ~120 guests with heavy-tailed order counts: their share of rows is noisy at this size
+    assert refit.anonymous_share == pytest.approx(packaged.anonymous_share, abs=0.1)
 
     bad = genre_spark("generate", "--users", "0", "--out", "gen", cwd=tmp_path)
     assert bad.returncode == 2 and "--users must be at least 1" in bad.stderr

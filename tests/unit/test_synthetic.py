@@ -8,10 +8,7 @@ import numpy as np
 import pytest
 from pyspark.sql import functions as F
 
-from genre_spark import schemas as S
 from genre_spark import synthetic as syn
-from genre_spark.config import load_settings
-from genre_spark.ingest import run_ingest
 
 
 def test_gini_of_equal_counts_is_zero_and_of_one_item_approaches_one():
@@ -74,20 +71,3 @@ def test_generation_is_determined_by_users_and_seed(spark):
     again = syn.generate_events(spark, profile, 300, seed=3).repartition(3)
     assert first.count() > 10_000 and first.exceptAll(again).count() == 0
     assert first.exceptAll(syn.generate_events(spark, profile, 300, seed=4)).count() > 0
-
-
-def test_generated_export_is_ingested_like_the_real_one(spark, store, tmp_path):
-    config = syn.write_generated(
-        syn.generate_events(spark, syn.load_profile(), 200, seed=5), tmp_path / "generated"
-    )
-    settings = load_settings([config])
-    assert [n for n, s in settings.ingest.sources.items() if s.enabled] == ["synthetic"]
-    raw = spark.read.option("header", True).csv(str(tmp_path / "generated" / "events"))
-    report = run_ingest(spark, store, settings.ingest, "gen-1")
-    events = store.read_table(S.EVENTS)
-    reasons = {r["reason"] for r in store.read_table(S.QUARANTINE).select("reason").distinct().collect()}
-    # every row either lands or is quarantined for its missing customer id (the guests), nothing else
-    assert reasons == {"missing_user_id"}
-    assert events.count() + store.read_table(S.QUARANTINE).count() == raw.count()
-    assert events.where(F.col(S.EVENT_TYPE) == S.RETURN).count() > 0
-    assert report.format()
