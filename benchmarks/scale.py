@@ -180,7 +180,7 @@ def write_results(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
     names = [s["stage"] for s in first["stages"]]
     for name in [*names, "total (pipeline)"]:
         if name == "total (pipeline)":
-            complete = [len(r["stages"]) == len(first["stages"]) for r in runs]
+            complete = [len(r["stages"]) == 1 + len(STAGES) for r in runs]  # generate + every stage
             secs = [
                 sum(s["seconds"] for s in r["stages"] if s["stage"] != "generate") if ok else None
                 for r, ok in zip(runs, complete, strict=True)
