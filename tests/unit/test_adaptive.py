@@ -209,7 +209,7 @@ def test_replay_policies(settings: Settings) -> None:
     from genre_spark.replay import fixed_policies
 
     shipped = load_strategies()
-    assert fixed_policies(shipped, settings) == ["win_back", "balanced", "seasonal", "discovery"]
+    assert fixed_policies(shipped, settings) == ["win_back", "balanced", "seasonal", "loyal", "discovery"]
     assert fixed_policies(book(None), settings) == ["base", "good", "poor", "other"]
     pick = settings.model_copy(update={"replay": settings.replay.model_copy(update={"strategies": ["good"]})})
     assert fixed_policies(book(None), pick) == ["good"]
