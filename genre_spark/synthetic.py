@@ -238,9 +238,8 @@ def fit_profile(events: DataFrame, items: DataFrame, quarantine: DataFrame | Non
                 (F.col("table") == S.EVENTS) & (F.col("reason") == f"missing_{S.USER_ID}")
             ).count()
         user_country = customer.groupBy(S.USER_ID).agg(F.mode(S.COUNTRY, deterministic=True).alias("c"))
-        # bounded: TOP_COUNTRIES rows
         top_countries = user_country.groupBy("c").count().orderBy(F.desc("count")).limit(TOP_COUNTRIES)
-        countries = [(r["c"], r["count"]) for r in top_countries.collect()]
+        countries = [(r["c"], r["count"]) for r in top_countries.collect()]  # bounded: TOP_COUNTRIES rows
         n_users = int(stats["users"])
         countries.append(("Other", max(1, n_users - sum(c for _, c in countries))))
         words = products.select(F.split(F.upper(F.trim(S.TITLE)), r"\s+").alias("w")).where(F.size("w") >= 2)
