@@ -148,7 +148,13 @@ def _word_weights(titles: DataFrame, position: Column) -> dict[str, float]:
     return _weights([(r["w"], r["count"]) for r in top])
 
 
-def shape_statistics(lines: DataFrame) -> dict[str, float]:
+def item_purchase_counts(purchases: DataFrame) -> np.ndarray:
+    """Purchase lines per item bought."""
+    # bounded: one row per product bought (the catalog)
+    return np.array([r["count"] for r in purchases.groupBy(S.ITEM_ID).count().collect()])
+
+
+def shape_statistics(lines: DataFrame, counts: np.ndarray | None = None) -> dict[str, float]:
     """Summary numbers of product lines of known customers (``user_id``, ``order_id``, ``item_id``,
     ``event_type``, ``event_ts``): what a generated data set must reproduce (see the profile's
     ``statistics``)."""
@@ -162,8 +168,8 @@ def shape_statistics(lines: DataFrame) -> dict[str, float]:
         F.count_distinct(F.when(F.col("repeat"), F.struct(S.USER_ID, S.ITEM_ID))).alias("pool"),
     ).first()
     orders = purchases.select(S.USER_ID, S.ORDER_ID).distinct().count()
-    # bounded: one row per product bought (the catalog)
-    counts = np.array([r["count"] for r in purchases.groupBy(S.ITEM_ID).count().collect()])
+    if counts is None:  # purchase lines per item, when the caller has not counted them already
+        counts = item_purchase_counts(purchases)
     returns = lines.where(F.col(S.EVENT_TYPE) == S.RETURN).count()
     assert row is not None
     return {
@@ -222,13 +228,12 @@ def fit_profile(events: DataFrame, items: DataFrame, quarantine: DataFrame | Non
     lines = customer.join(products.select(S.ITEM_ID), S.ITEM_ID, "left_semi").cache()
     try:
         purchases = lines.where(F.col(S.EVENT_TYPE) == S.PURCHASE)
-        stats = shape_statistics(lines)
+        counts = item_purchase_counts(purchases)
+        stats = shape_statistics(lines, counts)
         orders = purchases.groupBy(S.USER_ID, S.ORDER_ID).agg(
             F.count(F.lit(1)).alias("n_lines"), F.min(S.EVENT_TS).alias("ts")
         )
         per_user = orders.groupBy(S.USER_ID).agg(F.count(F.lit(1)).alias("n_orders"))
-        # bounded: one row per product bought (the catalog)
-        counts = np.array([r["count"] for r in purchases.groupBy(S.ITEM_ID).count().collect()])
         span = purchases.agg(F.min(S.EVENT_TS).alias("lo"), F.max(S.EVENT_TS).alias("hi")).first()
         hours = orders.groupBy(F.hour("ts").alias("k")).count().collect()  # bounded: 24 rows
         weekdays = orders.groupBy(F.weekday("ts").alias("k")).count().collect()  # bounded: 7 rows
