@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from deltalake import DeltaTable
+from machine import memory_gib  # benchmarks/machine.py (scripts run from their folder)
 
 from genre_spark import synthetic
 from genre_spark.config import load_settings
@@ -160,7 +161,7 @@ def write_results(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
         "# Pipeline at scale (benchmarks/scale.py)",
         "",
         f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; {os.cpu_count()} cores, "
-        f"{_memory_gib():.0f} GiB, {platform.processor() or platform.machine()}; "
+        f"{memory_gib():.0f} GiB, {platform.processor() or platform.machine()}; "
         f"Python {sys.version.split()[0]}; "
         f"local Spark with conf/local.yaml + conf/scale.yaml; scorers {'on' if args.scoring else 'off'}; "
         f"seed {args.seed}.",
@@ -223,10 +224,6 @@ def _table_files(warehouse: Path) -> dict[str, tuple[int, float]]:
         sizes = DeltaTable(str(folder)).get_add_actions(flatten=True).column("size_bytes").to_pylist()
         out[folder.name] = (len(sizes), sum(sizes) / max(len(sizes), 1) / 1e6)
     return out
-
-
-def _memory_gib() -> float:
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from machine import memory_gib  # benchmarks/machine.py (scripts run from their folder)
 
 from genre_spark import schemas as S
 from genre_spark.config import load_settings
@@ -550,7 +551,7 @@ def write_results(
         "# Language-model scorers: raw vs Spark throughput, GFLOP/s, bf16 vs fp32",
         "",
         f"`{command}` on {dt.datetime.now():%Y-%m-%d %H:%M}: {cores} cores ({model_name}), "
-        f"{_memory_gib():.0f} GiB; Python {platform.python_version()}, torch {torch.__version__}, "
+        f"{memory_gib():.0f} GiB; Python {platform.python_version()}, torch {torch.__version__}, "
         f"transformers {transformers.__version__}, pyspark {pyspark.__version__}. "
         f"Load average (1/5/15 min) before {_load(m['load'][0])}, after {_load(m['load'][1])} "
         "(a shared machine: other engineers' jobs add noise; ratios are measured within one run, "
@@ -619,10 +620,6 @@ def write_results(
 
 def _load(avg: tuple[float, float, float]) -> str:
     return "/".join(f"{x:.2f}" for x in avg)
-
-
-def _memory_gib() -> float:
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from machine import memory_gib  # benchmarks/machine.py (scripts run from their folder)
 from pyspark.sql import functions as F
 
 from genre_spark.config import load_settings
@@ -81,7 +82,7 @@ def main() -> None:
         "# Embedded Delta write vs plain Parquet write",
         "",
         f"`python benchmarks/storage_write.py --rows {args.rows} --repeat {args.repeat}` on "
-        f"{os.cpu_count()} cores, {_memory_gib():.0f} GiB, {platform.processor() or platform.machine()}; "
+        f"{os.cpu_count()} cores, {memory_gib():.0f} GiB, {platform.processor() or platform.machine()}; "
         f"{args.rows:,} rows x 5 columns, 4 partitions, medians of {args.repeat} interleaved rounds.",
         "",
         "| write | median s | ratio to plain |",
@@ -92,10 +93,6 @@ def main() -> None:
         lines.append(f"| {name} | {med:.2f} | {med / base:.2f} |")
     RESULTS.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-
-
-def _memory_gib() -> float:
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
 
 
 if __name__ == "__main__":
