@@ -51,17 +51,18 @@ def _decay(days: Column, half_life: float) -> Column:
 def top_per_user(candidates: DataFrame, source: str, limit: int) -> DataFrame:
     """Keep the ``limit`` best per user (ties broken by item id) and number them."""
     w = Window.partitionBy(S.USER_ID).orderBy(F.desc("source_score"), F.asc(S.ITEM_ID))
-    return (
-        candidates.withColumn("source_rank", F.row_number().over(w))
-        .filter(F.col("source_rank") <= limit)
-        .select(
-            S.USER_ID,
-            S.ITEM_ID,
-            F.lit(source).alias("source"),
-            F.col("source_score").cast("double"),
-            F.col("source_rank").cast("int"),
-            F.col("detail").cast("string"),
-        )
+    ranked = candidates.withColumn("source_rank", F.row_number().over(w))
+    return _as_candidates(ranked.filter(F.col("source_rank") <= limit), source)
+
+
+def _as_candidates(ranked: DataFrame, source: str) -> DataFrame:
+    return ranked.select(
+        S.USER_ID,
+        S.ITEM_ID,
+        F.lit(source).alias("source"),
+        F.col("source_score").cast("double"),
+        F.col("source_rank").cast("int"),
+        F.col("detail").cast("string"),
     )
 
 
@@ -123,83 +124,137 @@ def segment_popularity(
     window_days: int,
     half_life: float,
     limit: int,
-    source: str = "segment_popularity",
-    audience: str = "in segment '%s'",
 ) -> DataFrame:
     """Items most bought lately by the user's segment (decayed buyer counts), proposed to every member.
 
-    ``segments``: user_id, segment_id, segment_label; one segment for everyone gives global popularity.
-    ``audience`` names the buyers in the explanation (``%s``: the segment label)."""
+    ``segments``: user_id, segment_id, segment_label."""
     members = segments.select(S.USER_ID, S.SEGMENT_ID, S.SEGMENT_LABEL)
-    age = _days_before(as_of, S.EVENT_TS)
-    recent = purchases.filter(age <= window_days).join(members, S.USER_ID)
-    weighted = recent.groupBy(S.SEGMENT_ID, S.SEGMENT_LABEL, S.ITEM_ID, S.USER_ID).agg(
-        F.max(_decay(age, half_life)).alias("w")  # one vote per buyer, worth its latest purchase
+    top = _popular(purchases.join(members, S.USER_ID), as_of, window_days, half_life, limit)
+    detail = F.format_string(
+        "popular in segment '%s' over the last %d days", F.col(S.SEGMENT_LABEL), F.lit(window_days)
     )
-    popular = weighted.groupBy(S.SEGMENT_ID, S.SEGMENT_LABEL, S.ITEM_ID).agg(F.sum("w").alias("score"))
-    w = Window.partitionBy(S.SEGMENT_ID).orderBy(F.desc("score"), F.asc(S.ITEM_ID))
-    top = popular.withColumn("_r", F.row_number().over(w)).filter(F.col("_r") <= limit)
-    proposed = members.join(F.broadcast(top.drop(S.SEGMENT_LABEL)), S.SEGMENT_ID).select(
-        S.USER_ID,
-        S.ITEM_ID,
-        F.col("score").alias("source_score"),
-        F.format_string(
-            f"popular {audience} over the last %d days", F.col(S.SEGMENT_LABEL), F.lit(window_days)
-        ).alias("detail"),
-    )
-    return top_per_user(proposed, source, limit)
+    return _propose(members, top, detail, "segment_popularity")
 
 
 def global_popularity(
     purchases: DataFrame, users: DataFrame, as_of: dt.date, window_days: int, half_life: float, limit: int
 ) -> DataFrame:
     """The same popular items (bought by anyone) for each of ``users``: the popularity baseline."""
-    everyone = (
-        purchases.select(S.USER_ID)
-        .unionByName(users.select(S.USER_ID))
-        .distinct()
-        .select(S.USER_ID, F.lit(0).alias(S.SEGMENT_ID), F.lit("all customers").alias(S.SEGMENT_LABEL))
+    everyone = purchases.withColumns({S.SEGMENT_ID: F.lit(0), S.SEGMENT_LABEL: F.lit("all customers")})
+    top = _popular(everyone, as_of, window_days, half_life, limit)
+    members = users.select(S.USER_ID, F.lit(0).alias(S.SEGMENT_ID))
+    detail = F.lit(f"popular with all customers over the last {window_days} days")
+    return _propose(members, top, detail, "popularity")
+
+
+def _popular(
+    purchases: DataFrame, as_of: dt.date, window_days: int, half_life: float, limit: int
+) -> DataFrame:
+    """(segment_id, segment_label, item_id, source_score, source_rank): the ``limit`` items per segment
+    with the most recent buyers, each buyer's vote worth its latest purchase's decay."""
+    age = _days_before(as_of, S.EVENT_TS)
+    weighted = (
+        purchases.filter(age <= window_days)
+        .groupBy(S.SEGMENT_ID, S.SEGMENT_LABEL, S.ITEM_ID, S.USER_ID)
+        .agg(F.max(_decay(age, half_life)).alias("w"))  # one vote per buyer
     )
-    popular = segment_popularity(
-        purchases, everyone, as_of, window_days, half_life, limit, "popularity", "with %s"
-    )
-    return popular.join(users.select(S.USER_ID), S.USER_ID, "left_semi")
+    popular = weighted.groupBy(S.SEGMENT_ID, S.SEGMENT_LABEL, S.ITEM_ID).agg(F.sum("w").alias("source_score"))
+    w = Window.partitionBy(S.SEGMENT_ID).orderBy(F.desc("source_score"), F.asc(S.ITEM_ID))
+    return popular.withColumn("source_rank", F.row_number().over(w)).filter(F.col("source_rank") <= limit)
+
+
+def _propose(members: DataFrame, top: DataFrame, detail: Column, source: str) -> DataFrame:
+    """Each member gets their segment's list as ranked there (the same order :func:`top_per_user`
+    gives, without sorting every user's rows again): a broadcast join of a list per segment."""
+    served = members.select(S.USER_ID, S.SEGMENT_ID).join(F.broadcast(top), S.SEGMENT_ID)
+    return _as_candidates(served.withColumn("detail", detail), source)
 
 
 def cooccurrence_neighbours(
-    purchases: DataFrame, max_basket_size: int, min_co_count: int, per_item: int
+    purchases: DataFrame,
+    max_basket_size: int,
+    min_co_count: int,
+    per_item: int,
+    max_orders: int | None = None,
 ) -> DataFrame:
     """(item_id, neighbour_id, score): Jaccard of the sets of orders containing each item, top per item.
 
     Orders with more than ``max_basket_size`` distinct items are left out: a basket of n items makes
-    n^2 pairs, so one wholesale order would dominate the join.
+    n^2 pairs, so one wholesale order would dominate. With ``max_orders``, only the most recent orders
+    count (whole days, newest first, see :func:`recent_orders`): pairs grow with the orders while the
+    item-item similarity they estimate does not, so the cost stops growing with the users.
+
+    Items are numbered, each order becomes a sorted array of item numbers and each pair one 64-bit key,
+    counted by one hash aggregation: no self-join of the orders and no grouping by two strings.
     """
-    baskets = purchases.select(S.ORDER_ID, S.ITEM_ID).distinct()
-    sizes = baskets.groupBy(S.ORDER_ID).count().filter(F.col("count") <= max_basket_size).select(S.ORDER_ID)
-    baskets = baskets.join(sizes, S.ORDER_ID)
-    item_orders = baskets.groupBy(S.ITEM_ID).agg(F.count("*").alias("n"))
-    left = baskets.select(S.ORDER_ID, F.col(S.ITEM_ID).alias("a"))
-    right = baskets.select(S.ORDER_ID, F.col(S.ITEM_ID).alias("b"))
-    half = (  # each unordered pair once: half the rows to shuffle
-        left.join(right, S.ORDER_ID)
-        .filter(F.col("a") < F.col("b"))
-        .groupBy("a", "b")
+    spark = purchases.sparkSession
+    lines = purchases.select(S.ORDER_ID, S.ITEM_ID, S.EVENT_TS)
+    if max_orders is not None:
+        lines = recent_orders(lines, max_orders)
+    ids = _index(spark, lines.select(S.ITEM_ID).distinct(), S.ITEM_ID, "_i")
+    baskets = (
+        lines.join(F.broadcast(ids), S.ITEM_ID)
+        .groupBy(S.ORDER_ID)
+        .agg(F.array_sort(F.collect_set("_i")).alias("_b"))
+        .filter(F.size("_b") <= max_basket_size)
+        .select("_b")
+        .localCheckpoint(eager=False)  # read twice (order counts, pairs): baskets are grouped once
+    )
+    item_orders = baskets.select(F.explode("_b").alias("_i")).groupBy("_i").agg(F.count("*").alias("n"))
+    half = (  # each unordered pair (a < b) once, as a * 2^32 + b
+        baskets.select(F.explode(_pair_keys(F.col("_b"))).alias("_p"))
+        .groupBy("_p")
         .agg(F.count("*").alias("co"))
         .filter(F.col("co") >= min_co_count)
+        .select(
+            F.shiftright("_p", 32).cast("int").alias("a"),
+            F.col("_p").bitwiseAND(F.lit(0xFFFFFFFF)).cast("int").alias("b"),
+            "co",
+        )
     )
     pairs = half.unionByName(half.select(F.col("b").alias("a"), F.col("a").alias("b"), "co"))
-    na = item_orders.select(F.col(S.ITEM_ID).alias("a"), F.col("n").alias("na"))
-    nb = item_orders.select(F.col(S.ITEM_ID).alias("b"), F.col("n").alias("nb"))
+    na = F.broadcast(item_orders.select(F.col("_i").alias("a"), F.col("n").alias("na")))
+    nb = F.broadcast(item_orders.select(F.col("_i").alias("b"), F.col("n").alias("nb")))
+    names_a = F.broadcast(ids.select(F.col("_i").alias("a"), F.col(S.ITEM_ID)))
+    names_b = F.broadcast(ids.select(F.col("_i").alias("b"), F.col(S.ITEM_ID).alias("neighbour_id")))
     scored = (
         pairs.join(na, "a")
         .join(nb, "b")
+        .join(names_a, "a")
+        .join(names_b, "b")
         .select(
-            F.col("a").alias(S.ITEM_ID),
-            F.col("b").alias("neighbour_id"),
+            S.ITEM_ID,
+            "neighbour_id",
             (F.col("co") / (F.col("na") + F.col("nb") - F.col("co"))).alias("score"),
         )
     )
     return _top_neighbours(scored, per_item)
+
+
+def _pair_keys(basket: Column) -> Column:
+    """Every pair (a, b), a < b, of a sorted array of distinct non-negative ints, as a * 2^32 + b."""
+    n = F.size(basket)
+    return F.flatten(
+        F.transform(
+            basket,
+            lambda a, i: F.transform(
+                F.slice(basket, i + 2, n), lambda b: F.shiftleft(a.cast("long"), 32) + b.cast("long")
+            ),
+        )
+    )
+
+
+def recent_orders(lines: DataFrame, max_orders: int) -> DataFrame:
+    """The lines of the most recent orders: whole days, newest first, as many as keep the number of
+    orders within ``max_orders`` (at least the newest day). ``lines`` needs order_id and event_ts."""
+    day = F.to_date(S.EVENT_TS)
+    per_day = lines.groupBy(day.alias("day")).agg(F.countDistinct(S.ORDER_ID).alias("orders"))
+    total, first = 0, None
+    for row in per_day.orderBy(F.desc("day")).collect():  # one row per day of history
+        if first is not None and total + row["orders"] > max_orders:
+            return lines.filter(day >= F.lit(first))
+        total, first = total + row["orders"], row["day"]
+    return lines
 
 
 def content_neighbours(embeddings: DataFrame, items: DataFrame, per_item: int) -> DataFrame:
@@ -371,7 +426,11 @@ def generate_candidates(
     anchors = recent_anchors(purchases_of_users, settings.anchor_items)
     if limits.get("co_occurrence", 0):
         neighbours = cooccurrence_neighbours(
-            purchases, settings.max_basket_size, settings.min_co_count, settings.neighbours_per_item
+            purchases,
+            settings.max_basket_size,
+            settings.min_co_count,
+            settings.neighbours_per_item,
+            settings.co_occurrence_max_orders,
         )
         frames.append(
             from_neighbours(

@@ -228,6 +228,7 @@ class CandidateSettings(_Strict):
     popularity_half_life_days: float = Field(gt=0)
     max_basket_size: int = Field(gt=1)
     min_co_count: int = Field(ge=1)
+    co_occurrence_max_orders: int | None = Field(gt=0)
     neighbours_per_item: int = Field(gt=0)
     anchor_items: int = Field(gt=0)
     als: AlsSettings

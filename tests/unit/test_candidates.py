@@ -20,6 +20,7 @@ from genre_spark.candidates import (
     global_popularity,
     product_purchases,
     recent_anchors,
+    recent_orders,
     segment_popularity,
 )
 from genre_spark.config import Settings
@@ -158,6 +159,33 @@ def test_cooccurrence_is_jaccard_and_skips_huge_baskets(spark: SparkSession) -> 
         .count()
         == 0
     )
+
+
+def test_cooccurrence_counts_only_the_most_recent_orders(spark: SparkSession) -> None:
+    p = purchases(
+        spark,
+        [
+            ("u", "A", "o1", 1),
+            ("u", "B", "o1", 1),
+            ("u", "A", "o2", 1),
+            ("u", "C", "o2", 1),
+            ("u", "B", "o3", 5),  # an older day: B and C were bought together only then
+            ("u", "C", "o3", 5),
+        ],
+    )
+
+    def orders(max_orders: int) -> list[str]:
+        return sorted({r.order_id for r in recent_orders(p, max_orders).collect()})
+
+    assert orders(2) == ["o1", "o2"]
+    assert orders(1) == ["o1", "o2"]  # whole days, at least the newest one
+    assert orders(3) == ["o1", "o2", "o3"]
+    result = cooccurrence_neighbours(p, max_basket_size=4, min_co_count=1, per_item=5, max_orders=2)
+    expected = spark.createDataFrame(
+        [("A", "B", 0.5), ("B", "A", 0.5), ("A", "C", 0.5), ("C", "A", 0.5)],
+        "item_id string, neighbour_id string, score double",
+    )
+    assert_approx_df_equality(result, expected, 1e-9, ignore_row_order=True, ignore_nullable=True)
 
 
 def test_from_neighbours_sums_anchors_and_names_the_strongest(spark: SparkSession) -> None:
