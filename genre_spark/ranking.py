@@ -50,26 +50,30 @@ def rule_chooser(book: StrategyBook, ctx: Context) -> Chooser:
     return lambda segment_id, label: select_strategy(book, segment_id, label, ctx)
 
 
-def user_strategies(spark: SparkSession, segments: DataFrame, choose: Chooser) -> DataFrame:
-    """(user_id, segment_id, strategy_id): one decision per segment (k rows on the driver)."""
+def segment_strategies(segments: DataFrame, choose: Chooser) -> dict[int, str]:
+    """segment_id -> strategy name: one decision per segment, on the driver."""
     distinct = segments.select(S.SEGMENT_ID, S.SEGMENT_LABEL).distinct().collect()  # one row per segment
-    decisions = spark.createDataFrame(
-        [(r[S.SEGMENT_ID], choose(r[S.SEGMENT_ID], r[S.SEGMENT_LABEL])) for r in distinct],
-        "segment_id int, strategy_id string",
-    )
-    return segments.select(S.USER_ID, S.SEGMENT_ID).join(F.broadcast(decisions), S.SEGMENT_ID)
+    return {r[S.SEGMENT_ID]: choose(r[S.SEGMENT_ID], r[S.SEGMENT_LABEL]) for r in distinct}
 
 
-def campaign_table(spark: SparkSession, book: StrategyBook) -> DataFrame:
-    """(strategy_id, item_id, position, slots) for the strategies that feature campaign items."""
-    return spark.createDataFrame(
-        [
-            (name, item, position, s.rules.campaign_slots)
-            for name, s in book.strategies.items()
-            for position, item in enumerate(s.rules.campaign_items)
-        ],
-        "strategy_id string, item_id string, position int, slots int",
-    )
+def user_strategies(spark: SparkSession, segments: DataFrame, decisions: dict[int, str]) -> DataFrame:
+    """(user_id, segment_id, strategy_id): each user gets their segment's decision."""
+    table = spark.createDataFrame(list(decisions.items()), "segment_id int, strategy_id string")
+    return segments.select(S.USER_ID, S.SEGMENT_ID).join(F.broadcast(table), S.SEGMENT_ID)
+
+
+def campaign_table(spark: SparkSession, book: StrategyBook, chosen: set[str]) -> DataFrame | None:
+    """(strategy_id, item_id, position, slots) for the ``chosen`` strategies that feature campaign items;
+    None when none does (the ranking then skips the campaign steps)."""
+    rows = [
+        (name, item, position, book.strategies[name].rules.campaign_slots)
+        for name in sorted(chosen)
+        if book.strategies[name].rules.campaign_slots > 0
+        for position, item in enumerate(book.strategies[name].rules.campaign_items)
+    ]
+    if not rows:
+        return None
+    return spark.createDataFrame(rows, "strategy_id string, item_id string, position int, slots int")
 
 
 @dataclass(frozen=True)
@@ -313,7 +317,8 @@ def rank(
     the blend through the strategies' scorer weights; ``choose`` picks each segment's strategy (default:
     the book's selection rules in ``ctx``); ``probabilities`` (the discriminator's) rank the candidates of
     strategies with ``ranker: discriminator``."""
-    strategies = user_strategies(spark, segments, choose or rule_chooser(book, ctx))
+    decisions = segment_strategies(segments, choose or rule_chooser(book, ctx))
+    strategies = user_strategies(spark, segments, decisions)
     tables = strategy_tables(spark, book)
     scored = blend(candidates, strategies, tables.source_weights)
     if scores is not None:
@@ -322,11 +327,17 @@ def rank(
         scored = apply_ranker(scored, probabilities, strategies, tables.rankers)
     products = items.filter(F.col(S.IS_PRODUCT))
     eligible = apply_rules(scored, events, products, tables.rules, ctx.as_of)
-    featured = campaign_rows(strategies, campaign_table(spark, book), products)
-    featured_rows = featured_items(featured, strategies, eligible, products)
-    others = diversify_top_k(eligible, k, featured)
-    best_first = Window.partitionBy(S.USER_ID).orderBy(F.desc_nulls_last("score"), F.asc(S.ITEM_ID))
-    top = others.drop("rank").unionByName(featured_rows).withColumn("rank", F.row_number().over(best_first))
+    campaign = campaign_table(spark, book, set(decisions.values()))
+    if campaign is None:  # no chosen strategy features items: the eligible candidates are read once
+        top = diversify_top_k(eligible, k)
+    else:
+        featured = campaign_rows(strategies, campaign, products)
+        featured_rows = featured_items(featured, strategies, eligible, products)
+        others = diversify_top_k(eligible, k, featured)
+        best_first = Window.partitionBy(S.USER_ID).orderBy(F.desc_nulls_last("score"), F.asc(S.ITEM_ID))
+        top = (
+            others.drop("rank").unionByName(featured_rows).withColumn("rank", F.row_number().over(best_first))
+        )
     return top.select(
         F.lit(run_id).alias(S.RUN_ID),
         F.lit(ctx.as_of).cast("date").alias(S.AS_OF),

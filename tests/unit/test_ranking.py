@@ -11,9 +11,11 @@ from genre_spark.ranking import (
     add_scorer_scores,
     apply_rules,
     blend,
+    campaign_table,
     diversify_top_k,
     rank,
     rule_chooser,
+    segment_strategies,
     strategy_tables,
     user_strategies,
 )
@@ -61,7 +63,9 @@ def strategies_of(spark: SparkSession, b: StrategyBook) -> DataFrame:
     segments = spark.createDataFrame(
         [("u1", 0, "loyal"), ("u2", 1, "new")], "user_id string, segment_id int, segment_label string"
     )
-    return user_strategies(spark, segments, rule_chooser(b, Context(AS_OF, None)))
+    return user_strategies(
+        spark, segments, segment_strategies(segments, rule_chooser(b, Context(AS_OF, None)))
+    )
 
 
 def test_strategy_per_segment(spark: SparkSession) -> None:
@@ -217,3 +221,11 @@ def test_campaign_items_take_at_most_their_slots(spark: SparkSession) -> None:
     assert [r[0] for r in rows] == ["A", "B", "C", "Z"]  # 2 slots for Z and B, 2 places for the best others
     assert rows[1][2] == ["als", "campaign"] and rows[1][3].startswith("featured in the current campaign")
     assert rows[3][2] == ["campaign"] and rows[3][3] == "featured in the current campaign"  # no score: last
+
+
+def test_campaign_steps_only_for_chosen_strategies_that_feature_items(spark: SparkSession) -> None:
+    b = book(campaign_items=["Z", "Y"], campaign_slots=1)  # strategy 's' features Z and Y; 'other' nothing
+    assert campaign_table(spark, b, {"other"}) is None
+    table = campaign_table(spark, b, {"s", "other"})
+    assert table is not None
+    assert sorted(tuple(r) for r in table.collect()) == [("s", "Y", 1, 1), ("s", "Z", 0, 1)]
