@@ -16,7 +16,10 @@ The language-model scorers are off unless --scoring: the bi-encoder's cost is on
 per user (about 150 profiles/s on these 2 cores, see benchmarks/results/scoring.md), linear by
 construction and measured there; at 1M users it alone would take about two hours here.
 
-Results: benchmarks/results/scale.md (and scale.json), with the machine's cores and memory.
+Results: benchmarks/results/scale.md (and scale.json), with the machine's cores and memory, rewritten
+after every stage. A size's data and tables stay under --work until all its stages ran, so an interrupted
+run continues with --resume: the stages already in scale.json are kept (each with the time it was
+measured), the rest run on the tables the interrupted run left, in a new Spark session.
 """
 
 from __future__ import annotations
@@ -59,22 +62,42 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/genre-spark-scale"), help="data + warehouses")
     parser.add_argument("--keep", action="store_true", help="keep each size's data and warehouse")
     parser.add_argument("--out", type=Path, default=RESULTS / "scale.md")
+    parser.add_argument("--resume", action="store_true", help="keep --out's measured stages")
     args = parser.parse_args()
     sizes = sorted(set(args.users + ([5_000_000] if args.large else [])))
+    previous: dict[int, dict[str, Any]] = {}
+    if args.resume:
+        previous = {r["users"]: r for r in json.loads(args.out.with_suffix(".json").read_text())}
     runs: list[dict[str, Any]] = []
     for users in sizes:
-        run: dict[str, Any] = {"users": users, "catalog": synthetic.load_profile().catalog_size(users)}
+        run = previous.get(users) or {"users": users, "catalog": synthetic.load_profile().catalog_size(users)}
         runs.append(run)
-        run_size(run, args, lambda: write_results(runs, args))
+        if not _complete(run):
+            run_size(run, args, lambda: write_results(runs, args))
+    write_results(runs, args)
     print(args.out.read_text())
+
+
+def _complete(run: dict[str, Any]) -> bool:
+    return len(run.get("stages", [])) == 1 + len(STAGES)  # generate + every pipeline stage
 
 
 def run_size(run: dict[str, Any], args: argparse.Namespace, measured: Callable[[], None]) -> None:
     """Generate ``run["users"]`` users and run every stage; ``run["stages"]`` grows a row per stage and
-    ``measured`` is called after each, so a run stopped half-way leaves what it measured."""
+    ``measured`` is called after each, so a run stopped half-way leaves what it measured. A run that
+    already has stages (``--resume``) skips them and continues on the data and tables under --work."""
     users = run["users"]
     folder = args.work / f"users-{users}"
-    shutil.rmtree(folder, ignore_errors=True)
+    stages: list[dict[str, Any]] = run.get("stages", [])
+    resume = bool(stages) and stages[0]["stage"] == "generate"
+    if resume and not (folder / "data" / "genre-spark.yaml").is_file():
+        raise SystemExit(f"--resume: {users:,} users has {len(stages)} stages measured, no data in {folder}")
+    if resume:
+        run.setdefault("resumed", []).append({"at": _now(), "stage": list(STAGES)[len(stages) - 1]})
+    else:
+        stages = []
+        shutil.rmtree(folder, ignore_errors=True)
+    run["stages"] = stages
     profile = synthetic.load_profile()
     overrides = [
         f"storage.warehouse={folder / 'warehouse'}",
@@ -85,8 +108,6 @@ def run_size(run: dict[str, Any], args: argparse.Namespace, measured: Callable[[
         overrides.append("scoring.bi_encoder.enabled=false")
     base = [ROOT / "conf" / "local.yaml", ROOT / "conf" / "scale.yaml"]
     spark = build_spark_session(load_settings(base, overrides).spark)
-    stages: list[dict[str, Any]] = []
-    run["stages"] = stages
 
     def done(stage: str, seconds: float, rows: int) -> None:
         stages.append(_row(stage, seconds, rows, spark))
@@ -94,13 +115,16 @@ def run_size(run: dict[str, Any], args: argparse.Namespace, measured: Callable[[
         measured()
 
     try:
-        started = time.perf_counter()
-        config = synthetic.write_generated(
-            synthetic.generate_events(spark, profile, users, args.seed), folder / "data"
-        )
-        rows = spark.read.option("header", True).csv(str(folder / "data" / "events")).count()
-        done("generate", time.perf_counter() - started, rows)
-        print(f"{users:,} users: generated {rows:,} rows in {stages[-1]['seconds']:.0f} s", flush=True)
+        if resume:
+            config = folder / "data" / "genre-spark.yaml"
+        else:
+            started = time.perf_counter()
+            config = synthetic.write_generated(
+                synthetic.generate_events(spark, profile, users, args.seed), folder / "data"
+            )
+            rows = spark.read.option("header", True).csv(str(folder / "data" / "events")).count()
+            done("generate", time.perf_counter() - started, rows)
+            print(f"{users:,} users: generated {rows:,} rows in {stages[-1]['seconds']:.0f} s", flush=True)
         settings = load_settings([*base, config], overrides)
         as_of = profile.span_end
         store = open_store(spark, settings.storage)
@@ -113,19 +137,23 @@ def run_size(run: dict[str, Any], args: argparse.Namespace, measured: Callable[[
             load_strategies(settings.strategies_file),
             context_for(as_of, 9, settings.features.hour_bands),
         )
-        for stage in STAGES:
+        for stage in list(STAGES)[len(stages) - 1 :]:
             (result,) = run_stages(ctx, [stage])
             done(stage, result.seconds, result.rows)
         run["files"] = _table_files(folder / "warehouse")
         measured()
     finally:
         spark.stop()
-        if not args.keep:
-            shutil.rmtree(folder, ignore_errors=True)
+    if not args.keep:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _now() -> str:
+    return f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC"
 
 
 def _row(stage: str, seconds: float, rows: int, spark: Any) -> dict[str, Any]:
-    return {"stage": stage, "seconds": seconds, "rows": rows, **_peak_memory(spark)}
+    return {"stage": stage, "seconds": seconds, "rows": rows, "measured_at": _now(), **_peak_memory(spark)}
 
 
 def _peak_memory(spark: Any) -> dict[str, float | None]:
@@ -181,10 +209,9 @@ def write_results(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
     names = [s["stage"] for s in first["stages"]]
     for name in [*names, "total (pipeline)"]:
         if name == "total (pipeline)":
-            complete = [len(r["stages"]) == 1 + len(STAGES) for r in runs]  # generate + every stage
             secs = [
-                sum(s["seconds"] for s in r["stages"] if s["stage"] != "generate") if ok else None
-                for r, ok in zip(runs, complete, strict=True)
+                sum(s["seconds"] for s in r["stages"] if s["stage"] != "generate") if _complete(r) else None
+                for r in runs
             ]
             rows = ["" for _ in runs]
             heap = python = None
@@ -207,6 +234,14 @@ def write_results(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
         )
         + ". A '-' is a stage not (yet) measured at that size.",
     ]
+    for r in runs:
+        for resumed in r.get("resumed", []):
+            lines += [
+                "",
+                f"{r['users']:,} users were resumed at `{resumed['stage']}` on {resumed['at']} (`--resume`, "
+                "same data and tables, a new Spark session: peak memory restarts there). Each stage's "
+                "`measured_at` is in scale.json.",
+            ]
     if "files" in last:
         lines += [
             "",
