@@ -21,14 +21,14 @@ Results: benchmarks/results/cooccurrence.md, with medians and ratios to the refe
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-from machine import memory_gib  # benchmarks/machine.py (scripts run from their folder)
+from machine import (  # benchmarks/machine.py (scripts run from their folder)
+    describe,
+    interleaved,
+    ratio_table,
+)
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -122,33 +122,27 @@ def main() -> None:
         "pair keys": pair_keys,
         f"pair keys, at most {max_orders:,} recent orders": capped,
     }
-    times: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(args.repeat):
-        for name, build in cases.items():
-            start = time.perf_counter()  # building the plan counts too: it numbers the items
-            build().write.format("noop").mode("overwrite").save()
-            times[name].append(time.perf_counter() - start)
+    # building the plan is timed too: it numbers the items
+    times = interleaved({name: lambda b=b: _noop_write(b()) for name, b in cases.items()}, args.repeat)
     spark.stop()
 
-    base = statistics.median(times["self-join (reference)"])
-    machine = f"{os.cpu_count()} cores, {memory_gib():.0f} GiB, {platform.processor() or platform.machine()}"
     out = [
         "# Co-occurrence neighbours: pair keys vs self-join",
         "",
-        f"`python benchmarks/cooccurrence.py --users {args.users} --repeat {args.repeat}` on {machine}; "
+        f"`python benchmarks/cooccurrence.py --users {args.users} --repeat {args.repeat}` on {describe()}; "
         "local Spark with conf/local.yaml + conf/scale.yaml; "
         f"{lines:,} purchase lines in {orders:,} orders (cached); max_basket_size {cs.max_basket_size}, "
         f"min_co_count {cs.min_co_count}, {cs.neighbours_per_item} neighbours per item; medians of "
         f"{args.repeat} interleaved rounds. Uncapped, they equal the reference's neighbours (checked).",
         "",
-        "| implementation | median s | ratio to self-join |",
-        "|---|---:|---:|",
+        *ratio_table(times, "self-join (reference)", "implementation", digits=1),
     ]
-    for name, ts in times.items():
-        med = statistics.median(ts)
-        out.append(f"| {name} | {med:.1f} | {med / base:.2f} |")
     RESULTS.write_text("\n".join(out) + "\n")
     print("\n".join(out))
+
+
+def _noop_write(df: DataFrame) -> None:
+    df.write.format("noop").mode("overwrite").save()
 
 
 def _check_equal(expected: DataFrame, got: DataFrame) -> None:

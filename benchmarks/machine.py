@@ -1,10 +1,43 @@
-"""Facts about the machine a benchmark ran on, for the headers of the results files."""
+"""Shared by the benchmarks: the machine's facts for results headers, and interleaved timing rounds
+reported as medians with ratios to a baseline (machines here are noisy, so only ratios measured in one
+run compare)."""
 
 from __future__ import annotations
 
 import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
 
 
 def memory_gib() -> float:
     """Physical memory in GiB."""
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+
+
+def describe() -> str:
+    """'2 cores, 24 GiB, x86_64': for the first line of a results file."""
+    return f"{os.cpu_count()} cores, {memory_gib():.0f} GiB, {platform.processor() or platform.machine()}"
+
+
+def interleaved(cases: dict[str, Callable[[], object]], repeat: int) -> dict[str, list[float]]:
+    """Wall seconds of each case, ``repeat`` rounds, every round running each case once in order, so a
+    slow spell of the machine hits every case alike."""
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeat):
+        for name, run in cases.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def ratio_table(times: dict[str, list[float]], baseline: str, label: str, digits: int = 2) -> list[str]:
+    """Markdown rows: case, median seconds, median / the baseline's median."""
+    base = statistics.median(times[baseline])
+    lines = [f"| {label} | median s | ratio to {baseline} |", "|---|---:|---:|"]
+    for name, ts in times.items():
+        median = statistics.median(ts)
+        lines.append(f"| {name} | {median:.{digits}f} | {median / base:.2f} |")
+    return lines

@@ -27,8 +27,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
-import platform
 import resource
 import shutil
 import sys
@@ -39,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from deltalake import DeltaTable
-from machine import memory_gib  # benchmarks/machine.py (scripts run from their folder)
+from machine import describe  # benchmarks/machine.py (scripts run from their folder)
 
 from genre_spark import synthetic
 from genre_spark.config import load_settings
@@ -188,8 +186,7 @@ def write_results(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
     lines = [
         "# Pipeline at scale (benchmarks/scale.py)",
         "",
-        f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; {os.cpu_count()} cores, "
-        f"{memory_gib():.0f} GiB, {platform.processor() or platform.machine()}; "
+        f"{_now()}; {describe()}; "
         f"Python {sys.version.split()[0]}; "
         f"local Spark with conf/local.yaml + conf/scale.yaml; scorers {'on' if args.scoring else 'off'}; "
         f"seed {args.seed}.",

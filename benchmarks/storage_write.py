@@ -10,16 +10,16 @@ Results go to benchmarks/results/storage_write.md (with the machine's cores and 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shutil
-import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-from machine import memory_gib  # benchmarks/machine.py (scripts run from their folder)
+from machine import (  # benchmarks/machine.py (scripts run from their folder)
+    describe,
+    interleaved,
+    ratio_table,
+)
 from pyspark.sql import functions as F
 
 from genre_spark.config import load_settings
@@ -68,29 +68,19 @@ def main() -> None:
         "embedded Delta (Parquet + delta-rs commit)": embedded,
         "embedded Delta, partitioned by as_of": embedded_partitioned,
     }
-    times: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(args.repeat):
-        for name, fn in cases.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
+    times = interleaved(cases, args.repeat)
     shutil.rmtree(root)
     spark.stop()
 
-    base = statistics.median(times["plain Spark Parquet write"])
     lines = [
         "# Embedded Delta write vs plain Parquet write",
         "",
         f"`python benchmarks/storage_write.py --rows {args.rows} --repeat {args.repeat}` on "
-        f"{os.cpu_count()} cores, {memory_gib():.0f} GiB, {platform.processor() or platform.machine()}; "
+        f"{describe()}; "
         f"{args.rows:,} rows x 5 columns, 4 partitions, medians of {args.repeat} interleaved rounds.",
         "",
-        "| write | median s | ratio to plain |",
-        "|---|---:|---:|",
+        *ratio_table(times, "plain Spark Parquet write", "write"),
     ]
-    for name, ts in times.items():
-        med = statistics.median(ts)
-        lines.append(f"| {name} | {med:.2f} | {med / base:.2f} |")
     RESULTS.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
