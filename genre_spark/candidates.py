@@ -1,8 +1,13 @@
 """Candidate generation: several sources propose (user, item, score) pairs, each with its own limit.
 
-Every source is a transform over DataFrames (no I/O, no collect) returning
+Every source is a transform over DataFrames (no table I/O) returning
 ``user_id, item_id, source, source_score, source_rank, detail``; ``detail`` is the evidence a later
 explanation quotes ("bought 3 times, last 12 days ago"). Only products, only events before as-of.
+
+Some run Spark jobs while their plan is built, none brings per-user data to the driver: ALS fits its
+model, the dense ids MLlib and the co-occurrence pairs need are numbered and checkpointed (so that a
+recomputation cannot number them differently, :func:`_index`), and the co-occurrence cap collects one
+row per day of history (:func:`recent_orders`).
 """
 
 from __future__ import annotations
@@ -101,12 +106,18 @@ def product_purchases(events: DataFrame, items: DataFrame, as_of: dt.date) -> Da
     )
 
 
-def buy_again(purchases: DataFrame, as_of: dt.date, half_life: float, limit: int) -> DataFrame:
-    per_item = purchases.groupBy(S.USER_ID, S.ITEM_ID).agg(
+def purchase_history(purchases: DataFrame) -> DataFrame:
+    """(user_id, item_id, orders, last): per user and item bought, the distinct orders and the latest
+    purchase. Buy-again, the recent anchors and ALS's implicit ratings all read this one aggregation."""
+    return purchases.groupBy(S.USER_ID, S.ITEM_ID).agg(
         F.countDistinct(S.ORDER_ID).alias("orders"), F.max(S.EVENT_TS).alias("last")
     )
+
+
+def buy_again(history: DataFrame, as_of: dt.date, half_life: float, limit: int) -> DataFrame:
+    """``history``: :func:`purchase_history`."""
     days = _days_before(as_of, "last")
-    scored = per_item.select(
+    scored = history.select(
         S.USER_ID,
         S.ITEM_ID,
         (F.col("orders") * _decay(days, half_life)).alias("source_score"),
@@ -301,12 +312,12 @@ def _top_neighbours(scored: DataFrame, per_item: int) -> DataFrame:
     return scored.withColumn("_r", F.row_number().over(w)).filter(F.col("_r") <= per_item).drop("_r")
 
 
-def recent_anchors(purchases: DataFrame, n: int) -> DataFrame:
-    """(user_id, anchor_id): the user's ``n`` most recently bought distinct items."""
-    last = purchases.groupBy(S.USER_ID, S.ITEM_ID).agg(F.max(S.EVENT_TS).alias("last"))
+def recent_anchors(history: DataFrame, n: int) -> DataFrame:
+    """(user_id, anchor_id): the user's ``n`` most recently bought distinct items (``history``:
+    :func:`purchase_history`)."""
     w = Window.partitionBy(S.USER_ID).orderBy(F.desc("last"), F.asc(S.ITEM_ID))
     return (
-        last.withColumn("_r", F.row_number().over(w))
+        history.withColumn("_r", F.row_number().over(w))
         .filter(F.col("_r") <= n)
         .select(S.USER_ID, F.col(S.ITEM_ID).alias("anchor_id"))
     )
@@ -332,14 +343,14 @@ def from_neighbours(
     )
 
 
-def als_candidates(purchases: DataFrame, users: DataFrame, settings: AlsSettings, limit: int) -> DataFrame:
-    """MLlib ALS on implicit feedback (orders per user and item); ids indexed with zipWithIndex."""
-    spark = purchases.sparkSession
-    user_ids = _index(spark, purchases.select(S.USER_ID).distinct(), S.USER_ID, "_u")
-    item_ids = _index(spark, purchases.select(S.ITEM_ID).distinct(), S.ITEM_ID, "_i")
+def als_candidates(history: DataFrame, users: DataFrame, settings: AlsSettings, limit: int) -> DataFrame:
+    """MLlib ALS on implicit feedback (``history``'s orders per user and item, see
+    :func:`purchase_history`); ids indexed with zipWithIndex."""
+    spark = history.sparkSession
+    user_ids = _index(spark, history.select(S.USER_ID).distinct(), S.USER_ID, "_u")
+    item_ids = _index(spark, history.select(S.ITEM_ID).distinct(), S.ITEM_ID, "_i")
     ratings = (
-        purchases.groupBy(S.USER_ID, S.ITEM_ID)
-        .agg(F.countDistinct(S.ORDER_ID).cast("float").alias("_r"))
+        history.select(S.USER_ID, S.ITEM_ID, F.col("orders").cast("float").alias("_r"))
         .join(user_ids, S.USER_ID)
         .join(item_ids, S.ITEM_ID)
     )
@@ -382,6 +393,7 @@ def _index(spark: SparkSession, ids: DataFrame, column: str, index: str) -> Data
 def generate_candidates(
     spark: SparkSession,
     purchases: DataFrame,
+    history: DataFrame,
     items: DataFrame,
     segments: DataFrame,
     embeddings: DataFrame,
@@ -390,16 +402,18 @@ def generate_candidates(
 ) -> DataFrame:
     """All sources for the users in ``segments`` (one as-of date), unioned.
 
-    ``purchases``: :func:`product_purchases` as of ``as_of``; every source reads it, so callers persist it.
+    ``purchases``: :func:`product_purchases` as of ``as_of``; every source reads it, so callers persist
+    it. ``history``: :func:`purchase_history` of those purchases, read by buy-again, the anchors and ALS
+    (persisted by callers too: ALS fits on it before the candidates are written).
     """
     users = segments.select(S.USER_ID)
-    purchases_of_users = purchases.join(users, S.USER_ID, "left_semi")
+    history_of_users = history.join(users, S.USER_ID, "left_semi")
     limits = settings.limits
     titles = items.select(S.ITEM_ID, S.TITLE)
     frames: list[DataFrame] = []
     if limits.get("buy_again", 0):
         frames.append(
-            buy_again(purchases_of_users, as_of, settings.recency_half_life_days, limits["buy_again"])
+            buy_again(history_of_users, as_of, settings.recency_half_life_days, limits["buy_again"])
         )
     if limits.get("popularity", 0):
         frames.append(
@@ -423,7 +437,7 @@ def generate_candidates(
                 limits["segment_popularity"],
             )
         )
-    anchors = recent_anchors(purchases_of_users, settings.anchor_items)
+    anchors = recent_anchors(history_of_users, settings.anchor_items)
     if limits.get("co_occurrence", 0):
         neighbours = cooccurrence_neighbours(
             purchases,
@@ -438,7 +452,7 @@ def generate_candidates(
             )
         )
     if limits.get("als", 0):
-        frames.append(als_candidates(purchases, users, settings.als, limits["als"]))
+        frames.append(als_candidates(history, users, settings.als, limits["als"]))
     if limits.get("content", 0):
         products = items.filter(F.col(S.IS_PRODUCT))
         neighbours = content_neighbours(embeddings, products, settings.neighbours_per_item)
@@ -459,12 +473,15 @@ def run_candidates(
     purchases = product_purchases(store.read_table(S.EVENTS), items, as_of).persist(
         StorageLevel.MEMORY_AND_DISK
     )
+    # one aggregation for buy-again, anchors and ALS (which fits on it before the candidates are written)
+    history = purchase_history(purchases).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         candidates = generate_candidates(
-            spark, purchases, items, segments, store.read_table(S.ITEM_EMBEDDINGS), settings, as_of
+            spark, purchases, history, items, segments, store.read_table(S.ITEM_EMBEDDINGS), settings, as_of
         )
         write = store.replace_date(candidates, S.CANDIDATES, as_of=as_of, run_id=run_id, stage="candidates")
     finally:
+        history.unpersist()
         purchases.unpersist()
     written = store.read_table(S.CANDIDATES).filter(F.col(S.AS_OF) == F.lit(as_of))
     per_source = {

@@ -19,6 +19,7 @@ from genre_spark.candidates import (
     from_neighbours,
     global_popularity,
     product_purchases,
+    purchase_history,
     recent_anchors,
     recent_orders,
     segment_popularity,
@@ -73,7 +74,7 @@ def test_buy_again_weights_orders_by_recency(spark: SparkSession) -> None:
             ("u2", "A", "o5", 5),
         ],
     )
-    result = buy_again(p, AS_OF, half_life=10, limit=2)
+    result = buy_again(purchase_history(p), AS_OF, half_life=10, limit=2)
     expected = spark.createDataFrame(
         [
             ("u1", "A", "buy_again", 3 * 0.5, 1, "bought 3 times, last 10 days ago"),
@@ -190,7 +191,7 @@ def test_cooccurrence_counts_only_the_most_recent_orders(spark: SparkSession) ->
 
 def test_from_neighbours_sums_anchors_and_names_the_strongest(spark: SparkSession) -> None:
     p = purchases(spark, [("u1", "A", "o1", 3), ("u1", "B", "o2", 1), ("u1", "C", "o0", 50)])
-    anchors = recent_anchors(p, 2)
+    anchors = recent_anchors(purchase_history(p), 2)
     assert sorted(r.anchor_id for r in anchors.collect()) == ["A", "B"]  # C is the oldest
     neighbours = spark.createDataFrame(
         [("A", "X", 0.5), ("B", "X", 0.2), ("B", "Y", 0.4), ("C", "Z", 0.9)],
@@ -228,7 +229,7 @@ def test_als_recommends_within_the_taste_group(spark: SparkSession, settings: Se
     p = purchases(spark, rows)
     als = settings.candidates.als.model_copy(update={"rank": 4, "max_iter": 15, "num_blocks": 2})
     users = spark.createDataFrame([("g0u0",), ("g1u1",)], "user_id string")
-    result = als_candidates(p, users, als, limit=3)
+    result = als_candidates(purchase_history(p), users, als, limit=3)
     top = {r.user_id: r.item_id for r in result.filter(F.col("source_rank") == 1).collect()}
     assert top["g0u0"] in "ABCDE" and top["g1u1"] in "VWXYZ"
     assert result.count() == 6
