@@ -170,8 +170,19 @@ def _popular(
         .agg(F.max(_decay(age, half_life)).alias("w"))  # one vote per buyer
     )
     popular = weighted.groupBy(S.SEGMENT_ID, S.SEGMENT_LABEL, S.ITEM_ID).agg(F.sum("w").alias("source_score"))
-    w = Window.partitionBy(S.SEGMENT_ID).orderBy(F.desc("source_score"), F.asc(S.ITEM_ID))
-    return popular.withColumn("source_rank", F.row_number().over(w)).filter(F.col("source_rank") <= limit)
+    # the top of each segment's list, best score first, ties by item id: a sorted array per segment
+    # rather than a window, which Spark warns about for the one "all customers" segment (a literal key)
+    entry = F.struct((-F.col("source_score")).alias("neg"), F.col(S.ITEM_ID).alias("item"))
+    tops = popular.groupBy(S.SEGMENT_ID, S.SEGMENT_LABEL).agg(
+        F.slice(F.array_sort(F.collect_list(entry)), 1, limit).alias("top")
+    )
+    return tops.select(S.SEGMENT_ID, S.SEGMENT_LABEL, F.posexplode("top").alias("pos", "t")).select(
+        S.SEGMENT_ID,
+        S.SEGMENT_LABEL,
+        F.col("t.item").alias(S.ITEM_ID),
+        (-F.col("t.neg")).alias("source_score"),
+        (F.col("pos") + 1).alias("source_rank"),
+    )
 
 
 def _propose(members: DataFrame, top: DataFrame, detail: Column, source: str) -> DataFrame:
