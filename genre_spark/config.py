@@ -144,6 +144,7 @@ class EnrichSettings(_Strict):
     label_terms: int = Field(ge=1)
     min_term_length: int = Field(ge=1)
     seed: int
+    kmeans_rows_per_partition: int = Field(ge=1)
 
 
 class FeatureSettings(_Strict):

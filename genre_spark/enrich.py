@@ -4,12 +4,13 @@ embeddings, labelled by TF-IDF terms) and price bands (price quantiles)."""
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 from pyspark.ml.clustering import KMeans
 from pyspark.ml.feature import RegexTokenizer, StopWordsRemover
 from pyspark.ml.functions import array_to_vector
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from genre_spark import schemas as S
@@ -104,7 +105,7 @@ def price_bands(items: DataFrame) -> DataFrame:
     return priced.crossJoin(F.broadcast(quantiles)).select(S.ITEM_ID, band.alias(S.PRICE_BAND))
 
 
-def run_enrich(spark: SparkSession, store: TableStore, settings: EnrichSettings, run_id: str) -> EnrichReport:
+def run_enrich(store: TableStore, settings: EnrichSettings, run_id: str) -> EnrichReport:
     spec = encoder_spec(settings)  # fails on the driver, before any Spark job, if the model is missing
     items = store.read_table(S.ITEMS)
     write = functools.partial(store.write_table, mode="overwrite", run_id=run_id, stage="enrich")
@@ -114,7 +115,7 @@ def run_enrich(spark: SparkSession, store: TableStore, settings: EnrichSettings,
     k = min(settings.n_categories, n_embedded)
     if k < 2:
         raise GenreSparkError(f"enrich: {n_embedded} products with a title, too few to form categories")
-    partitions = int(spark.conf.get("spark.sql.shuffle.partitions") or 8)
+    partitions = math.ceil(n_embedded / settings.kmeans_rows_per_partition)
     categories = fit_categories(embeddings, k, settings.seed, partitions)
     titled = (
         items.drop(S.CATEGORY_ID)

@@ -50,7 +50,7 @@ def _ingest(ctx: RunContext) -> str:
 
 
 def _enrich(ctx: RunContext) -> str:
-    return run_enrich(ctx.spark, ctx.store, ctx.settings.enrich, ctx.run_id).format()
+    return run_enrich(ctx.store, ctx.settings.enrich, ctx.run_id).format()
 
 
 def _features(ctx: RunContext) -> str:

@@ -29,7 +29,7 @@ def pipeline(
     spark: SparkSession, settings: Settings, real: RealWarehouse
 ) -> tuple[EnrichReport, FeatureReport, SegmentReport]:
     # the same run id as the ingest: one run of the whole pipeline (ingest and enrich both write items)
-    enrich = run_enrich(spark, real.store, settings.enrich, REAL_RUN)
+    enrich = run_enrich(real.store, settings.enrich, REAL_RUN)
     features = run_features(real.store, settings.features, settings.enrich.n_categories, AS_OF, REAL_RUN)
     segments = run_segments(spark, real.store, settings.segments, AS_OF, REAL_RUN)
     return enrich, features, segments
