@@ -19,7 +19,9 @@ construction and measured there; at 1M users it alone would take about two hours
 Results: benchmarks/results/scale.md (and scale.json), with the machine's cores and memory, rewritten
 after every stage. A size's data and tables stay under --work until all its stages ran, so an interrupted
 run continues with --resume: the stages already in scale.json are kept (each with the time it was
-measured), the rest run on the tables the interrupted run left, in a new Spark session.
+measured), the rest run on the tables the interrupted run left, in a new Spark session. If the
+interrupted run had already committed the stage it was in (so the rerun would skip its writes), --resume
+stops rather than record a time that measured nothing.
 """
 
 from __future__ import annotations
@@ -137,6 +139,9 @@ def run_size(run: dict[str, Any], args: argparse.Namespace, measured: Callable[[
         )
         for stage in list(STAGES)[len(stages) - 1 :]:
             (result,) = run_stages(ctx, [stage])
+            if resume and any(write.skipped for _, write in store.write_log):
+                # the interrupted run had committed this stage's tables (same run id): nothing was redone
+                raise SystemExit(f"--resume: {stage} had been committed, its time measures nothing; rerun")
             done(stage, result.seconds, result.rows)
         run["files"] = _table_files(folder / "warehouse")
         measured()
