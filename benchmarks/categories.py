@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 from machine import (  # benchmarks/machine.py (scripts run from their folder)
-    describe,
     interleaved,
     ratio_table,
+    write_report,
 )
 
 from genre_spark.config import load_settings
@@ -63,20 +63,17 @@ def main() -> None:
     times = interleaved({name: lambda n=n: fit(n) for name, n in counts.items()}, args.repeat)
     spark.stop()
     baseline = next(iter(counts))
-    out = [
-        "# Item categories: KMeans time by partition count",
-        "",
-        f"`python benchmarks/categories.py --items {args.items} --repeat {args.repeat}` on {describe()}; "
+    write_report(
+        RESULTS,
+        "Item categories: KMeans time by partition count",
+        f"python benchmarks/categories.py --items {args.items} --repeat {args.repeat}",
         "local Spark with conf/local.yaml + conf/scale.yaml; "
         f"{args.items:,} unit vectors of 384 floats around {es.n_categories} centres (cached), "
         f"k = {es.n_categories}, fit + assignment; medians of {args.repeat} interleaved rounds. Before: "
         f"the shuffle partitions of conf/scale.yaml ({shuffle}); 16: those of the earlier scale run; now: "
         f"one per {es.kmeans_rows_per_partition:,} items (`enrich.kmeans_rows_per_partition`).",
-        "",
-        *ratio_table(times, baseline, "KMeans on", digits=1),
-    ]
-    RESULTS.write_text("\n".join(out) + "\n")
-    print("\n".join(out))
+        ratio_table(times, baseline, "KMeans on", digits=1),
+    )
 
 
 if __name__ == "__main__":

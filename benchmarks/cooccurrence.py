@@ -25,9 +25,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from machine import (  # benchmarks/machine.py (scripts run from their folder)
-    describe,
     interleaved,
     ratio_table,
+    write_report,
 )
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
@@ -126,19 +126,16 @@ def main() -> None:
     times = interleaved({name: lambda b=b: _noop_write(b()) for name, b in cases.items()}, args.repeat)
     spark.stop()
 
-    out = [
-        "# Co-occurrence neighbours: pair keys vs self-join",
-        "",
-        f"`python benchmarks/cooccurrence.py --users {args.users} --repeat {args.repeat}` on {describe()}; "
+    write_report(
+        RESULTS,
+        "Co-occurrence neighbours: pair keys vs self-join",
+        f"python benchmarks/cooccurrence.py --users {args.users} --repeat {args.repeat}",
         "local Spark with conf/local.yaml + conf/scale.yaml; "
         f"{lines:,} purchase lines in {orders:,} orders (cached); max_basket_size {cs.max_basket_size}, "
         f"min_co_count {cs.min_co_count}, {cs.neighbours_per_item} neighbours per item; medians of "
         f"{args.repeat} interleaved rounds. Uncapped, they equal the reference's neighbours (checked).",
-        "",
-        *ratio_table(times, "self-join (reference)", "implementation", digits=1),
-    ]
-    RESULTS.write_text("\n".join(out) + "\n")
-    print("\n".join(out))
+        ratio_table(times, "self-join (reference)", "implementation", digits=1),
+    )
 
 
 def _noop_write(df: DataFrame) -> None:

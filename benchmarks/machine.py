@@ -9,6 +9,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 
 def memory_gib() -> float:
@@ -41,3 +42,11 @@ def ratio_table(times: dict[str, list[float]], baseline: str, label: str, digits
         median = statistics.median(ts)
         lines.append(f"| {name} | {median:.{digits}f} | {median / base:.2f} |")
     return lines
+
+
+def write_report(path: Path, title: str, command: str, setup: str, table: list[str]) -> None:
+    """Write (and print) a results file: the title, the command and the machine it ran on, the setup,
+    then the table."""
+    text = "\n".join([f"# {title}", "", f"`{command}` on {describe()}; {setup}", "", *table]) + "\n"
+    path.write_text(text)
+    print(text, end="")

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from machine import (  # benchmarks/machine.py (scripts run from their folder)
-    describe,
     interleaved,
     ratio_table,
+    write_report,
 )
 from pyspark.sql import functions as F
 
@@ -72,17 +72,13 @@ def main() -> None:
     shutil.rmtree(root)
     spark.stop()
 
-    lines = [
-        "# Embedded Delta write vs plain Parquet write",
-        "",
-        f"`python benchmarks/storage_write.py --rows {args.rows} --repeat {args.repeat}` on "
-        f"{describe()}; "
+    write_report(
+        RESULTS,
+        "Embedded Delta write vs plain Parquet write",
+        f"python benchmarks/storage_write.py --rows {args.rows} --repeat {args.repeat}",
         f"{args.rows:,} rows x 5 columns, 4 partitions, medians of {args.repeat} interleaved rounds.",
-        "",
-        *ratio_table(times, "plain Spark Parquet write", "write"),
-    ]
-    RESULTS.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+        ratio_table(times, "plain Spark Parquet write", "write"),
+    )
 
 
 if __name__ == "__main__":
