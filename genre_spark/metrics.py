@@ -355,3 +355,84 @@ def evaluate_variants(
     every = run(predictions, truth, VARIANT_ALL)
     new = run(exclude_bought_before(predictions, history), exclude_bought_before(truth, history), VARIANT_NEW)
     return every.unionByName(new)
+
+
+# --------------------------------------------------------------------------- many lists in one pass
+
+MODEL = "model"
+VARIANT = "variant"
+
+
+def top_k_lists(scored: DataFrame, k: int, keys: Sequence[str] = (MODEL, VARIANT)) -> DataFrame:
+    """``(*keys, user_id, items)``: each user's ``k`` best items by ``score`` (ties: item id ascending),
+    from one row per (keys, user, item). A sorted array per user, no window."""
+    entry = F.struct((-F.col("score")).alias("neg"), F.col(S.ITEM_ID).alias("item"))
+    best = F.slice(F.sort_array(F.collect_list(entry)), 1, k)
+    return (
+        scored.where(F.col(S.ITEM_ID).isNotNull() & F.col("score").isNotNull())
+        .groupBy(*keys, S.USER_ID)
+        .agg(F.transform(best, lambda e: e["item"]).alias(ITEMS_COL))
+    )
+
+
+def list_metrics(lists: DataFrame, truth: DataFrame, ks: Sequence[int]) -> DataFrame:
+    """ndcg, recall, precision and hit_rate at each k, and users_evaluated, per (variant, model).
+
+    ``lists``: (model, variant, user_id, items); ``truth``: (variant, user_id, items), one row per evaluated
+    user with a non-empty truth. Every evaluated user counts for every model of the variant: a user the
+    model gave no list scores 0. Definitions as in the module docstring (MLlib's RankingMetrics), computed
+    with array functions over all models at once; ``test_metrics`` checks them against RankingEvaluator.
+    """
+    cuts = _check_ks(ks)
+    # every model in every variant: a model without a single list in a variant scores 0 there
+    models = lists.select(MODEL).distinct().crossJoin(truth.select(VARIANT).distinct())
+    frame = (
+        truth.select(VARIANT, S.USER_ID, _clean(ITEMS_COL).alias(RELEVANT))
+        .where(F.size(RELEVANT) > 0)
+        .join(models, VARIANT)
+        .join(
+            lists.select(VARIANT, MODEL, S.USER_ID, F.col(ITEMS_COL).alias(PREDICTED)),
+            [VARIANT, MODEL, S.USER_ID],
+            "left",
+        )
+        .withColumn(PREDICTED, _clean(PREDICTED))
+    )
+
+    def gain(i: Column) -> Column:  # position i = 0, 1, ...
+        return F.lit(1.0) / F.log2(i + 2)
+
+    aggs = [F.count("*").cast("double").alias(f"{USERS_EVALUATED}@0")]
+    for k in cuts:
+        top = F.slice(PREDICTED, 1, k)
+        hit = F.transform(top, lambda x: F.array_contains(F.col(RELEVANT), x).cast("double"))
+        hits = F.aggregate(hit, F.lit(0.0), lambda acc, h: acc + h)
+        dcg = F.aggregate(F.transform(hit, lambda h, i: h * gain(i)), F.lit(0.0), lambda acc, g: acc + g)
+        ideal_n = F.least(F.size(RELEVANT), F.lit(k))
+        idcg = F.aggregate(
+            F.transform(F.sequence(F.lit(0), ideal_n - 1), lambda i: gain(i)),
+            F.lit(0.0),
+            lambda acc, g: acc + g,
+        )
+        aggs += [
+            F.avg(dcg / idcg).alias(f"ndcg@{k}"),
+            F.avg(hits / F.size(RELEVANT)).alias(f"recall@{k}"),
+            F.avg(hits / F.lit(k)).alias(f"precision@{k}"),
+            F.avg((hits > 0).cast("double")).alias(f"{HIT_RATE}@{k}"),
+        ]
+    wide = frame.groupBy(VARIANT, MODEL).agg(*aggs)
+    stacked = F.explode(
+        F.array(
+            *[
+                F.struct(
+                    F.lit(c.split("@")[0]).alias("metric"),
+                    F.lit(int(c.split("@")[1])).alias("k"),
+                    F.col(f"`{c}`").alias("value"),
+                )
+                for c in wide.columns
+                if "@" in c
+            ]
+        )
+    )
+    return wide.select(VARIANT, MODEL, stacked.alias("_m")).select(
+        VARIANT, MODEL, "_m.metric", F.when(F.col("_m.k") > 0, F.col("_m.k")).alias("k"), "_m.value"
+    )

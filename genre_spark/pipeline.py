@@ -14,16 +14,17 @@ from pyspark.sql import functions as F
 from genre_spark import schemas as S
 from genre_spark.candidates import run_candidates
 from genre_spark.config import Settings
-from genre_spark.discriminator import train_and_score
 from genre_spark.enrich import run_enrich
 from genre_spark.features import run_features
 from genre_spark.feedback import adaptive_chooser_from_store
 from genre_spark.ingest import run_ingest
-from genre_spark.ranking import run_ranking
+from genre_spark.learned.features import feature_columns
+from genre_spark.learned.stage import Decide, reusable_model, run_discriminator, training_cutoffs
+from genre_spark.ranking import rule_chooser, run_ranking, segment_strategies
 from genre_spark.scoring import run_scoring
 from genre_spark.segments import run_segments
 from genre_spark.storage import TableStore
-from genre_spark.strategy import Context, StrategyBook
+from genre_spark.strategy import Context, StrategyBook, new_items_book
 
 
 @dataclass(frozen=True)
@@ -70,18 +71,44 @@ def _scoring(ctx: RunContext) -> str:
     return run_scoring(ctx.store, ctx.settings.scoring, ctx.as_of, ctx.run_id).format()
 
 
-# What the discriminator needs as of its training date (as_of - discriminator.horizon_days).
+# What the learned ranker needs as of each training cut-off (scoring only when a scorer is enabled).
 TRAINING_STAGES = ("features", "segments", "candidates", "scoring")
 
 
+def strategy_decider(ctx: RunContext) -> Decide:
+    """day -> the strategy the selection rules give each segment of that day (in the run's hour band)."""
+
+    def decide(day: dt.date) -> dict[int, str]:
+        segments = ctx.store.read_table(S.USER_SEGMENTS).filter(F.col(S.AS_OF) == F.lit(day))
+        return segment_strategies(segments, rule_chooser(ctx.strategies, Context(day, ctx.context.hour_band)))
+
+    return decide
+
+
+def missing_stages(ctx: RunContext, day: dt.date) -> list[str]:
+    """The training stages whose tables have nothing for ``day`` yet."""
+    if not _has_partition(ctx.store, S.CANDIDATES, day):
+        return [s for s in TRAINING_STAGES if s != "scoring" or ctx.settings.scoring.scorers()]
+    if ctx.settings.scoring.scorers() and not _has_partition(ctx.store, S.SCORES, day):
+        return ["scoring"]
+    return []
+
+
 def train_discriminator(ctx: RunContext) -> str:
-    """Run the stages for the training date when its candidates are missing, then train and score."""
-    train_as_of = ctx.as_of - dt.timedelta(days=ctx.settings.discriminator.horizon_days)
+    """Run the stages for the training cut-offs that lack them (unless the latest model is reused), then
+    train or reuse the ranker and score the candidates as of the run's date."""
+    settings = ctx.settings.discriminator
     lines = []
-    if not _has_partition(ctx.store, S.CANDIDATES, train_as_of):
-        past = dataclasses.replace(ctx, as_of=train_as_of, run_id=f"{ctx.run_id}-train-{train_as_of}")
-        lines += [r.summary for r in run_stages(past, TRAINING_STAGES)]
-    report = train_and_score(ctx.store, ctx.settings.discriminator, ctx.as_of, ctx.run_id)
+    columns = feature_columns(frozenset(settings.without))
+    if reusable_model(ctx.store, ctx.as_of, settings, columns) is None:
+        for day in training_cutoffs(ctx.as_of, settings):
+            stages = missing_stages(ctx, day)
+            if stages:
+                past = dataclasses.replace(ctx, as_of=day, run_id=f"{ctx.run_id}-train-{day}")
+                lines += [r.summary for r in run_stages(past, stages)]
+    report = run_discriminator(
+        ctx.store, settings, strategy_decider(ctx), ctx.strategies, ctx.as_of, ctx.run_id
+    )
     return "\n".join([*lines, report.format()])
 
 
@@ -98,10 +125,11 @@ def _discriminator(ctx: RunContext) -> str:
 
 def _ranking(ctx: RunContext) -> str:
     k = ctx.settings.ranking.k
+    book = new_items_book(ctx.strategies) if ctx.settings.ranking.new_items else ctx.strategies
     choose = None  # the selection rules
     if ctx.settings.feedback.adaptive:  # Thompson sampling from strategy_state
-        choose = adaptive_chooser_from_store(ctx.store, ctx.strategies, ctx.settings.feedback, ctx.context)
-    return run_ranking(ctx.spark, ctx.store, ctx.strategies, ctx.context, k, ctx.run_id, choose).format()
+        choose = adaptive_chooser_from_store(ctx.store, book, ctx.settings.feedback, ctx.context)
+    return run_ranking(ctx.spark, ctx.store, book, ctx.context, k, ctx.run_id, choose).format()
 
 
 # Stage name -> function; `genre-spark run` runs them in this order.

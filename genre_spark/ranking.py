@@ -16,8 +16,9 @@ from pyspark.sql import functions as F
 from genre_spark import __version__
 from genre_spark import schemas as S
 from genre_spark.candidates import normalised_score
+from genre_spark.errors import RankerMissingError
 from genre_spark.storage import TableStore, WriteResult
-from genre_spark.strategy import Context, StrategyBook, select_strategy
+from genre_spark.strategy import Context, StrategyBook, is_new_items, select_strategy
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,9 @@ def campaign_table(spark: SparkSession, book: StrategyBook, chosen: set[str]) ->
     return spark.createDataFrame(rows, "strategy_id string, item_id string, position int, slots int")
 
 
+LEARNED_FLOOR = 1e-6  # blend weight of a source a learned strategy gives none: kept, never the explanation
+
+
 @dataclass(frozen=True)
 class StrategyTables:
     """The strategy book as small DataFrames (broadcast in joins)."""
@@ -83,7 +87,7 @@ class StrategyTables:
     source_weights: DataFrame  # strategy_id, source, weight
     scorer_weights: DataFrame  # strategy_id, scorer, weight
     rules: DataFrame  # strategy_id, exclude_returned, recent_days, recent_categories, max_price_ratio, ...
-    rankers: DataFrame  # strategy_id, ranker (blend | discriminator)
+    rankers: DataFrame  # strategy_id, ranker (blend | learned), new_items
 
 
 def strategy_tables(spark: SparkSession, book: StrategyBook) -> StrategyTables:
@@ -96,6 +100,18 @@ def strategy_tables(spark: SparkSession, book: StrategyBook) -> StrategyTables:
             ],
             f"strategy_id string, {kind} string, weight double",
         )
+
+    # a learned strategy keeps the candidates of every source (the ranker orders them); its weights only
+    # pick the evidence the explanation quotes
+    sources = spark.createDataFrame(
+        [
+            (name, source, float(s.source_weights.get(source, 0.0)) or LEARNED_FLOOR)
+            for name, s in book.strategies.items()
+            for source in S.CANDIDATE_SOURCES
+            if s.ranker == "learned" or s.source_weights.get(source, 0.0) > 0
+        ],
+        "strategy_id string, source string, weight double",
+    )
 
     rules = spark.createDataFrame(
         [
@@ -113,9 +129,10 @@ def strategy_tables(spark: SparkSession, book: StrategyBook) -> StrategyTables:
         "max_price_ratio double, max_per_category int",
     )
     rankers = spark.createDataFrame(
-        [(name, s.ranker) for name, s in book.strategies.items()], "strategy_id string, ranker string"
+        [(name, s.ranker, is_new_items(s)) for name, s in book.strategies.items()],
+        "strategy_id string, ranker string, new_items boolean",
     )
-    return StrategyTables(weights("source"), weights("scorer"), rules, rankers)
+    return StrategyTables(sources, weights("scorer"), rules, rankers)
 
 
 def blend(candidates: DataFrame, strategies: DataFrame, weights: DataFrame) -> DataFrame:
@@ -175,28 +192,40 @@ def add_scorer_scores(
 
 
 def apply_ranker(
-    scored: DataFrame, probabilities: DataFrame, strategies: DataFrame, rankers: DataFrame
+    scored: DataFrame, learned: DataFrame, strategies: DataFrame, rankers: DataFrame
 ) -> DataFrame:
-    """For strategies with ``ranker: discriminator``, the score becomes the learned probability of a purchase
-    (``probabilities``: user_id, item_id, probability_bought; unscored candidates get 0)."""
-    learned = strategies.select(S.USER_ID, "strategy_id").join(
-        F.broadcast(rankers.filter(F.col("ranker") == "discriminator")), "strategy_id"
+    """For strategies with ``ranker: learned``, the score becomes the learned ranker's (``learned``:
+    ranker_scores rows); strategies in the new-items mode take the new-items model's score where there is
+    one. Candidates the ranker did not score come last."""
+    users = strategies.select(S.USER_ID, "strategy_id").join(
+        F.broadcast(rankers.filter(F.col("ranker") == "learned")), "strategy_id"
     )
-    p = F.coalesce(F.col("probability_bought"), F.lit(0.0))
+    new_items = F.col("_new_items") & F.col(S.LEARNED_NEW_SCORE).isNotNull()
+    score = F.when(new_items, F.col(S.LEARNED_NEW_SCORE)).otherwise(F.col(S.LEARNED_SCORE))
     return (
-        scored.join(learned.select(S.USER_ID, F.lit(True).alias("_learned")), S.USER_ID, "left")
+        scored.join(users.select(S.USER_ID, F.col("new_items").alias("_new_items")), S.USER_ID, "left")
         .join(
-            probabilities.select(S.USER_ID, S.ITEM_ID, "probability_bought"), [S.USER_ID, S.ITEM_ID], "left"
+            learned.select(S.USER_ID, S.ITEM_ID, S.LEARNED_SCORE, S.LEARNED_NEW_SCORE),
+            [S.USER_ID, S.ITEM_ID],
+            "left",
         )
-        .withColumn("score", F.when(F.col("_learned"), p).otherwise(F.col("score")))
         .withColumn(
-            "explanation",
-            F.when(
-                F.col("_learned"), F.format_string("%s; learned ranker p=%.3f", F.col("explanation"), p)
-            ).otherwise(F.col("explanation")),
+            "score",
+            F.when(F.col("_new_items").isNotNull(), F.coalesce(score, F.lit(-1e9))).otherwise(F.col("score")),
         )
         .select(*scored.columns)
     )
+
+
+def check_learned(book: StrategyBook, chosen: set[str], learned: DataFrame | None, as_of: dt.date) -> None:
+    """A strategy that ranks by the learned ranker needs its scores for the date: fail, never fall back."""
+    wanting = sorted(name for name in chosen if book.strategies[name].ranker == "learned")
+    if wanting and learned is None:
+        raise RankerMissingError(
+            f"strategies {wanting} rank with the learned ranker (ranker: learned), but ranker_scores has "
+            f"nothing as of {as_of}: run the discriminator stage for that date "
+            "(discriminator.enabled: true), or give those strategies ranker: blend"
+        )
 
 
 def apply_rules(
@@ -311,20 +340,23 @@ def rank(
     model_version: str,
     scores: DataFrame | None = None,
     choose: Chooser | None = None,
-    probabilities: DataFrame | None = None,
+    learned: DataFrame | None = None,
 ) -> DataFrame:
     """``recommendations`` rows for one as-of date; ``scores`` (user_id, item_id, scorer, score) join
     the blend through the strategies' scorer weights; ``choose`` picks each segment's strategy (default:
-    the book's selection rules in ``ctx``); ``probabilities`` (the discriminator's) rank the candidates of
-    strategies with ``ranker: discriminator``."""
+    the book's selection rules in ``ctx``); ``learned`` (ranker_scores of the date) ranks the candidates of
+    strategies with ``ranker: learned``."""
     decisions = segment_strategies(segments, choose or rule_chooser(book, ctx))
     strategies = user_strategies(spark, segments, decisions)
     tables = strategy_tables(spark, book)
     scored = blend(candidates, strategies, tables.source_weights)
-    if scores is not None:
-        scored = add_scorer_scores(scored, scores, strategies, tables.scorer_weights)
-    if probabilities is not None:
-        scored = apply_ranker(scored, probabilities, strategies, tables.rankers)
+    if scores is not None:  # the hand-set blends weigh the LM scores; the learned ranker has them as features
+        blends = tables.rankers.filter(F.col("ranker") == "blend").select("strategy_id")
+        weights = tables.scorer_weights.join(F.broadcast(blends), "strategy_id", "left_semi")
+        scored = add_scorer_scores(scored, scores, strategies, weights)
+    check_learned(book, set(decisions.values()), learned, ctx.as_of)
+    if learned is not None:
+        scored = apply_ranker(scored, learned, strategies, tables.rankers)
     products = items.filter(F.col(S.IS_PRODUCT))
     eligible = apply_rules(scored, events, products, tables.rules, ctx.as_of)
     campaign = campaign_table(spark, book, set(decisions.values()))
@@ -353,6 +385,14 @@ def rank(
     )
 
 
+def learned_scores(store: TableStore, as_of: dt.date) -> DataFrame | None:
+    """The learned ranker's scores of the date's candidates, None when it wrote none for the date."""
+    if not store.exists(S.RANKER_SCORES):
+        return None
+    scores = store.read_table(S.RANKER_SCORES).filter(F.col(S.AS_OF) == F.lit(as_of))
+    return scores if scores.limit(1).count() else None
+
+
 def run_ranking(
     spark: SparkSession,
     store: TableStore,
@@ -379,9 +419,7 @@ def run_ranking(
         model_version,
         store.read_table(S.SCORES).filter(F.col(S.AS_OF) == as_of) if store.exists(S.SCORES) else None,
         choose,
-        store.read_table(S.RANKER_SCORES).filter(F.col(S.AS_OF) == as_of)
-        if store.exists(S.RANKER_SCORES)
-        else None,
+        learned_scores(store, ctx.as_of),
     )
     write = store.replace_date(recs, S.RECOMMENDATIONS, as_of=ctx.as_of, run_id=run_id, stage="ranking")
     served = store.read_table(S.RECOMMENDATIONS).filter(F.col(S.AS_OF) == as_of)

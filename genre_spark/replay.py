@@ -55,7 +55,7 @@ from genre_spark.metrics import (
 from genre_spark.pipeline import RunContext, progress, run_stages
 from genre_spark.ranking import Chooser, rank, run_ranking
 from genre_spark.storage import TableStore
-from genre_spark.strategy import StrategyBook, context_for
+from genre_spark.strategy import StrategyBook, context_for, with_ranker
 
 STAGE = "replay"  # the writing stage of this module's writes
 ADAPTIVE = "adaptive"  # the policy name of the served (Thompson) lists
@@ -283,6 +283,9 @@ def replay(
         raise ConfigError(f"--weeks must be positive, got {n_weeks}")
     window = settings.replay.window_days
     k, ndcg_k = settings.ranking.k, settings.replay.ndcg_k
+    # the arms are the hand-set strategies: every strategy ranks by its blend here (a weekly refit of the
+    # learned ranker per arm is not part of the replay yet)
+    book = with_ranker(book, "blend")
     fixed = fixed_policies(book, settings)
     hours = settings.features.hour_bands
 

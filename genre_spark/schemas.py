@@ -20,7 +20,7 @@ SEGMENT_PROFILES = "segment_profiles"
 CANDIDATES = "candidates"
 RECOMMENDATIONS = "recommendations"
 SCORES = "scores"
-RANKER_SCORES = "ranker_scores"  # the discriminator's probability per candidate
+RANKER_SCORES = "ranker_scores"  # the learned ranker's score per candidate
 INGESTED_FILES = "ingested_files"  # input files an incremental (folder) source has already ingested
 RUNS = "runs"  # one row per completed run: what backfill skips
 RECOMMENDATIONS_LATEST = "recommendations_latest"  # one row naming the newest as_of + run_id for consumers
@@ -48,6 +48,12 @@ AS_OF = "as_of"
 EMBEDDING = "embedding"
 SEGMENT_ID = "segment_id"
 SEGMENT_LABEL = "segment_label"
+LEARNED_SCORE = "learned_score"  # the learned ranker's score (ranker_scores): higher first, within a user
+LEARNED_NEW_SCORE = "learned_new_score"  # the new-items model's, for items the user never bought (or null)
+
+# Candidate sources and language-model scorers, in the order their columns appear
+CANDIDATE_SOURCES = ("buy_again", "popularity", "segment_popularity", "co_occurrence", "als", "content")
+SCORER_NAMES = ("bi_encoder", "cross_encoder", "causal_lm")
 
 # Fixed feature families (their boundaries are config): columns share_<name> in user_features.
 HOUR_BANDS = ("night", "morning", "afternoon", "evening")
@@ -180,7 +186,8 @@ CONTRACTS: dict[str, T.StructType] = {
     RANKER_SCORES: _schema(
         (USER_ID, T.StringType()),
         (ITEM_ID, T.StringType()),
-        ("probability_bought", T.DoubleType()),
+        (LEARNED_SCORE, T.DoubleType()),
+        (LEARNED_NEW_SCORE, T.DoubleType()),
         ("model_run_id", T.StringType()),
         (AS_OF, T.DateType()),
     ),
@@ -274,6 +281,59 @@ CONTRACTS: dict[str, T.StructType] = {
 # the lists of a replayed policy: recommendations rows + the policy
 CONTRACTS[REPLAY_LISTS] = _schema(
     *[(f.name, f.dataType) for f in CONTRACTS[RECOMMENDATIONS].fields], (POLICY, T.StringType())
+)
+
+
+# The learned ranker's inputs (genre_spark.learned.features), by group: a model can leave groups out.
+RANKER_FEATURES = "ranker_features"  # one row per candidate pair and cut-off, with the label when known
+LABEL = "label"  # 1.0: the user bought the item in the label window after the cut-off
+STRATEGY_INDEX = "strategy_index"  # position of the segment's strategy in the strategy book
+DECAY_HALF_LIVES = (14, 60, 180, 365)  # days, of the decayed order counts
+POPULARITY_WEEKS = (1, 4, 12)  # windows of the item's recent buyer counts
+
+
+RANKER_FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
+    "history": (
+        "ui_orders",
+        "ui_order_share",
+        "ui_quantity_share",
+        *[f"ui_decay_{h}d" for h in DECAY_HALF_LIVES],
+        "ui_decay_60d_rank",
+        "ui_days_since_last",
+        "ui_days_since_first",
+        "ui_gap_days",
+        "ui_due",
+        "ui_recent_order_share",
+    ),
+    "item": (
+        *[f"item_buyers_{w}w" for w in POPULARITY_WEEKS],
+        "item_trend_1w_4w",
+        "item_trend_4w_12w",
+        "item_repurchase_rate",
+        "item_age_days",
+        "item_price",
+        "item_price_ratio",
+    ),
+    "user": ("u_orders", "u_distinct_items", "u_repeat_rate", "u_basket_size", "u_days_since_last_order"),
+    "sources": (
+        *[f"{s}_{part}" for s in CANDIDATE_SOURCES for part in ("score", "rank")],
+        "n_sources",
+    ),
+    "lm": tuple(f"{name}_score" for name in SCORER_NAMES),
+    "segment": (SEGMENT_ID, STRATEGY_INDEX),
+}
+
+
+def ranker_feature_columns() -> list[str]:
+    return [c for cols in RANKER_FEATURE_GROUPS.values() for c in cols]
+
+
+CONTRACTS[RANKER_FEATURES] = _schema(
+    (USER_ID, T.StringType()),
+    (ITEM_ID, T.StringType()),
+    *[(c, T.DoubleType()) for c in ranker_feature_columns()],
+    (LABEL, T.DoubleType()),
+    (AS_OF, T.DateType()),
 )
 
 

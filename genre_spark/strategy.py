@@ -40,8 +40,9 @@ class Strategy(_Strict):
     scorer_weights: dict[str, float]
     max_per_category: int | None = Field(ge=1)
     rules: StrategyRules
-    # blend: the weighted sources (+ scorers); discriminator: the learned probability of a purchase
-    ranker: Literal["blend", "discriminator"] = "blend"
+    # learned: the learned ranker's order (discriminator stage, ranker_scores); blend: the weighted sources
+    # (+ scorers) set by hand
+    ranker: Literal["blend", "learned"] = "blend"
 
     @field_validator("source_weights")
     @classmethod
@@ -192,3 +193,38 @@ def select_strategy(book: StrategyBook, segment_id: int, segment_label: str, ctx
         ):
             best = rule
     return book.default if best is None else best.strategy
+
+
+NEW_ITEMS_DAYS = 365_000  # exclude_recently_bought_days that reaches back to any purchase
+
+
+def new_items_book(book: StrategyBook) -> StrategyBook:
+    """The new-items mode: the same strategies, each also excluding every item the user bought before."""
+    strategies = {
+        name: s.model_copy(
+            update={
+                "rules": s.rules.model_copy(
+                    update={
+                        "exclude_recently_bought_days": NEW_ITEMS_DAYS,
+                        "exclude_recently_bought_categories": [],
+                    }
+                )
+            }
+        )
+        for name, s in book.strategies.items()
+    }
+    return book.model_copy(update={"strategies": strategies})
+
+
+def is_new_items(strategy: Strategy) -> bool:
+    """The strategy leaves out every item the user bought before (the new-items mode)."""
+    rules = strategy.rules
+    return (
+        rules.exclude_recently_bought_days >= NEW_ITEMS_DAYS and not rules.exclude_recently_bought_categories
+    )
+
+
+def with_ranker(book: StrategyBook, ranker: Literal["blend", "learned"]) -> StrategyBook:
+    """The same strategies, each ordering its candidates with ``ranker``."""
+    strategies = {name: s.model_copy(update={"ranker": ranker}) for name, s in book.strategies.items()}
+    return book.model_copy(update={"strategies": strategies})

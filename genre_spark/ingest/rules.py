@@ -164,6 +164,11 @@ def _text(column: Column) -> Column:
     return F.when(trimmed != "", trimmed)
 
 
+def _item_id(column: Column) -> Column:
+    # Codes that differ only by case or surrounding spaces (82001S / 82001s) are one product.
+    return F.upper(_text(column))
+
+
 def _user_id(column: Column) -> Column:
     # Exports written through spreadsheets turn 17850 into "17850.0"; both are the same customer.
     return _text(F.regexp_replace(F.trim(column.cast("string")), r"^(\d+)\.0+$", "$1"))
@@ -222,7 +227,7 @@ def parse_events(raw: DataFrame, source: SourceSettings, name: str, cancellation
     return raw.select(
         *_prelude(raw, source, name),
         order_id.alias(S.ORDER_ID),
-        _text(F.col(f"`{cols[S.ITEM_ID]}`")).alias(S.ITEM_ID),
+        _item_id(F.col(f"`{cols[S.ITEM_ID]}`")).alias(S.ITEM_ID),
         _user_id(F.col(f"`{cols[S.USER_ID]}`")).alias(S.USER_ID),
         _timestamp(ts, ts_type, source.timestamp_format).alias(S.EVENT_TS),
         _integer(qty, qty_type).alias(S.QUANTITY),
@@ -246,7 +251,7 @@ def parse_items(raw: DataFrame, source: SourceSettings, name: str) -> DataFrame:
         price = F.lit(None).cast("double")
     return raw.select(
         *_prelude(raw, source, name),
-        text(S.ITEM_ID).alias(S.ITEM_ID),
+        _item_id(F.col(f"`{cols[S.ITEM_ID]}`")).alias(S.ITEM_ID),
         text(S.TITLE).alias(S.TITLE),
         text(S.DESCRIPTION).alias(S.DESCRIPTION),
         price.alias(S.UNIT_PRICE),

@@ -13,8 +13,8 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from genre_spark import schemas as S
-from genre_spark.candidates import product_purchases
 from genre_spark.config import ProfileTextSettings
+from genre_spark.history import product_purchases
 from genre_spark.scoring.scorers import ITEM_TEXT, PROFILE_TEXT
 
 

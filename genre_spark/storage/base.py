@@ -103,6 +103,19 @@ class TableStore(ABC):
         with self._fs.open_output_stream(f"{self._root}/_models/{kind}/LATEST") as f:
             f.write(run_id.encode())
 
+    def write_model_note(self, kind: str, run_id: str, text: str) -> None:
+        """A text note beside a saved model (what it was trained on): ``_models/<kind>/<run id>.json``."""
+        self._fs.create_dir(f"{self._root}/_models/{kind}", recursive=True)
+        with self._fs.open_output_stream(f"{self._root}/_models/{kind}/{run_id}.json") as f:
+            f.write(text.encode())
+
+    def read_model_note(self, kind: str, run_id: str) -> str | None:
+        try:
+            with self._fs.open_input_stream(f"{self._root}/_models/{kind}/{run_id}.json") as f:
+                return str(f.read().decode())
+        except FileNotFoundError:
+            return None
+
     def report_path(self, filename: str) -> str:
         """A local path for a report file (plots): under the warehouse when it is local."""
         if "://" in self.warehouse:

@@ -18,13 +18,12 @@ from genre_spark.candidates import (
     cooccurrence_neighbours,
     from_neighbours,
     global_popularity,
-    product_purchases,
-    purchase_history,
     recent_anchors,
     recent_orders,
     segment_popularity,
 )
 from genre_spark.config import Settings
+from genre_spark.history import product_purchases, purchase_history
 
 AS_OF = dt.date(2011, 12, 9)
 PURCHASES = "user_id string, item_id string, order_id string, event_ts timestamp, quantity int"

@@ -12,9 +12,21 @@ from pyspark.sql import functions as F
 
 from genre_spark import schemas as S
 from genre_spark.config import Settings
-from genre_spark.evaluation import FULL, evaluate, evaluation_inputs, learned_book, new_items_book
+from genre_spark.evaluation import (
+    BLEND,
+    DECAYED,
+    LEARNED,
+    PRODUCT,
+    decayed_buy_again,
+    evaluate,
+    pick_half_life,
+    protocol_truth,
+)
+from genre_spark.history import product_purchases
+from genre_spark.learned.features import feature_columns
+from genre_spark.learned.stage import MODEL_KIND, ModelNote, write_features
 from genre_spark.storage import TableStore
-from genre_spark.strategy import Context, load_strategies
+from genre_spark.strategy import Context, load_strategies, new_items_book, with_ranker
 
 AS_OF = dt.date(2011, 9, 1)
 
@@ -87,41 +99,91 @@ def warehouse(spark: SparkSession, store: TableStore) -> TableStore:
     return store
 
 
-def test_split_has_no_leakage(warehouse: TableStore) -> None:
-    inputs = evaluation_inputs(warehouse, AS_OF, horizon_days=30)
-    latest = inputs.history_events.agg(F.max(S.EVENT_TS)).first()
-    assert latest is not None and latest[0] < dt.datetime(2011, 9, 1)
-    future = {(r[S.USER_ID], r[S.ITEM_ID]) for r in inputs.future.collect()}
-    assert future == {("u1", "A"), ("u1", "C"), ("u2", "B")}  # u2's D is past the horizon, u9 has no segment
+def with_ranker_tables(store: TableStore) -> TableStore:
+    """The discriminator stage's tables as of AS_OF, its score standing in for a model: buy-again first."""
+    decisions = {0: "balanced"}
+    write_features(store, AS_OF, decisions, load_strategies(), "setup")
+    scores = store.read_table(S.RANKER_FEATURES).select(
+        S.USER_ID,
+        S.ITEM_ID,
+        (F.col("buy_again_score") * 10 + F.col("co_occurrence_score")).alias(S.LEARNED_SCORE),
+        F.lit(None).cast("double").alias(S.LEARNED_NEW_SCORE),
+        F.lit("m1").alias("model_run_id"),
+        S.AS_OF,
+    )
+    store.replace_date(scores, S.RANKER_SCORES, as_of=AS_OF, run_id="setup", stage="discriminator")
+    note = ModelNote("m1", AS_OF, [AS_OF], feature_columns(), 1, 1, 1, [("buy_again_score", 1.0)], "f")
+    store.write_model_note(MODEL_KIND, "m1", note.to_json())
+    return store
 
 
-def test_variants_change_rules_only() -> None:
+def test_truth_follows_the_protocol(spark: SparkSession, warehouse: TableStore) -> None:
+    events, items = warehouse.read_table(S.EVENTS), warehouse.read_table(S.ITEMS)
+    truth = protocol_truth(events, items, AS_OF, AS_OF + dt.timedelta(days=30))
+    got = {(r.variant, r.user_id): r["items"] for r in truth.lists.collect()}
+    # u2's D is past the horizon; u9 bought nothing before as_of; u1's A was bought before (not new)
+    assert got == {
+        ("all", "u1"): ["A", "C"],
+        ("all", "u2"): ["B"],
+        ("new", "u1"): ["C"],
+        ("new", "u2"): ["B"],
+    }
+    assert {(r.user_id, r.item_id) for r in truth.history.collect()} == {
+        ("u1", "A"),
+        ("u1", "B"),
+        ("u2", "C"),
+    }
+
+
+def test_decayed_buy_again_and_its_half_life(spark: SparkSession, warehouse: TableStore) -> None:
+    events, items = warehouse.read_table(S.EVENTS), warehouse.read_table(S.ITEMS)
+    purchases = product_purchases(events, items, AS_OF)
+    got = {(r.user_id, r.item_id): r.score for r in decayed_buy_again(purchases, AS_OF, 31.0).collect()}
+    assert got == {
+        ("u1", "A"): pytest.approx(0.5),
+        ("u1", "B"): pytest.approx(0.5),
+        ("u2", "C"): pytest.approx(0.5 ** (22 / 31)),
+    }
+    # nobody bought in the window before as_of: the middle choice
+    assert pick_half_life(events, items, AS_OF, 30, [7, 30, 90], 10)[0] == 30
+
+
+def test_strategy_book_variants_change_rules_or_ranker_only() -> None:
     book = load_strategies()
     new = new_items_book(book)
     assert all(s.rules.exclude_recently_bought_days >= 36_500 for s in new.strategies.values())
     assert all(s.rules.exclude_recently_bought_categories == [] for s in new.strategies.values())
     assert new.selection == book.selection
-    assert {s.ranker for s in learned_book(book).strategies.values()} == {"discriminator"}
+    assert {s.ranker for s in with_ranker(book, "blend").strategies.values()} == {"blend"}
 
 
 def test_evaluate_writes_metrics_for_every_model_and_variant(
     spark: SparkSession, settings: Settings, warehouse: TableStore
 ) -> None:
-    baselines = ["baseline_buy_again", "baseline_co_occurrence"]
-    tuned = settings.evaluation.model_copy(update={"baselines": baselines, "ks": [10]})
-    report = evaluate(spark, warehouse, load_strategies(), Context(AS_OF, None), tuned, "eval-1", 30)
-    metrics = warehouse.read_table(S.METRICS)
-    models = {r.model for r in metrics.select("model").distinct().collect()}
-    assert models == {FULL, *baselines}
+    store = with_ranker_tables(warehouse)
+    baselines = ["buy_again", "co_occurrence"]
+    tuned = settings.evaluation.model_copy(update={"baselines": baselines, "ks": [10], "ablations": False})
+    ctx = Context(AS_OF, None)
+    report = evaluate(spark, store, settings.discriminator, tuned, load_strategies(), ctx, "eval-1", 30)
+    metrics = store.read_table(S.METRICS)
+    models = {r.model for r in metrics.filter(F.col("k").isNotNull()).select("model").distinct().collect()}
+    assert models == {PRODUCT, LEARNED, BLEND, DECAYED, *baselines}
+    assert report.models == [PRODUCT, LEARNED, BLEND, *baselines, DECAYED]
     assert {r.variant for r in metrics.select("variant").distinct().collect()} == {"all", "new"}
     # buy-again lists u1: A, B against {A, C}: hit at 1 of 2 relevant; u2: C against {B}: miss
     ideal = 1 + 1 / math.log2(3)
-    assert report.value("all", "baseline_buy_again", "ndcg", 10) == pytest.approx((1 / ideal + 0) / 2)
-    assert report.value("new", "baseline_buy_again", "ndcg", 10) == pytest.approx(0.0)  # nothing new in it
+    assert report.value("all", "buy_again", "ndcg", 10) == pytest.approx((1 / ideal + 0) / 2)
+    assert report.value("new", "buy_again", "ndcg", 10) == pytest.approx(0.0)  # nothing new in it
     # co-occurrence proposes u1's C, bought in the window and new to u1
-    assert report.value("new", "baseline_co_occurrence", "hit_rate", 10) == pytest.approx(0.5)
+    assert report.value("new", "co_occurrence", "hit_rate", 10) == pytest.approx(0.5)
+    # the learned score puts buy-again first: the same hits as buy-again, then C for u1
+    assert report.value("all", LEARNED, "ndcg", 10) > report.value("all", "buy_again", "ndcg", 10)
+    assert report.value("all", PRODUCT, "ndcg", 10) == pytest.approx(report.value("all", LEARNED, "ndcg", 10))
     assert report.users_evaluated == {"all": 2, "new": 2}
-    assert "baseline_buy_again" in report.format()
-    again = evaluate(spark, warehouse, load_strategies(), Context(AS_OF, None), tuned, "eval-1", 30)
-    assert again.write.skipped and warehouse.read_table(S.METRICS).count() == metrics.count()
-    assert again.headline == report.headline
+    # the truth's pairs: u1 A (buy-again) and C (co-occurrence, ALS), u2 B (popularity)
+    assert report.recall_ceiling[("all", "all sources")] == pytest.approx(1.0)
+    assert report.recall_ceiling[("all", "buy_again")] == pytest.approx(1 / 3)
+    assert "buy_again" in report.format() and "recall ceiling" in report.format()
+    again = evaluate(spark, store, settings.discriminator, tuned, load_strategies(), ctx, "eval-1", 30)
+    assert again.write.skipped and store.read_table(S.METRICS).count() == metrics.count()
+    assert again.headline == report.headline and again.recall_ceiling == report.recall_ceiling

@@ -248,3 +248,36 @@ def test_bad_cutoffs_rejected(spark: SparkSession) -> None:
     frame = M.evaluation_frame(lists(spark, {"u1": ["a"]}), lists(spark, {"u1": {"a"}}))
     with pytest.raises(ValueError, match="positive"):
         M.ranking_values(frame, [0])
+
+
+def test_list_metrics_match_the_evaluator_for_many_models_at_once(spark: SparkSession) -> None:
+    """The one-pass array metrics give RankingEvaluator's numbers, users without a list scoring 0."""
+    second = {u: list(reversed(p)) for u, p in PREDS.items()}
+    rows = [
+        (model, "all", u, items)
+        for model, data in (("m1", PREDS), ("m2", second))
+        for u, items in data.items()
+        if u != "u4"
+    ]
+    many = spark.createDataFrame(rows, "model string, variant string, user_id string, items array<string>")
+    truth = lists(spark, TRUTH).selectExpr("'all' as variant", "user_id", "items")
+    got = {(r.model, r.metric, r.k): r.value for r in M.list_metrics(many, truth, KS).collect()}
+    for model, data in (("m1", PREDS), ("m2", second)):
+        for k in KS:
+            for metric in ("ndcg", "recall", "precision", "hit_rate"):
+                expected = np.mean(
+                    [
+                        reference(list(dict.fromkeys(data.get(u, []))), rel, k)[metric]
+                        for u, rel in TRUTH.items()
+                    ]
+                )
+                assert got[(model, metric, k)] == pytest.approx(expected), (model, metric, k)
+        assert got[(model, "users_evaluated", None)] == len(TRUTH)
+
+
+def test_top_k_lists_best_first_ties_by_item(spark: SparkSession) -> None:
+    scored = spark.createDataFrame(
+        [("m", "all", "u1", "b", 1.0), ("m", "all", "u1", "a", 1.0), ("m", "all", "u1", "c", 2.0)],
+        "model string, variant string, user_id string, item_id string, score double",
+    )
+    assert [r.items for r in M.top_k_lists(scored, 2).collect()] == [["c", "a"]]

@@ -165,3 +165,10 @@ def test_raw_row_is_kept_as_json(spark: SparkSession, source: SourceSettings) ->
     row = classify(spark, source, {"CustomerID": None}).first()
     assert row is not None
     assert '"StockCode":"85123A"' in row[rules.RAW] and '"InvoiceNo":"536365"' in row[rules.RAW]
+
+
+def test_item_ids_differing_only_by_case_or_spaces_are_one_product(
+    spark: SparkSession, source: SourceSettings
+) -> None:
+    parsed = classify(spark, source, {"StockCode": " 82001s "}, {"StockCode": "82001S"})
+    assert {r.item_id for r in parsed.collect()} == {"82001S"}

@@ -223,6 +223,7 @@ def test_profile_and_item_texts(spark: SparkSession, settings: Settings) -> None
         F.to_timestamp("ts").alias("event_ts"),
         F.lit("o").alias("order_id"),
         F.lit(1).alias("quantity"),
+        F.lit(1.0).alias("unit_price"),
     )
     segments = spark.createDataFrame([("u1", "loyal"), ("u2", "new")], "user_id string, segment_label string")
     features = spark.createDataFrame(

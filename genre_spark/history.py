@@ -1,0 +1,63 @@
+"""The warehouse as of a date: what the stages may read about the past, written once.
+
+"Before the as-of date" means event time strictly before 00:00 UTC of that date. A purchase is a
+``purchase`` event of a product (``items.is_product``). Candidates, scoring, the learned ranker and
+evaluation read purchases through these functions, so none of them can see a day further than another.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from genre_spark import schemas as S
+
+PURCHASE_COLUMNS = (S.USER_ID, S.ITEM_ID, S.ORDER_ID, S.EVENT_TS, S.QUANTITY, S.UNIT_PRICE)
+
+
+def midnight(day: dt.date) -> Column:
+    """00:00 UTC of ``day`` as a timestamp literal (the session time zone is UTC)."""
+    return F.lit(day.isoformat()).cast("timestamp")
+
+
+def days_before(as_of: dt.date, ts: str | Column) -> Column:
+    """Whole days from the event's date to ``as_of`` (1 for an event on the day before ``as_of``)."""
+    return F.datediff(F.lit(as_of), F.to_date(ts))
+
+
+def decay(days: Column, half_life: float) -> Column:
+    """0.5 ^ (days / half_life): the weight of evidence ``days`` old."""
+    return F.pow(F.lit(0.5), days / F.lit(half_life))
+
+
+def purchases_between(events: DataFrame, items: DataFrame, start: dt.date | None, end: dt.date) -> DataFrame:
+    """Purchase lines of products in ``[start, end)`` (no start: everything before ``end``):
+    user_id, item_id, order_id, event_ts, quantity, unit_price."""
+    products = items.filter(F.col(S.IS_PRODUCT)).select(S.ITEM_ID)
+    ts = F.col(S.EVENT_TS)
+    when = (ts < midnight(end)) if start is None else (ts >= midnight(start)) & (ts < midnight(end))
+    return (
+        events.filter((F.col(S.EVENT_TYPE) == S.PURCHASE) & when & F.col(S.USER_ID).isNotNull())
+        .join(F.broadcast(products), S.ITEM_ID)
+        .select(*PURCHASE_COLUMNS)
+    )
+
+
+def product_purchases(events: DataFrame, items: DataFrame, as_of: dt.date) -> DataFrame:
+    """Purchases of products strictly before ``as_of`` (see :func:`purchases_between`)."""
+    return purchases_between(events, items, None, as_of)
+
+
+def purchase_history(purchases: DataFrame) -> DataFrame:
+    """(user_id, item_id, orders, last): per user and item bought, the distinct orders and the latest
+    purchase. Buy-again, the recent anchors and ALS's implicit ratings all read this one aggregation."""
+    return purchases.groupBy(S.USER_ID, S.ITEM_ID).agg(
+        F.countDistinct(S.ORDER_ID).alias("orders"), F.max(S.EVENT_TS).alias("last")
+    )
+
+
+def bought_pairs(purchases: DataFrame) -> DataFrame:
+    """Distinct (user_id, item_id) of purchase lines."""
+    return purchases.select(S.USER_ID, S.ITEM_ID).distinct()

@@ -1,0 +1,308 @@
+"""The discriminator stage: training data from the product's own history, the ranker, ``ranker_scores``.
+
+For a run as of T, each training cut-off t (``training_cutoffs``) has the candidates the product proposed
+as of t, their features from before t, and labels from the purchases of ``[t, t + label_days)``: every
+label window ends on or before T. The features of each cut-off (and of T, unlabelled) are written to
+``ranker_features``; the model is fitted on the cut-offs (or the latest one reused under the age policy),
+saved under ``<warehouse>/_models/ranker/<run id>`` with a note of its dates and columns, and its score of
+every candidate as of T is written to ``ranker_scores``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from xgboost.spark import SparkXGBRankerModel
+
+from genre_spark import schemas as S
+from genre_spark.config import DiscriminatorSettings
+from genre_spark.history import product_purchases, purchases_between
+from genre_spark.learned import model as M
+from genre_spark.learned.features import feature_columns, pair_features
+from genre_spark.storage import TableStore, WriteResult
+from genre_spark.strategy import StrategyBook
+
+MODEL_KIND = "ranker"
+NEW_ITEMS_KIND = "ranker_new_items"  # the second model, fitted on the pairs the user never bought
+
+
+def training_cutoffs(as_of: dt.date, settings: DiscriminatorSettings) -> list[dt.date]:
+    """Newest first; the newest cut-off's label window ends on ``as_of``."""
+    first = as_of - dt.timedelta(days=settings.label_days)
+    return [first - dt.timedelta(days=i * settings.cutoff_step_days) for i in range(settings.cutoffs)]
+
+
+def segment_strategies(segments: DataFrame, decisions: dict[int, str], book: StrategyBook) -> DataFrame:
+    """(user_id, segment_id, strategy_index): the user's segment and its strategy's place in the book."""
+    order = list(book.strategies)
+    rows = [(segment, float(order.index(name))) for segment, name in decisions.items()]
+    table = segments.sparkSession.createDataFrame(rows, "segment_id int, strategy_index double")
+    return segments.select(S.USER_ID, S.SEGMENT_ID).join(F.broadcast(table), S.SEGMENT_ID, "left")
+
+
+def write_features(
+    store: TableStore,
+    day: dt.date,
+    decisions: dict[int, str],
+    book: StrategyBook,
+    run_id: str,
+    label_days: int | None = None,
+) -> WriteResult:
+    """The ``ranker_features`` partition of ``day``: the features of the candidates the stages wrote for
+    it (from before ``day`` only), labelled by the purchases of ``[day, day + label_days)`` when given."""
+    on_day = F.col(S.AS_OF) == F.lit(day)
+    events, items = store.read_table(S.EVENTS), store.read_table(S.ITEMS)
+    segments = store.read_table(S.USER_SEGMENTS).filter(on_day)
+    scores = store.read_table(S.SCORES).filter(on_day) if store.exists(S.SCORES) else None
+    # read by five aggregations: one scan of the events
+    purchases = product_purchases(events, items, day).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        features = pair_features(
+            store.read_table(S.CANDIDATES).filter(on_day),
+            purchases,
+            segment_strategies(segments, decisions, book),
+            scores,
+            day,
+        )
+        if label_days is None:
+            features = features.withColumn(S.LABEL, F.lit(None).cast("double"))
+        else:
+            features = with_labels(features, events, items, day, day + dt.timedelta(days=label_days))
+        dated = features.withColumn(S.AS_OF, F.lit(day).cast("date"))
+        return store.replace_date(dated, S.RANKER_FEATURES, as_of=day, run_id=run_id, stage="discriminator")
+    finally:
+        purchases.unpersist()
+
+
+def with_labels(
+    features: DataFrame, events: DataFrame, items: DataFrame, start: dt.date, end: dt.date
+) -> DataFrame:
+    """``features`` with ``label`` 1.0 where the user bought the item in ``[start, end)``, else 0.0."""
+    bought = purchases_between(events, items, start, end).select(S.USER_ID, S.ITEM_ID).distinct()
+    return (
+        features.join(bought.withColumn("_bought", F.lit(1.0)), [S.USER_ID, S.ITEM_ID], "left")
+        .select("*", F.coalesce(F.col("_bought"), F.lit(0.0)).alias(S.LABEL))
+        .drop("_bought")
+    )
+
+
+def training_set(
+    store: TableStore, cutoffs: list[dt.date], settings: DiscriminatorSettings, new_only: bool = False
+) -> DataFrame:
+    """The labelled features of the cut-offs, only users with at least one purchase in their label
+    window (at most ``max_training_users`` of them per cut-off, a seeded hash sample)."""
+    table = store.read_table(S.RANKER_FEATURES).filter(F.col(S.AS_OF).isin(*cutoffs))
+    if new_only:  # the new-items model learns the order of what the user never bought
+        table = table.filter(F.col("ui_orders") == 0)
+    queries = table.groupBy(S.USER_ID, S.AS_OF).agg(F.max(S.LABEL).alias("_any"))
+    queries = queries.filter(F.col("_any") > 0)
+    if settings.max_training_users is not None:
+        order = F.xxhash64(S.USER_ID, F.lit(settings.seed))
+        keep = (
+            queries.withColumn("_h", order)
+            .groupBy(S.AS_OF)
+            .agg(
+                F.slice(
+                    F.array_sort(F.collect_list(F.struct("_h", S.USER_ID))), 1, settings.max_training_users
+                ).alias("_k")
+            )
+        )
+        queries = keep.select(S.AS_OF, F.explode("_k.user_id").alias(S.USER_ID))
+    return table.join(queries.select(S.USER_ID, S.AS_OF), [S.USER_ID, S.AS_OF], "left_semi")
+
+
+@dataclass(frozen=True)
+class ModelNote:
+    """What a saved model was trained on: the reuse policy and ``ranker_scores`` read it."""
+
+    run_id: str
+    as_of: dt.date
+    cutoffs: list[dt.date]
+    columns: list[str]
+    queries: int
+    pairs: int
+    positives: int
+    importances: list[tuple[str, float]]
+    fingerprint: str
+    new_items: bool = False  # a new-items model was fitted beside it
+
+    def to_json(self) -> str:
+        data = {
+            **self.__dict__,
+            "as_of": self.as_of.isoformat(),
+            "cutoffs": [c.isoformat() for c in self.cutoffs],
+        }
+        return json.dumps(data, indent=1)
+
+    @staticmethod
+    def from_json(text: str) -> ModelNote:
+        data = json.loads(text)
+        return ModelNote(
+            run_id=data["run_id"],
+            as_of=dt.date.fromisoformat(data["as_of"]),
+            cutoffs=[dt.date.fromisoformat(c) for c in data["cutoffs"]],
+            columns=list(data["columns"]),
+            queries=int(data["queries"]),
+            pairs=int(data["pairs"]),
+            positives=int(data["positives"]),
+            importances=[(str(n), float(v)) for n, v in data["importances"]],
+            fingerprint=str(data.get("fingerprint", "")),
+            new_items=bool(data.get("new_items", False)),
+        )
+
+
+def train(
+    training: DataFrame, settings: DiscriminatorSettings, columns: list[str]
+) -> tuple[SparkXGBRankerModel, tuple[int, int, int]]:
+    """Fit the ranker; returns it with (queries, pairs, positives) of the training set."""
+    kept = training.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        row = kept.agg(
+            F.count_distinct(S.USER_ID, S.AS_OF).alias("q"),
+            F.count("*").alias("n"),
+            F.sum(S.LABEL).alias("p"),
+        ).first()  # one row
+        assert row is not None
+        if not row["n"]:
+            raise ValueError(
+                "the learned ranker has no training data: no candidate was bought in any label window"
+            )
+        return M.fit(kept, settings, columns), (int(row["q"]), int(row["n"]), int(row["p"] or 0))
+    finally:
+        kept.unpersist()
+
+
+def reusable_model(
+    store: TableStore, as_of: dt.date, settings: DiscriminatorSettings, columns: list[str]
+) -> ModelNote | None:
+    """The latest saved model's note, when the age policy allows its reuse for ``as_of``."""
+    latest = store.latest_model(MODEL_KIND) if settings.max_model_age_days > 0 else None
+    text = store.read_model_note(MODEL_KIND, latest) if latest else None
+    if text is None:
+        return None
+    note = ModelNote.from_json(text)
+    fresh = dt.timedelta(0) <= as_of - note.as_of <= dt.timedelta(days=settings.max_model_age_days)
+    return note if fresh and note.fingerprint == fingerprint(settings, columns) else None
+
+
+def fingerprint(settings: DiscriminatorSettings, columns: list[str]) -> str:
+    """What a model was trained with: its columns and every training knob (not the reuse policy)."""
+    knobs = settings.model_dump(exclude={"enabled", "max_model_age_days"})
+    text = json.dumps({"columns": columns, **knobs}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class DiscriminatorReport:
+    as_of: dt.date
+    note: ModelNote
+    trained: bool  # False: the latest model was reused (age policy)
+    scored: int
+    write: WriteResult
+    seconds: dict[str, float]  # training features, fit, features as of the date, scoring
+
+    def format(self) -> str:
+        n = self.note
+        how = "trained" if self.trained else f"reused (trained as of {n.as_of})"
+        top = ", ".join(f"{name} {share:.0%}" for name, share in n.importances[:6])
+        cutoffs = ", ".join(str(c) for c in n.cutoffs)
+        return (
+            f"learned ranker {n.run_id} {how}: cut-offs {cutoffs}; {n.queries:,} queries, {n.pairs:,} pairs, "
+            f"{n.positives:,} bought ({n.positives / max(n.pairs, 1):.2%})\n"
+            f"  top features (gain): {top}\n"
+            f"  {self.scored:,} candidates as of {self.as_of} scored (ranker_scores); seconds: "
+            + ", ".join(f"{step} {t:.0f}" for step, t in self.seconds.items())
+        )
+
+
+Decide = Callable[[dt.date], dict[int, str]]  # day -> segment_id -> strategy name, from that day's segments
+
+
+def fit_and_save(
+    store: TableStore,
+    settings: DiscriminatorSettings,
+    decide: Decide,
+    book: StrategyBook,
+    as_of: dt.date,
+    run_id: str,
+    seconds: dict[str, float],
+) -> ModelNote:
+    """Features and labels of every training cut-off (``ranker_features``), the fit, the saved model."""
+    started = time.perf_counter()
+    cutoffs = training_cutoffs(as_of, settings)
+    for t in cutoffs:
+        write_features(store, t, decide(t), book, f"{run_id}-train-{t}", settings.label_days)
+    seconds["training features"] = time.perf_counter() - started
+    started = time.perf_counter()
+    columns = feature_columns(frozenset(settings.without))
+    fitted, (queries, pairs, positives) = train(training_set(store, cutoffs, settings), settings, columns)
+    M.save(fitted, store.model_path(MODEL_KIND, run_id))
+    if settings.new_items_model:
+        fitted_new, _ = train(training_set(store, cutoffs, settings, new_only=True), settings, columns)
+        M.save(fitted_new, store.model_path(NEW_ITEMS_KIND, run_id))
+    note = ModelNote(
+        run_id,
+        as_of,
+        cutoffs,
+        columns,
+        queries,
+        pairs,
+        positives,
+        M.importances(fitted),
+        fingerprint(settings, columns),
+        settings.new_items_model,
+    )
+    store.write_model_note(MODEL_KIND, run_id, note.to_json())
+    store.set_latest_model(MODEL_KIND, run_id)
+    seconds["fit"] = time.perf_counter() - started
+    return note
+
+
+def run_discriminator(
+    store: TableStore,
+    settings: DiscriminatorSettings,
+    decide: Decide,
+    book: StrategyBook,
+    as_of: dt.date,
+    run_id: str,
+) -> DiscriminatorReport:
+    """Train (or reuse) the ranker and write its score of every candidate as of ``as_of``."""
+    columns = feature_columns(frozenset(settings.without))
+    note = reusable_model(store, as_of, settings, columns)
+    trained = note is None
+    seconds: dict[str, float] = {}
+    if note is None:
+        note = fit_and_save(store, settings, decide, book, as_of, run_id, seconds)
+    started = time.perf_counter()
+    write_features(store, as_of, decide(as_of), book, run_id)
+    seconds["features"] = time.perf_counter() - started
+    started = time.perf_counter()
+    features = store.read_table(S.RANKER_FEATURES).filter(F.col(S.AS_OF) == F.lit(as_of))
+    scored = M.predict(M.load(store.model_path(MODEL_KIND, note.run_id)), features)
+    new_score = F.lit(None).cast("double")
+    if note.new_items:
+        new_model = M.load(store.model_path(NEW_ITEMS_KIND, note.run_id))
+        never_bought = M.predict(new_model, features.filter(F.col("ui_orders") == 0))
+        new_scores = never_bought.select(S.USER_ID, S.ITEM_ID, F.col("score").alias("_new"))
+        scored = scored.join(new_scores, [S.USER_ID, S.ITEM_ID], "left")
+        new_score = F.col("_new")
+    scored = scored.select(
+        S.USER_ID,
+        S.ITEM_ID,
+        F.col("score").cast("double").alias(S.LEARNED_SCORE),
+        new_score.cast("double").alias(S.LEARNED_NEW_SCORE),
+        F.lit(note.run_id).alias("model_run_id"),
+        F.lit(as_of).cast("date").alias(S.AS_OF),
+    )
+    write = store.replace_date(scored, S.RANKER_SCORES, as_of=as_of, run_id=run_id, stage="discriminator")
+    count = store.read_table(S.RANKER_SCORES).filter(F.col(S.AS_OF) == F.lit(as_of)).count()
+    seconds["scoring"] = time.perf_counter() - started
+    return DiscriminatorReport(as_of, note, trained, count, write, seconds)

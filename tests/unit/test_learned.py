@@ -1,0 +1,219 @@
+"""The learned ranker on inline data: no feature or label reads on or after its date, the Spark fit matches a
+local xgboost fit, the ranking fails rather than fall back, and the new-items mode never lists a purchase."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+import xgboost
+from chispa import assert_df_equality
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from genre_spark import schemas as S
+from genre_spark.config import Settings
+from genre_spark.errors import RankerMissingError
+from genre_spark.history import product_purchases
+from genre_spark.learned import model as M
+from genre_spark.learned.features import MISSING_RANK, feature_columns, pair_features
+from genre_spark.learned.stage import training_cutoffs, with_labels
+from genre_spark.ranking import rank, rule_chooser
+from genre_spark.strategy import Context, StrategyBook, new_items_book
+
+CUTOFF = dt.date(2011, 11, 1)  # features as of this date ...
+END = dt.date(2011, 11, 29)  # ... labels from [CUTOFF, END)
+
+
+def events(spark: SparkSession, rows: list[tuple[str, str, str]]) -> DataFrame:
+    """(user, item, timestamp) purchases with the events columns the history reads (one order per line)."""
+    return spark.createDataFrame(rows, "user_id string, item_id string, ts string").select(
+        S.USER_ID,
+        S.ITEM_ID,
+        F.lit(S.PURCHASE).alias(S.EVENT_TYPE),
+        F.to_timestamp("ts").alias(S.EVENT_TS),
+        F.concat(F.lit("o-"), F.col(S.USER_ID), F.col("ts")).alias(S.ORDER_ID),
+        F.lit(2).alias(S.QUANTITY),
+        F.lit(1.5).alias(S.UNIT_PRICE),
+    )
+
+
+def items(spark: SparkSession) -> DataFrame:
+    return spark.createDataFrame([(i, True) for i in "ABCDE"], "item_id string, is_product boolean")
+
+
+def candidates(spark: SparkSession) -> DataFrame:
+    return spark.createDataFrame(
+        [("u1", i, "als", 5.0 - n, n + 1) for n, i in enumerate("ABCDE")]
+        + [("u1", "A", "buy_again", 3.0, 1)],
+        "user_id string, item_id string, source string, source_score double, source_rank int",
+    )
+
+
+def segments(spark: SparkSession) -> DataFrame:
+    return spark.createDataFrame(
+        [("u1", 2, 1.0)], f"user_id string, segment_id int, {S.STRATEGY_INDEX} double"
+    )
+
+
+PAST = [
+    ("u1", "A", "2011-09-20 10:00:00"),
+    ("u1", "A", "2011-10-20 10:00:00"),
+    ("u1", "B", "2011-10-25 10:00:00"),
+    ("u2", "A", "2011-10-25 10:00:00"),
+]
+FUTURE = [
+    ("u1", "B", "2011-11-01 00:00:00"),  # first instant of the label window
+    ("u1", "C", "2011-11-28 23:59:59"),  # last instant of the label window
+    ("u1", "D", "2011-11-29 00:00:00"),  # on the window's end: never a label
+    ("u2", "A", "2011-11-02 00:00:00"),
+]
+
+
+def features(spark: SparkSession, rows: list[tuple[str, str, str]]) -> DataFrame:
+    history = events(spark, rows)
+    purchases = product_purchases(history, items(spark), CUTOFF)
+    return pair_features(candidates(spark), purchases, segments(spark), None, CUTOFF).orderBy(S.ITEM_ID)
+
+
+def test_features_ignore_events_on_or_after_the_cutoff(spark: SparkSession) -> None:
+    with_future = features(spark, PAST + FUTURE)
+    assert_df_equality(with_future, features(spark, PAST))
+    assert with_future.columns == [S.USER_ID, S.ITEM_ID, *feature_columns()]
+    a = with_future.filter(F.col(S.ITEM_ID) == "A").first()
+    assert a is not None
+    assert (a.ui_orders, a.ui_order_share, a.ui_days_since_last, a.ui_days_since_first) == (
+        2.0,
+        2 / 3,
+        12.0,
+        42.0,
+    )
+    assert a.ui_gap_days == 30.0 and a.ui_due == pytest.approx(12 / 30)
+    assert a.ui_decay_60d_rank == 1.0 and a.ui_quantity_share == pytest.approx(2 / 3)
+    assert a.item_buyers_1w == 1.0 and a.item_buyers_4w == 2.0 and a.item_repurchase_rate == 0.5
+    assert (
+        a.buy_again_score == 1.0
+        and a.als_rank == 1.0
+        and a.content_rank == MISSING_RANK
+        and a.n_sources == 2.0
+    )
+    assert (a.segment_id, a.strategy_index, a.u_orders, a.u_repeat_rate) == (2.0, 1.0, 3.0, 0.5)
+    e = with_future.filter(F.col(S.ITEM_ID) == "E").first()
+    assert e is not None and e.ui_orders == 0.0 and e.ui_gap_days is None and e.item_buyers_4w is None
+
+
+def test_labels_come_only_from_the_label_window(spark: SparkSession) -> None:
+    labelled = with_labels(features(spark, PAST), events(spark, PAST + FUTURE), items(spark), CUTOFF, END)
+    got = {r[S.ITEM_ID]: r[S.LABEL] for r in labelled.collect()}
+    assert got == {"A": 0.0, "B": 1.0, "C": 1.0, "D": 0.0, "E": 0.0}
+
+
+def test_every_label_window_ends_by_the_as_of_date(settings: Settings) -> None:
+    tuned = settings.discriminator.model_copy(update={"label_days": 28, "cutoffs": 3, "cutoff_step_days": 14})
+    as_of = dt.date(2011, 9, 1)
+    cutoffs = training_cutoffs(as_of, tuned)
+    assert cutoffs == [dt.date(2011, 8, 4), dt.date(2011, 7, 21), dt.date(2011, 7, 7)]
+    assert all(t + dt.timedelta(days=tuned.label_days) <= as_of for t in cutoffs)
+
+
+def test_spark_ranker_matches_a_local_xgboost_fit(spark: SparkSession, settings: Settings) -> None:
+    rng = np.random.default_rng(7)
+    rows = []
+    for user in range(40):
+        for item in range(12):
+            x = rng.normal(size=3)
+            label = float(x[0] + 0.5 * x[1] + rng.normal(scale=0.3) > 0.8)
+            rows.append((f"u{user:02d}", f"i{item:02d}", dt.date(2011, 8, 1), label, *map(float, x)))
+    columns = ["f0", "f1", "f2"]
+    data = pd.DataFrame(rows, columns=[S.USER_ID, S.ITEM_ID, S.AS_OF, S.LABEL, *columns])
+    tuned = settings.discriminator.model_copy(
+        update={"n_estimators": 20, "max_depth": 3, "subsample": 1.0, "colsample_bytree": 1.0}
+    )
+    training = spark.createDataFrame(data)
+    fitted = M.fit(training, tuned, columns)
+    got = M.predict(fitted, training).select(S.USER_ID, S.ITEM_ID, "score").toPandas()
+
+    # the same data, queries in the order the Spark estimator sorts them (by query id, rows in input order)
+    qids = training.select(S.USER_ID, M.query_id(S.USER_ID, S.AS_OF).alias("qid")).distinct().toPandas()
+    local = data.merge(qids, on=S.USER_ID).sort_values("qid", kind="stable")
+    ranker = xgboost.XGBRanker(**M.booster_params(tuned), missing=np.nan, n_jobs=1)
+    ranker.fit(local[columns], local[S.LABEL], qid=local["qid"])
+    local["expected"] = ranker.predict(local[columns])
+    merged = got.merge(local, on=[S.USER_ID, S.ITEM_ID])
+    assert len(merged) == len(data)
+    np.testing.assert_allclose(merged["score"], merged["expected"], rtol=1e-5, atol=1e-5)
+    assert merged[S.LABEL].corr(merged["score"]) > 0.5  # it learned the signal
+
+
+def learned_book() -> StrategyBook:
+    rules = {
+        "exclude_returned": False,
+        "exclude_recently_bought_days": 0,
+        "exclude_recently_bought_categories": [],
+        "max_price_ratio": None,
+        "campaign_items": [],
+        "campaign_slots": 0,
+    }
+    strategy = {
+        "description": "test",
+        "source_weights": {"als": 1.0},
+        "scorer_weights": {},
+        "max_per_category": None,
+        "rules": rules,
+        "ranker": "learned",
+    }
+    return StrategyBook.model_validate({"strategies": {"s": strategy}, "selection": [], "default": "s"})
+
+
+def ranking_inputs(spark: SparkSession) -> tuple[DataFrame, DataFrame, DataFrame, DataFrame]:
+    cands = candidates(spark).withColumn("detail", F.lit("because"))
+    segs = spark.createDataFrame(
+        [("u1", 0, "regulars")], "user_id string, segment_id int, segment_label string"
+    )
+    history = events(spark, PAST)
+    catalog = (
+        items(spark).withColumn(S.CATEGORY_ID, F.lit(None).cast("int")).withColumn(S.UNIT_PRICE, F.lit(1.0))
+    )
+    return cands, segs, history, catalog
+
+
+def test_a_learned_strategy_without_scores_fails(spark: SparkSession) -> None:
+    cands, segs, history, catalog = ranking_inputs(spark)
+    ctx = Context(CUTOFF, None)
+    with pytest.raises(RankerMissingError, match=r"strategies \['s'\] rank with the learned ranker"):
+        rank(spark, cands, segs, history, catalog, learned_book(), ctx, 3, "r", "v", None, None, None)
+
+
+def test_learned_order_and_the_new_items_mode(spark: SparkSession) -> None:
+    cands, segs, history, catalog = ranking_inputs(spark)
+    # the ranker prefers C, then A (bought before), E, B (bought before), D; the new-items model ranks the
+    # items u1 never bought: D, then C, then E
+    scores = [("A", 4.0, None), ("B", 2.0, None), ("C", 5.0, 2.0), ("D", 1.0, 3.0), ("E", 3.0, 1.0)]
+    learned = spark.createDataFrame(
+        [("u1", *row) for row in scores],
+        f"user_id string, item_id string, {S.LEARNED_SCORE} double, {S.LEARNED_NEW_SCORE} double",
+    )
+    ctx = Context(CUTOFF, None)
+
+    def top(book: StrategyBook) -> list[str]:
+        recs = rank(
+            spark,
+            cands,
+            segs,
+            history,
+            catalog,
+            book,
+            ctx,
+            3,
+            "r",
+            "v",
+            None,
+            rule_chooser(book, ctx),
+            learned,
+        )
+        return [r[S.ITEM_ID] for r in recs.orderBy("rank").collect()]
+
+    assert top(learned_book()) == ["C", "A", "E"]  # every source's candidates, in the learned order
+    assert top(new_items_book(learned_book())) == ["D", "C", "E"]  # nothing u1 bought before
