@@ -137,14 +137,21 @@ class Ablation:
     without_source: str | None = None
 
 
-def ablations(settings: DiscriminatorSettings, has_lm: bool) -> list[Ablation]:
-    base = frozenset(settings.without)
-    out = [Ablation(f"{LEARNED} -segment", base | {"segment"})]
-    if has_lm:
-        out.insert(0, Ablation(f"{LEARNED} -lm", base | {"lm"}))
-    for source in S.CANDIDATE_SOURCES:
-        out.append(Ablation(f"{LEARNED} -{source}", base, source))
-    return out
+def ablations(settings: DiscriminatorSettings, present: list[str]) -> list[Ablation]:
+    """One refit per feature group the model uses (lm when scores exist, segment) and per source that
+    proposed anything (``present``: the sources and "lm" found in the test features)."""
+    used = [g for g in ("lm", "segment") if g not in settings.without and (g != "lm" or "lm" in present)]
+    out = [Ablation(f"{LEARNED} -{g}", frozenset(settings.without) | {g}) for g in used]
+    sources = [s for s in S.CANDIDATE_SOURCES if s in present]
+    return out + [Ablation(f"{LEARNED} -{s}", frozenset(settings.without), s) for s in sources]
+
+
+def present_parts(test: DataFrame) -> list[str]:
+    """The sources that proposed a candidate, and "lm" when any scorer scored one (one aggregate row)."""
+    lm = F.coalesce(*[F.col(f"{n}_score") for n in S.SCORER_NAMES]).isNotNull()
+    flags = [F.max((F.col(f"{s}_rank") < MISSING_RANK).cast("int")).alias(s) for s in S.CANDIDATE_SOURCES]
+    row = test.agg(*flags, F.max(lm.cast("int")).alias("lm")).first()  # one row
+    return [name for name in [*S.CANDIDATE_SOURCES, "lm"] if row is not None and row[name]]
 
 
 def ablation_scores(
@@ -295,7 +302,7 @@ def _scored_lists(
     note: ModelNote,
     half_life: float,
     k: int,
-    has_lm: bool,
+    present: list[str],
     seconds: dict[str, float],
 ) -> DataFrame:
     """(model, variant, user_id, items) of the models ranked straight from the test features."""
@@ -311,7 +318,7 @@ def _scored_lists(
         )
     ]
     if evaluation.ablations:
-        for ablation in ablations(settings, has_lm):
+        for ablation in ablations(settings, present):
             started = time.perf_counter()
             scored = ablation_scores(store, settings, note, test, ablation).localCheckpoint(eager=True)
             seconds[ablation.name] = time.perf_counter() - started
@@ -410,13 +417,12 @@ def _measure(
         started = time.perf_counter()
         half_life, _ = pick_half_life(events, items, as_of, horizon, evaluation.half_lives, evaluation.ks[0])
         seconds["half life"] = time.perf_counter() - started
-        lm = F.coalesce(*[F.col(f"{n}_score") for n in S.SCORER_NAMES])
-        has_lm = bool(test.filter(lm.isNotNull()).limit(1).count())
+        present = present_parts(test)
         started = time.perf_counter()
         rules = _rule_lists(spark, store, book, ctx, k_max, run_id).localCheckpoint(eager=True)
         seconds["product and blend lists"] = time.perf_counter() - started
         scored = _scored_lists(
-            store, settings, evaluation, test, as_of, note, half_life, k_max, has_lm, seconds
+            store, settings, evaluation, test, as_of, note, half_life, k_max, present, seconds
         )
         started = time.perf_counter()
         values = list_metrics(rules.unionByName(scored), truth_lists, evaluation.ks)

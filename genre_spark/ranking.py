@@ -275,18 +275,23 @@ def campaign_rows(strategies: DataFrame, campaign: DataFrame, products: DataFram
 
 def diversify_top_k(df: DataFrame, k: int, campaign: DataFrame | None = None) -> DataFrame:
     """Campaign items first claim their slots; the rest of the k places go to the best other items with at
-    most ``max_per_category`` per category (uncategorised items are not capped). Ranked by score; campaign
-    items that were not candidates at all come last."""
+    most ``max_per_category`` per category (uncategorised items are not capped), then, when those are fewer
+    than the places, to the best of the items beyond the cap: no list is shorter than k while eligible items
+    exist. Ranked by score within each of the two groups; campaign items that were not candidates at all
+    come last."""
     if campaign is not None:
         df = df.join(campaign.select(S.USER_ID, S.ITEM_ID), [S.USER_ID, S.ITEM_ID], "left_anti")
     in_category = Window.partitionBy(S.USER_ID, S.CATEGORY_ID).orderBy(F.desc("score"), F.asc(S.ITEM_ID))
-    capped = df.withColumn("_in_cat", F.row_number().over(in_category)).filter(
-        F.col(S.CATEGORY_ID).isNull()
-        | F.col("max_per_category").isNull()
-        | (F.col("_in_cat") <= F.col("max_per_category"))
+    over_cap = (
+        F.col(S.CATEGORY_ID).isNotNull()
+        & F.col("max_per_category").isNotNull()
+        & (F.row_number().over(in_category) > F.col("max_per_category"))
     )
-    best_first = Window.partitionBy(S.USER_ID).orderBy(F.desc_nulls_last("score"), F.asc(S.ITEM_ID))
-    ranked = capped.withColumn("_r", F.row_number().over(best_first)).drop("_in_cat")
+    capped = df.withColumn("_over", over_cap)
+    best_first = Window.partitionBy(S.USER_ID).orderBy(
+        F.asc("_over"), F.desc_nulls_last("score"), F.asc(S.ITEM_ID)
+    )
+    ranked = capped.withColumn("_r", F.row_number().over(best_first))
     if campaign is not None:
         slots = campaign.groupBy(S.USER_ID).agg(F.count("*").alias("_slots"))
         ranked = (
@@ -296,7 +301,7 @@ def diversify_top_k(df: DataFrame, k: int, campaign: DataFrame | None = None) ->
         )
     else:
         ranked = ranked.filter(F.col("_r") <= k)
-    return ranked.withColumn("rank", F.row_number().over(best_first)).drop("_r")
+    return ranked.withColumn("rank", F.row_number().over(best_first)).drop("_r", "_over")
 
 
 def featured_items(

@@ -24,6 +24,7 @@ from xgboost.spark import SparkXGBRankerModel
 
 from genre_spark import schemas as S
 from genre_spark.config import DiscriminatorSettings
+from genre_spark.errors import RankerMissingError
 from genre_spark.history import product_purchases, purchases_between
 from genre_spark.learned import model as M
 from genre_spark.learned.features import feature_columns, pair_features
@@ -119,6 +120,26 @@ def training_set(
     return table.join(queries.select(S.USER_ID, S.AS_OF), [S.USER_ID, S.AS_OF], "left_semi")
 
 
+def label_recall(store: TableStore, cutoffs: list[dt.date], label_days: int) -> float:
+    """The share of the (user, item) purchases of the label windows that the cut-offs' candidates hold:
+    the ceiling of what any order of the candidates can find."""
+    events, items = store.read_table(S.EVENTS), store.read_table(S.ITEMS)
+    features = store.read_table(S.RANKER_FEATURES).filter(F.col(S.AS_OF).isin(*cutoffs))
+    users = features.select(S.USER_ID, S.AS_OF).distinct()
+    bought = [
+        purchases_between(events, items, t, t + dt.timedelta(days=label_days))
+        .select(S.USER_ID, S.ITEM_ID, F.lit(t).cast("date").alias(S.AS_OF))
+        .distinct()
+        for t in cutoffs
+    ]
+    windows = bought[0]
+    for frame in bought[1:]:
+        windows = windows.unionByName(frame)
+    total = windows.join(users, [S.USER_ID, S.AS_OF], "left_semi").count()
+    found = features.filter(F.col(S.LABEL) > 0).count()
+    return found / total if total else float("nan")
+
+
 @dataclass(frozen=True)
 class ModelNote:
     """What a saved model was trained on: the reuse policy and ``ranker_scores`` read it."""
@@ -133,6 +154,7 @@ class ModelNote:
     importances: list[tuple[str, float]]
     fingerprint: str
     new_items: bool = False  # a new-items model was fitted beside it
+    label_recall: float = float("nan")  # share of the label windows' purchases among the candidates
 
     def to_json(self) -> str:
         data = {
@@ -156,6 +178,7 @@ class ModelNote:
             importances=[(str(n), float(v)) for n, v in data["importances"]],
             fingerprint=str(data.get("fingerprint", "")),
             new_items=bool(data.get("new_items", False)),
+            label_recall=float(data.get("label_recall", "nan")),
         )
 
 
@@ -172,8 +195,11 @@ def train(
         ).first()  # one row
         assert row is not None
         if not row["n"]:
-            raise ValueError(
-                "the learned ranker has no training data: no candidate was bought in any label window"
+            raise RankerMissingError(
+                "the learned ranker has no training data: no candidate of its cut-offs was bought in the "
+                "label window after it (too little history?); lower discriminator.label_days or "
+                "discriminator.cutoffs, or set discriminator.enabled=false and give the strategies "
+                "ranker: blend"
             )
         return M.fit(kept, settings, columns), (int(row["q"]), int(row["n"]), int(row["p"] or 0))
     finally:
@@ -216,7 +242,8 @@ class DiscriminatorReport:
         cutoffs = ", ".join(str(c) for c in n.cutoffs)
         return (
             f"learned ranker {n.run_id} {how}: cut-offs {cutoffs}; {n.queries:,} queries, {n.pairs:,} pairs, "
-            f"{n.positives:,} bought ({n.positives / max(n.pairs, 1):.2%})\n"
+            f"{n.positives:,} bought ({n.positives / max(n.pairs, 1):.2%}); the candidates hold "
+            f"{n.label_recall:.1%} of the label windows' purchases\n"
             f"  top features (gain): {top}\n"
             f"  {self.scored:,} candidates as of {self.as_of} scored (ranker_scores); seconds: "
             + ", ".join(f"{step} {t:.0f}" for step, t in self.seconds.items())
@@ -259,6 +286,7 @@ def fit_and_save(
         M.importances(fitted),
         fingerprint(settings, columns),
         settings.new_items_model,
+        label_recall(store, cutoffs, settings.label_days),
     )
     store.write_model_note(MODEL_KIND, run_id, note.to_json())
     store.set_latest_model(MODEL_KIND, run_id)

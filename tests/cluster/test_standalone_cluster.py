@@ -70,6 +70,8 @@ def job_conf(target: Path, warehouse: Path, events_csv: Path) -> Path:
             }
         },
         "scoring": {"bi_encoder": {"enabled": True, "model": "minilm"}},
+        # the learned ranker trains across the executors (barrier tasks): one cut-off, fewer trees
+        "discriminator": {"cutoffs": 1, "n_estimators": 40},
         "ranking": {"k": K},
     }
     target.write_text(yaml.safe_dump(conf))
@@ -77,7 +79,7 @@ def job_conf(target: Path, warehouse: Path, events_csv: Path) -> Path:
 
 
 def run_submit(cluster: Cluster, args: list[str], cwd: Path) -> str:
-    done = submit(cluster, [*SUBMIT, *args], cwd=cwd, timeout=480)
+    done = submit(cluster, [*SUBMIT, *args], cwd=cwd, timeout=900)
     if done.returncode != 0:
         pytest.fail(
             f"spark-submit exited with {done.returncode}\n--- stdout ---\n{done.stdout[-5000:]}\n"

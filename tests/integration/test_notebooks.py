@@ -28,6 +28,7 @@ from genre_spark.notebook import (
 )
 from genre_spark.pipeline import STAGES
 from genre_spark.storage.embedded import EmbeddedDeltaStore
+from genre_spark.strategy import load_strategies, with_ranker
 from tests.conftest import retail_file
 
 pytestmark = pytest.mark.slow
@@ -46,11 +47,16 @@ def sample_slice(folder: Path, rows: int = SLICE_ROWS) -> Path:
 
 
 def slice_conf(folder: Path, csv: Path) -> Path:
+    # nine days of history: too little to train the learned ranker, so the hand-set blends rank
+    blends = folder / "blend_strategies.yaml"
+    blends.write_text(yaml.safe_dump(with_ranker(load_strategies(), "blend").model_dump(mode="json")))
     conf = folder / "slice.yaml"
     conf.write_text(
         yaml.safe_dump(
             {
                 "storage": {"backend": "embedded"},
+                "strategies_file": str(blends),
+                "discriminator": {"enabled": False},
                 # fewer categories, k values and ALS iterations: the slice is small, the test should be too
                 "enrich": {"n_categories": 8},
                 "segments": {"k_min": 3, "k_max": 5},

@@ -129,7 +129,13 @@ def test_spark_ranker_matches_a_local_xgboost_fit(spark: SparkSession, settings:
     columns = ["f0", "f1", "f2"]
     data = pd.DataFrame(rows, columns=[S.USER_ID, S.ITEM_ID, S.AS_OF, S.LABEL, *columns])
     tuned = settings.discriminator.model_copy(
-        update={"n_estimators": 20, "max_depth": 3, "subsample": 1.0, "colsample_bytree": 1.0}
+        update={
+            "n_estimators": 20,
+            "max_depth": 3,
+            "subsample": 1.0,
+            "colsample_bytree": 1.0,
+            "num_workers": 1,
+        }
     )
     training = spark.createDataFrame(data)
     fitted = M.fit(training, tuned, columns)

@@ -199,6 +199,9 @@ def test_diversity_cap_then_top_k(spark: SparkSession) -> None:
     )
     top = diversify_top_k(df, k=4).orderBy("rank").collect()
     assert [(r.item_id, r.rank) for r in top] == [("i0", 1), ("i1", 2), ("i3", 3), ("i4", 4)]
+    # too few items within the caps for k = 7: the best beyond them fill the list, after the rest
+    full = diversify_top_k(df, k=7).orderBy("rank").collect()
+    assert [r.item_id for r in full] == ["i0", "i1", "i3", "i4", "i5", "i2", "i6"]
 
 
 def test_campaign_items_take_at_most_their_slots(spark: SparkSession) -> None:
