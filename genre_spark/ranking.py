@@ -263,6 +263,21 @@ def apply_rules(
     )
 
 
+def not_recently_bought(
+    featured: DataFrame, strategies: DataFrame, events: DataFrame, as_of: dt.date, book: StrategyBook
+) -> DataFrame:
+    """Campaign items keep out of the lists of the new-items mode what the user bought before: the mode's
+    promise holds for featured items too."""
+    modes = [(name, is_new_items(s)) for name, s in book.strategies.items()]
+    new_items = strategies.sparkSession.createDataFrame(modes, "strategy_id string, _new_items boolean")
+    bought = events.filter(
+        (F.col(S.EVENT_TYPE) == S.PURCHASE) & (F.col(S.EVENT_TS) < F.lit(as_of.isoformat()).cast("timestamp"))
+    ).select(S.USER_ID, S.ITEM_ID)
+    users = strategies.join(F.broadcast(new_items), "strategy_id").filter("_new_items").select(S.USER_ID)
+    excluded = bought.join(users, S.USER_ID, "left_semi").distinct()
+    return featured.join(excluded, [S.USER_ID, S.ITEM_ID], "left_anti")
+
+
 def campaign_rows(strategies: DataFrame, campaign: DataFrame, products: DataFrame) -> DataFrame:
     """(user_id, item_id, position): the campaign items each user's strategy must show, at most its slots."""
     return (
@@ -368,7 +383,9 @@ def rank(
     if campaign is None:  # no chosen strategy features items: the eligible candidates are read once
         top = diversify_top_k(eligible, k)
     else:
-        featured = campaign_rows(strategies, campaign, products)
+        featured = not_recently_bought(
+            campaign_rows(strategies, campaign, products), strategies, events, ctx.as_of, book
+        )
         featured_rows = featured_items(featured, strategies, eligible, products)
         others = diversify_top_k(eligible, k, featured)
         best_first = Window.partitionBy(S.USER_ID).orderBy(F.desc_nulls_last("score"), F.asc(S.ITEM_ID))

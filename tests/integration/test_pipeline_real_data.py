@@ -15,6 +15,7 @@ from genre_spark.config import Settings
 from genre_spark.enrich import EnrichReport, run_enrich
 from genre_spark.features import FeatureReport, run_features
 from genre_spark.history import product_purchases
+from genre_spark.learned.stage import training_cutoffs
 from genre_spark.pipeline import RunContext, train_discriminator
 from genre_spark.ranking import RankingReport, run_ranking
 from genre_spark.scoring import ScoringReport, run_scoring
@@ -159,11 +160,15 @@ def test_bi_encoder_scores_every_user_on_the_shortlist(
 def learned(spark: SparkSession, settings: Settings, real: RealWarehouse, scoring: ScoringReport) -> str:
     """The learned ranker as `run` trains it (one cut-off and fewer trees here, to keep the suite short):
     the stages run for the cut-off 28 days before, then the fit, then ranker_scores as of AS_OF."""
-    tuned = settings.discriminator.model_copy(update={"cutoffs": 1, "n_estimators": 60})
+    tuned = settings.discriminator.model_copy(update={"cutoffs": 1, "n_estimators": 40})
+    # the cut-off's stages without the scorer (the suite's budget; the LM feature is missing there)
+    scoring_off = settings.scoring.model_copy(
+        update={"bi_encoder": settings.scoring.bi_encoder.model_copy(update={"enabled": False})}
+    )
     ctx = RunContext(
         spark,
         real.store,
-        settings.model_copy(update={"discriminator": tuned}),
+        settings.model_copy(update={"discriminator": tuned, "scoring": scoring_off}),
         AS_OF,
         REAL_RUN,
         load_strategies(),
@@ -172,7 +177,9 @@ def learned(spark: SparkSession, settings: Settings, real: RealWarehouse, scorin
     return train_discriminator(ctx)
 
 
-def test_the_learned_ranker_scores_every_candidate(real: RealWarehouse, learned: str) -> None:
+def test_the_learned_ranker_scores_every_candidate(
+    real: RealWarehouse, settings: Settings, learned: str
+) -> None:
     on_date = F.col(S.AS_OF) == AS_OF
     scores = real.store.read_table(S.RANKER_SCORES).filter(on_date)
     pairs = real.store.read_table(S.CANDIDATES).filter(on_date).select(S.USER_ID, S.ITEM_ID).distinct()
@@ -189,7 +196,7 @@ def test_the_learned_ranker_scores_every_candidate(real: RealWarehouse, learned:
         == 0
     )
     # the training cut-off's features carry labels from before AS_OF only
-    cutoff = AS_OF - dt.timedelta(days=28)
+    (cutoff,) = training_cutoffs(AS_OF, settings.discriminator.model_copy(update={"cutoffs": 1}))
     labelled = real.store.read_table(S.RANKER_FEATURES).filter(F.col(S.AS_OF) == cutoff)
     assert (
         labelled.filter(F.col(S.LABEL).isNull()).count() == 0 and labelled.agg(F.sum(S.LABEL)).first()[0] > 0

@@ -153,7 +153,7 @@ def test_spark_ranker_matches_a_local_xgboost_fit(spark: SparkSession, settings:
     assert merged[S.LABEL].corr(merged["score"]) > 0.5  # it learned the signal
 
 
-def learned_book() -> StrategyBook:
+def learned_book(**changes: object) -> StrategyBook:
     rules = {
         "exclude_returned": False,
         "exclude_recently_bought_days": 0,
@@ -161,6 +161,7 @@ def learned_book() -> StrategyBook:
         "max_price_ratio": None,
         "campaign_items": [],
         "campaign_slots": 0,
+        **changes,
     }
     strategy = {
         "description": "test",
@@ -223,3 +224,6 @@ def test_learned_order_and_the_new_items_mode(spark: SparkSession) -> None:
 
     assert top(learned_book()) == ["C", "A", "E"]  # every source's candidates, in the learned order
     assert top(new_items_book(learned_book())) == ["D", "C", "E"]  # nothing u1 bought before
+    # a campaign item is featured, but not in the new-items mode when the user bought it before
+    assert "B" in top(learned_book(campaign_items=["B"], campaign_slots=1))
+    assert top(new_items_book(learned_book(campaign_items=["B"], campaign_slots=1))) == ["D", "C", "E"]
