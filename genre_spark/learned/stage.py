@@ -41,7 +41,7 @@ def training_cutoffs(as_of: dt.date, settings: DiscriminatorSettings) -> list[dt
     return [first - dt.timedelta(days=i * settings.cutoff_step_days) for i in range(settings.cutoffs)]
 
 
-def segment_strategies(segments: DataFrame, decisions: dict[int, str], book: StrategyBook) -> DataFrame:
+def strategy_indices(segments: DataFrame, decisions: dict[int, str], book: StrategyBook) -> DataFrame:
     """(user_id, segment_id, strategy_index): the user's segment and its strategy's place in the book."""
     order = list(book.strategies)
     rows = [(segment, float(order.index(name))) for segment, name in decisions.items()]
@@ -69,7 +69,7 @@ def write_features(
         features = pair_features(
             store.read_table(S.CANDIDATES).filter(on_day),
             purchases,
-            segment_strategies(segments, decisions, book),
+            strategy_indices(segments, decisions, book),
             scores,
             day,
         )
