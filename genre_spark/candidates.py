@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from genre_spark import schemas as S
-from genre_spark.config import AlsSettings, CandidateSettings
+from genre_spark.config import AlsSettings, CandidateSettings, SimilarUserSettings
 from genre_spark.history import days_before, decay, product_purchases, purchase_history
 from genre_spark.storage import TableStore, WriteResult
 
@@ -362,6 +362,78 @@ def als_candidates(history: DataFrame, users: DataFrame, settings: AlsSettings, 
     return top_per_user(proposed, "als", limit)
 
 
+def similar_users(
+    purchases: DataFrame, users: DataFrame, as_of: dt.date, settings: SimilarUserSettings, limit: int
+) -> DataFrame:
+    """User-based CF in the manner of TIFU-KNN (Hu et al., SIGIR 2020): each user is a vector of
+    recency-decayed order counts per item (L2-normalised); a user's nearest ``neighbours`` users by cosine
+    propose their items, scored by the similarity-weighted mean of their vectors.
+
+    Cosines are summed over shared items from one item-side join of each unordered pair of buyers once,
+    on 64-bit hashes of the user ids; each item contributes its ``max_buyers_per_item`` heaviest buyers
+    (the pairs an item adds grow with the square of its buyers; a buyer for whom the item weighs little
+    adds little to any cosine). Ties break by the hashed user id and the item id.
+    """
+    per_order = purchases.groupBy(S.USER_ID, S.ITEM_ID, S.ORDER_ID).agg(
+        F.min(days_before(as_of, S.EVENT_TS)).alias("_age")
+    )
+    weights = per_order.groupBy(S.USER_ID, S.ITEM_ID).agg(
+        F.sum(decay(F.col("_age"), settings.half_life_days)).alias("_w")
+    )
+    norms = weights.groupBy(S.USER_ID).agg(F.sqrt(F.sum(F.col("_w") * F.col("_w"))).alias("_n"))
+    vectors = weights.join(norms, S.USER_ID).select(
+        S.USER_ID, F.xxhash64(S.USER_ID).alias("_u"), S.ITEM_ID, (F.col("_w") / F.col("_n")).alias("w")
+    )
+    heaviest = F.array_sort(F.collect_list(F.struct((-F.col("w")).alias("neg"), "_u", "w")))
+    buyers = (
+        vectors.groupBy(S.ITEM_ID)
+        .agg(F.slice(heaviest, 1, settings.max_buyers_per_item).alias("_b"))
+        .select(S.ITEM_ID, F.explode("_b").alias("_b"))
+        .select(S.ITEM_ID, F.col("_b._u").alias("_u"), F.col("_b.w").alias("_wu"))
+    )
+    others = buyers.select(S.ITEM_ID, F.col("_u").alias("_v"), F.col("_wu").alias("_wv"))
+    half = (  # each unordered pair once (u < v), then both directions (one explode: no second join)
+        buyers.join(others, S.ITEM_ID)
+        .filter(F.col("_u") < F.col("_v"))
+        .groupBy("_u", "_v")
+        .agg(F.sum(F.col("_wu") * F.col("_wv")).alias("_sim"))
+    )
+    both = F.array(
+        F.struct("_u", "_v", "_sim"), F.struct(F.col("_v").alias("_u"), F.col("_u").alias("_v"), "_sim")
+    )
+    cosine = half.select(F.explode(both).alias("_p")).select("_p.*")
+    targets = users.select(S.USER_ID, F.xxhash64(S.USER_ID).alias("_u"))
+    nearest = F.array_sort(F.collect_list(F.struct((-F.col("_sim")).alias("neg"), "_v", "_sim")))
+    neighbours = (
+        cosine.join(targets.select("_u"), "_u", "left_semi")
+        .groupBy("_u")
+        .agg(F.slice(nearest, 1, settings.neighbours).alias("_n"))
+        .select(  # the sum of the similarities here, not in a second aggregation (which recomputes them)
+            "_u",
+            F.aggregate("_n._sim", F.lit(0.0), lambda total, sim: total + sim).alias("_total"),
+            F.explode("_n").alias("_n"),
+        )
+        .select("_u", "_total", F.col("_n._v").alias("_v"), F.col("_n._sim").alias("_sim"))
+    )
+    theirs = vectors.select(F.col("_u").alias("_v"), S.ITEM_ID, "w")
+    scored = (
+        neighbours.join(theirs, "_v")
+        .groupBy("_u", "_total", S.ITEM_ID)
+        .agg(F.sum(F.col("_sim") * F.col("w")).alias("_s"), F.count("*").alias("_buyers"))
+        .join(targets, "_u")
+        .select(
+            S.USER_ID,
+            S.ITEM_ID,
+            (F.col("_s") / F.col("_total")).alias("source_score"),
+            F.format_string(
+                f"bought by %d of the {settings.neighbours} customers with the most similar baskets",
+                F.col("_buyers"),
+            ).alias("detail"),
+        )
+    )
+    return top_per_user(scored, "similar_users", limit)
+
+
 def _index(spark: SparkSession, ids: DataFrame, column: str, index: str) -> DataFrame:
     """Dense int ids for MLlib, assigned in parallel (zipWithIndex), not collected to the driver.
 
@@ -379,7 +451,7 @@ def generate_candidates(
     history: DataFrame,
     items: DataFrame,
     segments: DataFrame,
-    embeddings: DataFrame,
+    embeddings: DataFrame | None,
     settings: CandidateSettings,
     as_of: dt.date,
 ) -> DataFrame:
@@ -437,11 +509,15 @@ def generate_candidates(
     if limits.get("als", 0):
         frames.append(als_candidates(history, users, settings.als, limits["als"]))
     if limits.get("content", 0):
+        if embeddings is None:
+            raise ValueError("the content source needs the item embeddings (the enrich stage)")
         products = items.filter(F.col(S.IS_PRODUCT))
         neighbours = content_neighbours(embeddings, products, settings.neighbours_per_item)
         frames.append(
             from_neighbours(anchors, neighbours, titles, "content", "similar to %s", limits["content"])
         )
+    if limits.get("similar_users", 0):
+        frames.append(similar_users(purchases, users, as_of, settings.similar_users, limits["similar_users"]))
     if not frames:
         raise ValueError("candidates.limits turns every source off")
     return functools.reduce(DataFrame.unionByName, frames).withColumn(S.AS_OF, F.lit(as_of).cast("date"))

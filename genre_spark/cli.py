@@ -202,16 +202,8 @@ def _evaluate(ctx: RunContext, horizon_days: int | None) -> None:
     print(train_discriminator(ctx))  # evaluated whether or not discriminator.enabled
     print(f"stage discriminator: {time.perf_counter() - started:.1f} s")
     started = time.perf_counter()
-    s = ctx.settings
     report = evaluate(
-        ctx.spark,
-        ctx.store,
-        s.discriminator,
-        s.evaluation,
-        ctx.strategies,
-        ctx.context,
-        ctx.run_id,
-        horizon_days,
+        ctx.spark, ctx.store, ctx.settings, ctx.strategies, ctx.context, ctx.run_id, horizon_days
     )
     print(report.format())
     print(f"stage evaluate: {time.perf_counter() - started:.1f} s")

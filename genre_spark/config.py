@@ -209,6 +209,12 @@ class AlsSettings(_Strict):
     seed: int
 
 
+class SimilarUserSettings(_Strict):
+    neighbours: int = Field(gt=0)  # nearest users whose items a user is offered
+    half_life_days: float = Field(gt=0)  # weight of a past order in the user's item vector
+    max_buyers_per_item: int = Field(gt=1)  # buyers per item compared (the heaviest): bounds the user pairs
+
+
 CANDIDATE_SOURCES = S.CANDIDATE_SOURCES
 
 
@@ -233,6 +239,7 @@ class CandidateSettings(_Strict):
     neighbours_per_item: int = Field(gt=0)
     anchor_items: int = Field(gt=0)
     als: AlsSettings
+    similar_users: SimilarUserSettings
 
     @field_validator("limits")
     @classmethod
@@ -329,6 +336,7 @@ class EvaluationSettings(_Strict):
     baselines: list[str]  # candidate sources, each ranked alone
     half_lives: list[float] = Field(min_length=1)  # choices for the decayed buy-again baseline
     ablations: bool  # refit the ranker without each feature group and each source
+    ablation_cutoffs: int | None = Field(gt=0)  # the model's most recent cut-offs the refits train on
 
     @field_validator("ks")
     @classmethod

@@ -13,6 +13,8 @@ Models, all from one pass of the stages (one feature table, one model, every sco
 - ``learned``: the ranker's order alone (no rules, no caps): what the rules cost,
 - ``learned -<group>`` / ``learned -<source>``: the ranker refitted without a feature group (the LM scores,
   the segment and its strategy) or without a candidate source (its features and the candidates only it found),
+  on the model's most recent ``evaluation.ablation_cutoffs`` cut-offs; when those are fewer than the model's,
+  ``learned refit`` is the refit with everything on the same cut-offs, the row to read the ablations against,
 - ``blend``: the hand-set strategy blend, ranked through the same rules as ``product``,
 - baselines: each candidate source alone (``evaluation.baselines``), and the recency-decayed buy-again
   ``buy_again_decayed`` (score = sum over the user's orders of the item of 0.5^(age / half life)), its half
@@ -35,9 +37,10 @@ from pyspark.sql import functions as F
 
 from genre_spark import __version__
 from genre_spark import schemas as S
-from genre_spark.config import DiscriminatorSettings, EvaluationSettings
+from genre_spark.candidates import generate_candidates
+from genre_spark.config import CandidateSettings, DiscriminatorSettings, EvaluationSettings, Settings
 from genre_spark.errors import ConfigError, TableNotFoundError
-from genre_spark.history import days_before, decay, product_purchases, purchases_between
+from genre_spark.history import days_before, decay, product_purchases, purchase_history, purchases_between
 from genre_spark.learned import model as M
 from genre_spark.learned.features import MISSING_RANK, feature_columns
 from genre_spark.learned.stage import MODEL_KIND, ModelNote, training_set
@@ -130,6 +133,9 @@ def only_from(source: str) -> F.Column:
     return (F.col(f"{source}_rank") < MISSING_RANK) & (F.col("n_sources") == 1)
 
 
+REFIT = f"{LEARNED} refit"  # everything on, on the ablations' cut-offs
+
+
 @dataclass(frozen=True)
 class Ablation:
     name: str
@@ -137,13 +143,22 @@ class Ablation:
     without_source: str | None = None
 
 
-def ablations(settings: DiscriminatorSettings, present: list[str]) -> list[Ablation]:
+def ablations(settings: DiscriminatorSettings, present: list[str], refit: bool) -> list[Ablation]:
     """One refit per feature group the model uses (lm when scores exist, segment) and per source that
-    proposed anything (``present``: the sources and "lm" found in the test features)."""
-    used = [g for g in ("lm", "segment") if g not in settings.without and (g != "lm" or "lm" in present)]
-    out = [Ablation(f"{LEARNED} -{g}", frozenset(settings.without) | {g}) for g in used]
+    proposed anything (``present``: the sources and "lm" found in the test features); first the refit
+    with everything when ``refit`` (the ablations train on fewer cut-offs than the model)."""
+    kept = frozenset(settings.without)
+    used = [g for g in ("lm", "segment") if g not in kept and (g != "lm" or "lm" in present)]
+    out = [Ablation(REFIT, kept)] if refit else []
+    out += [Ablation(f"{LEARNED} -{g}", kept | {g}) for g in used]
     sources = [s for s in S.CANDIDATE_SOURCES if s in present]
-    return out + [Ablation(f"{LEARNED} -{s}", frozenset(settings.without), s) for s in sources]
+    return out + [Ablation(f"{LEARNED} -{s}", kept, s) for s in sources]
+
+
+def ablation_cutoffs(note: ModelNote, evaluation: EvaluationSettings) -> list[dt.date]:
+    """The model's most recent ``evaluation.ablation_cutoffs`` cut-offs (all when null)."""
+    newest = sorted(note.cutoffs, reverse=True)
+    return newest[: evaluation.ablation_cutoffs] if evaluation.ablation_cutoffs else newest
 
 
 def present_parts(test: DataFrame) -> list[str]:
@@ -155,11 +170,16 @@ def present_parts(test: DataFrame) -> list[str]:
 
 
 def ablation_scores(
-    store: TableStore, settings: DiscriminatorSettings, note: ModelNote, test: DataFrame, ablation: Ablation
+    store: TableStore,
+    settings: DiscriminatorSettings,
+    cutoffs: list[dt.date],
+    test: DataFrame,
+    ablation: Ablation,
 ) -> DataFrame:
-    """(user_id, item_id, score) of the ranker refitted without a group or a source, on the test features."""
+    """(user_id, item_id, score) of the ranker refitted on ``cutoffs`` without a group or a source, on the
+    test features."""
     columns = feature_columns(ablation.without_groups)
-    training = training_set(store, note.cutoffs, settings)
+    training = training_set(store, cutoffs, settings)
     if ablation.without_source is not None:
         source = ablation.without_source
         columns = [c for c in columns if not c.startswith(f"{source}_")]
@@ -293,10 +313,32 @@ def _rule_lists(
     return top_k_lists(_union(frames), k)
 
 
+BASELINE_DEPTH = 100  # candidates per user of a baseline made by evaluate (the new variant drops past items)
+
+
+def baseline_candidates(
+    store: TableStore, settings: CandidateSettings, sources: list[str], as_of: dt.date, k: int
+) -> DataFrame:
+    """The candidates of baseline sources the product's candidates do not hold (a source off by default
+    still serves as a baseline), made as the candidates stage makes them."""
+    on_date = F.col(S.AS_OF) == F.lit(as_of)
+    items = store.read_table(S.ITEMS)
+    purchases = product_purchases(store.read_table(S.EVENTS), items, as_of)
+    return generate_candidates(
+        items.sparkSession,
+        purchases,
+        purchase_history(purchases),
+        items,
+        store.read_table(S.USER_SEGMENTS).filter(on_date),
+        store.read_table(S.ITEM_EMBEDDINGS) if "content" in sources else None,
+        settings.model_copy(update={"limits": dict.fromkeys(sources, max(k, BASELINE_DEPTH))}),
+        as_of,
+    )
+
+
 def _scored_lists(
     store: TableStore,
-    settings: DiscriminatorSettings,
-    evaluation: EvaluationSettings,
+    settings: Settings,
     test: DataFrame,
     as_of: dt.date,
     note: ModelNote,
@@ -317,19 +359,34 @@ def _scored_lists(
             F.coalesce(S.LEARNED_NEW_SCORE, S.LEARNED_SCORE).alias("_score_new"),
         )
     ]
+    evaluation, ranker = settings.evaluation, settings.discriminator
     if evaluation.ablations:
-        for ablation in ablations(settings, present):
+        cutoffs = ablation_cutoffs(note, evaluation)
+        for ablation in ablations(ranker, present, refit=len(cutoffs) < len(note.cutoffs)):
             started = time.perf_counter()
-            scored = ablation_scores(store, settings, note, test, ablation).localCheckpoint(eager=True)
+            scored = ablation_scores(store, ranker, cutoffs, test, ablation).localCheckpoint(eager=True)
             seconds[ablation.name] = time.perf_counter() - started
             frames.append(scored.select(F.lit(ablation.name).alias(MODEL), S.USER_ID, S.ITEM_ID, "score"))
-    for source in evaluation.baselines:
-        proposed = test.filter(F.col(f"{source}_rank") < MISSING_RANK)
-        frames.append(
-            proposed.select(
-                F.lit(source).alias(MODEL), S.USER_ID, S.ITEM_ID, (-F.col(f"{source}_rank")).alias("score")
-            )
+    ranked = [
+        test.filter(F.col(f"{b}_rank") < MISSING_RANK).select(
+            F.lit(b).alias("source"), S.USER_ID, S.ITEM_ID, F.col(f"{b}_rank").alias("source_rank")
         )
+        for b in evaluation.baselines
+        if b in present
+    ]
+    missing = [b for b in evaluation.baselines if b not in present]
+    if missing:
+        made = baseline_candidates(store, settings.candidates, missing, as_of, k)
+        ranked.append(made.select("source", S.USER_ID, S.ITEM_ID, "source_rank"))
+    frames += [
+        r.select(
+            F.col("source").alias(MODEL),
+            S.USER_ID,
+            S.ITEM_ID,
+            (-F.col("source_rank")).cast("double").alias("score"),
+        )
+        for r in ranked
+    ]
     purchases = product_purchases(store.read_table(S.EVENTS), store.read_table(S.ITEMS), as_of)
     frames.append(
         decayed_buy_again(purchases, as_of, half_life).select(
@@ -356,8 +413,7 @@ HALF_LIFE = "half_life"  # metric of the row of the decayed buy-again: the half 
 def evaluate(
     spark: SparkSession,
     store: TableStore,
-    settings: DiscriminatorSettings,
-    evaluation: EvaluationSettings,
+    settings: Settings,
     book: StrategyBook,
     ctx: Context,
     run_id: str,
@@ -365,6 +421,7 @@ def evaluate(
 ) -> EvaluationReport:
     """Every model of the module docstring in both variants -> ``metrics`` (one commit per run id; a rerun
     of the run id reports what it wrote and computes nothing)."""
+    evaluation = settings.evaluation
     as_of, horizon = ctx.as_of, horizon_days or evaluation.horizon_days
     unknown = [b for b in evaluation.baselines if b not in S.CANDIDATE_SOURCES]
     if unknown:
@@ -378,7 +435,7 @@ def evaluate(
     if _already_evaluated(store, run_id):
         write = WriteResult(S.METRICS, store.version(S.METRICS), skipped=True)
     else:
-        values = _measure(spark, store, settings, evaluation, book, ctx, run_id, horizon, note, seconds)
+        values = _measure(_Inputs(spark, store, settings, book, ctx, run_id, horizon, note), seconds)
         rows = values.select(
             F.lit(run_id).alias(S.RUN_ID),
             F.lit(as_of).cast("date").alias(S.AS_OF),
@@ -393,20 +450,24 @@ def evaluate(
     return _report(store, run_id, as_of, horizon, evaluation, note, write, seconds)
 
 
-def _measure(
-    spark: SparkSession,
-    store: TableStore,
-    settings: DiscriminatorSettings,
-    evaluation: EvaluationSettings,
-    book: StrategyBook,
-    ctx: Context,
-    run_id: str,
-    horizon: int,
-    note: ModelNote,
-    seconds: dict[str, float],
-) -> DataFrame:
+@dataclass(frozen=True)
+class _Inputs:
+    """What one evaluation reads: the warehouse, the settings and strategies, the date, the model."""
+
+    spark: SparkSession
+    store: TableStore
+    settings: Settings
+    book: StrategyBook
+    ctx: Context
+    run_id: str
+    horizon: int
+    note: ModelNote
+
+
+def _measure(inputs: _Inputs, seconds: dict[str, float]) -> DataFrame:
     """(variant, model, metric, k, value) of every model, the recall ceiling and the half life picked."""
-    as_of = ctx.as_of
+    spark, store, settings, note = inputs.spark, inputs.store, inputs.settings, inputs.note
+    as_of, horizon, evaluation = inputs.ctx.as_of, inputs.horizon, settings.evaluation
     events, items = store.read_table(S.EVENTS), store.read_table(S.ITEMS)
     truth = protocol_truth(events, items, as_of, as_of + dt.timedelta(days=horizon))
     truth_lists = truth.lists.persist(StorageLevel.MEMORY_AND_DISK)
@@ -419,11 +480,10 @@ def _measure(
         seconds["half life"] = time.perf_counter() - started
         present = present_parts(test)
         started = time.perf_counter()
-        rules = _rule_lists(spark, store, book, ctx, k_max, run_id).localCheckpoint(eager=True)
+        rules = _rule_lists(spark, store, inputs.book, inputs.ctx, k_max, inputs.run_id)
+        rules = rules.localCheckpoint(eager=True)
         seconds["product and blend lists"] = time.perf_counter() - started
-        scored = _scored_lists(
-            store, settings, evaluation, test, as_of, note, half_life, k_max, present, seconds
-        )
+        scored = _scored_lists(store, settings, test, as_of, note, half_life, k_max, present, seconds)
         started = time.perf_counter()
         values = list_metrics(rules.unionByName(scored), truth_lists, evaluation.ks)
         extra = [
@@ -472,7 +532,7 @@ def _report(
         (r[VARIANT], r[MODEL].split(":", 1)[1]): float(r["value"]) for r in rows if r["metric"] == CEILING
     }
     half = [float(r["value"]) for r in rows if r["metric"] == HALF_LIFE]
-    order = [PRODUCT, LEARNED, f"{LEARNED} -lm", f"{LEARNED} -segment"]
+    order = [PRODUCT, LEARNED, REFIT, f"{LEARNED} -lm", f"{LEARNED} -segment"]
     order += [f"{LEARNED} -{s}" for s in S.CANDIDATE_SOURCES] + [BLEND, *evaluation.baselines, DECAYED]
     present = {m for _, m, _, _ in headline}
     models = [m for m in order if m in present]

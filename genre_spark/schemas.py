@@ -52,7 +52,15 @@ LEARNED_SCORE = "learned_score"  # the learned ranker's score (ranker_scores): h
 LEARNED_NEW_SCORE = "learned_new_score"  # the new-items model's, for items the user never bought (or null)
 
 # Candidate sources and language-model scorers, in the order their columns appear
-CANDIDATE_SOURCES = ("buy_again", "popularity", "segment_popularity", "co_occurrence", "als", "content")
+CANDIDATE_SOURCES = (
+    "buy_again",
+    "popularity",
+    "segment_popularity",
+    "co_occurrence",
+    "als",
+    "content",
+    "similar_users",
+)
 SCORER_NAMES = ("bi_encoder", "cross_encoder", "causal_lm")
 
 # Fixed feature families (their boundaries are config): columns share_<name> in user_features.

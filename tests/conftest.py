@@ -33,7 +33,13 @@ def retail_file(name: str) -> Path:
 def settings() -> Settings:
     return load_settings(
         [PROJECT_ROOT / "conf" / "local.yaml"],
-        ["spark.master=local[2]", "spark.shuffle_partitions=2", "spark.conf.spark.driver.memory=2g"],
+        [
+            "spark.master=local[2]",
+            "spark.shuffle_partitions=2",
+            "spark.conf.spark.driver.memory=2g",
+            # the suite's budget: about a fifth of the user pairs the similar-users source compares
+            "candidates.similar_users.max_buyers_per_item=80",
+        ],
     )
 
 

@@ -71,7 +71,7 @@ def job_conf(target: Path, warehouse: Path, events_csv: Path) -> Path:
         },
         "scoring": {"bi_encoder": {"enabled": True, "model": "minilm"}},
         # the learned ranker trains across the executors (barrier tasks): one cut-off, fewer trees
-        "discriminator": {"cutoffs": 1, "n_estimators": 40},
+        "discriminator": {"cutoffs": 1, "n_estimators": 20},
         "ranking": {"k": K},
     }
     target.write_text(yaml.safe_dump(conf))

@@ -160,7 +160,7 @@ def test_bi_encoder_scores_every_user_on_the_shortlist(
 def learned(spark: SparkSession, settings: Settings, real: RealWarehouse, scoring: ScoringReport) -> str:
     """The learned ranker as `run` trains it (one cut-off and fewer trees here, to keep the suite short):
     the stages run for the cut-off 28 days before, then the fit, then ranker_scores as of AS_OF."""
-    tuned = settings.discriminator.model_copy(update={"cutoffs": 1, "n_estimators": 40})
+    tuned = settings.discriminator.model_copy(update={"cutoffs": 1, "n_estimators": 20})
     # the cut-off's stages without the scorer (the suite's budget; the LM feature is missing there)
     scoring_off = settings.scoring.model_copy(
         update={"bi_encoder": settings.scoring.bi_encoder.model_copy(update={"enabled": False})}

@@ -22,9 +22,9 @@ FIXED = ["win_back"]
 def cheap(settings: Settings) -> Settings:
     s = settings
     off = {name: getattr(s.scoring, name).model_copy(update={"enabled": False}) for name in SCORER_NAMES}
-    # the pairwise sources (co-occurrence, content) off, 20 candidates per remaining source
+    # the pairwise sources (co-occurrence, content, similar users) off, 20 candidates per remaining source
     limits = {
-        name: 0 if name in ("co_occurrence", "content") else min(n, 20)
+        name: 0 if name in ("co_occurrence", "content", "similar_users") else min(n, 20)
         for name, n in s.candidates.limits.items()
     }
     als = s.candidates.als.model_copy(update={"max_iter": 3, "rank": 8, "num_blocks": 2})

@@ -21,6 +21,7 @@ from genre_spark.candidates import (
     recent_anchors,
     recent_orders,
     segment_popularity,
+    similar_users,
 )
 from genre_spark.config import Settings
 from genre_spark.history import product_purchases, purchase_history
@@ -237,6 +238,47 @@ def test_als_recommends_within_the_taste_group(spark: SparkSession, settings: Se
         spark.createDataFrame([("als",)], "source string"),
         ignore_nullable=True,
     )
+
+
+def test_similar_users_offer_the_nearest_users_items(spark: SparkSession, settings: Settings) -> None:
+    rows = [
+        ("u1", "A", "o1", 10), ("u1", "B", "o1", 10),
+        ("u2", "A", "o2", 10), ("u2", "B", "o2", 10), ("u2", "C", "o3", 10),  # u1's twin, and C
+        ("u3", "A", "o4", 10), ("u3", "D", "o4", 10),  # shares one item with u1
+        ("u4", "X", "o5", 10),  # shares nothing with anyone
+    ]  # fmt: skip
+    similar = settings.candidates.similar_users.model_copy(update={"neighbours": 1, "half_life_days": 30.0})
+    users = spark.createDataFrame([("u1",), ("u4",)], "user_id string")
+    result = similar_users(purchases(spark, rows), users, AS_OF, similar, limit=10)
+    # u1's one nearest user is u2 (cosine 2/sqrt(6) against u3's 1/2): u2's vector, C and the items u1 has
+    third = 3**-0.5
+    detail = "bought by 1 of the 1 customers with the most similar baskets"
+    expected = spark.createDataFrame(
+        [
+            ("u1", "A", "similar_users", third, 1, detail),
+            ("u1", "B", "similar_users", third, 2, detail),
+            ("u1", "C", "similar_users", third, 3, detail),
+        ],
+        CANDIDATE,
+    )
+    assert_approx_df_equality(result.orderBy("source_rank"), expected, precision=1e-9, ignore_nullable=True)
+    # with two neighbours, D (u3's) comes in below u2's items: the mean weighs u3 by its smaller cosine
+    two = similar_users(
+        purchases(spark, rows), users, AS_OF, similar.model_copy(update={"neighbours": 2}), limit=10
+    )
+    assert [r.item_id for r in two.orderBy("source_rank").collect()] == ["A", "B", "C", "D"]
+
+
+def test_similar_users_compare_only_the_heaviest_buyers_of_an_item(
+    spark: SparkSession, settings: Settings
+) -> None:
+    # u1 and u2 share only A; A's two heaviest buyers are u3 and u4 (A is all they bought)
+    rows = [("u1", "A", "o1", 10), ("u1", "B", "o1", 10), ("u2", "A", "o2", 10), ("u2", "C", "o2", 10)]
+    rows += [("u3", "A", "o3", 10), ("u4", "A", "o4", 10)]
+    capped = settings.candidates.similar_users.model_copy(update={"neighbours": 5, "max_buyers_per_item": 2})
+    users = spark.createDataFrame([("u1",), ("u3",)], "user_id string")
+    result = similar_users(purchases(spark, rows), users, AS_OF, capped, limit=10)
+    assert {(r.user_id, r.item_id) for r in result.collect()} == {("u3", "A")}  # u4 is u3's only peer
 
 
 def test_candidate_contract(spark: SparkSession) -> None:

@@ -17,6 +17,9 @@ from genre_spark.evaluation import (
     DECAYED,
     LEARNED,
     PRODUCT,
+    REFIT,
+    ablation_cutoffs,
+    ablations,
     decayed_buy_again,
     evaluate,
     pick_half_life,
@@ -161,10 +164,14 @@ def test_evaluate_writes_metrics_for_every_model_and_variant(
     spark: SparkSession, settings: Settings, warehouse: TableStore
 ) -> None:
     store = with_ranker_tables(warehouse)
-    baselines = ["buy_again", "co_occurrence"]
-    tuned = settings.evaluation.model_copy(update={"baselines": baselines, "ks": [10], "ablations": False})
+    # segment_popularity is not among the candidates: evaluate makes it from the events
+    baselines = ["buy_again", "co_occurrence", "segment_popularity"]
+    evaluation = settings.evaluation.model_copy(
+        update={"baselines": baselines, "ks": [10], "ablations": False}
+    )
+    tuned = settings.model_copy(update={"evaluation": evaluation})
     ctx = Context(AS_OF, None)
-    report = evaluate(spark, store, settings.discriminator, tuned, load_strategies(), ctx, "eval-1", 30)
+    report = evaluate(spark, store, tuned, load_strategies(), ctx, "eval-1", 30)
     metrics = store.read_table(S.METRICS)
     models = {r.model for r in metrics.filter(F.col("k").isNotNull()).select("model").distinct().collect()}
     assert models == {PRODUCT, LEARNED, BLEND, DECAYED, *baselines}
@@ -176,6 +183,9 @@ def test_evaluate_writes_metrics_for_every_model_and_variant(
     assert report.value("new", "buy_again", "ndcg", 10) == pytest.approx(0.0)  # nothing new in it
     # co-occurrence proposes u1's C, bought in the window and new to u1
     assert report.value("new", "co_occurrence", "hit_rate", 10) == pytest.approx(0.5)
+    # the segment's list is C, A, B (most recent first): in *new*, u1 keeps C (a hit at 1), u2 keeps A, B
+    assert report.value("all", "segment_popularity", "hit_rate", 10) == pytest.approx(1.0)
+    assert report.value("new", "segment_popularity", "ndcg", 10) == pytest.approx((1 + 1 / math.log2(3)) / 2)
     # the learned score puts buy-again first: the same hits as buy-again, then C for u1
     assert report.value("all", LEARNED, "ndcg", 10) > report.value("all", "buy_again", "ndcg", 10)
     assert report.value("all", PRODUCT, "ndcg", 10) == pytest.approx(report.value("all", LEARNED, "ndcg", 10))
@@ -184,6 +194,22 @@ def test_evaluate_writes_metrics_for_every_model_and_variant(
     assert report.recall_ceiling[("all", "all sources")] == pytest.approx(1.0)
     assert report.recall_ceiling[("all", "buy_again")] == pytest.approx(1 / 3)
     assert "buy_again" in report.format() and "recall ceiling" in report.format()
-    again = evaluate(spark, store, settings.discriminator, tuned, load_strategies(), ctx, "eval-1", 30)
+    again = evaluate(spark, store, tuned, load_strategies(), ctx, "eval-1", 30)
     assert again.write.skipped and store.read_table(S.METRICS).count() == metrics.count()
     assert again.headline == report.headline and again.recall_ceiling == report.recall_ceiling
+
+
+def test_ablations_refit_on_the_newest_cutoffs_beside_a_reference(settings: Settings) -> None:
+    cutoffs = [dt.date(2011, 5, 12), dt.date(2011, 6, 9), dt.date(2011, 4, 14)]
+    note = ModelNote("r", AS_OF, cutoffs, [], 0, 0, 0, [], "f")
+    one = settings.evaluation.model_copy(update={"ablation_cutoffs": 1})
+    assert ablation_cutoffs(note, one) == [dt.date(2011, 6, 9)]
+    every = settings.evaluation.model_copy(update={"ablation_cutoffs": None})
+    assert ablation_cutoffs(note, every) == sorted(cutoffs, reverse=True)
+    ranker = settings.discriminator.model_copy(update={"without": ["segment"]})
+    names = [a.name for a in ablations(ranker, ["buy_again", "als", "lm"], refit=True)]
+    assert names == [REFIT, f"{LEARNED} -lm", f"{LEARNED} -buy_again", f"{LEARNED} -als"]
+    found = ablations(ranker, ["als"], refit=False)  # no scores: no -lm; the model's own cut-offs: no refit
+    assert [(a.name, a.without_groups, a.without_source) for a in found] == [
+        (f"{LEARNED} -als", frozenset({"segment"}), "als")
+    ]
