@@ -70,6 +70,7 @@ def job_conf(target: Path, warehouse: Path, events_csv: Path) -> Path:
             }
         },
         "scoring": {"bi_encoder": {"enabled": True, "model": "minilm"}},
+        "candidates": {"limits": {"similar_users": 0}},  # the suite's budget (see tests/conftest.py)
         # the learned ranker trains across the executors (barrier tasks): one cut-off, fewer trees
         "discriminator": {"cutoffs": 1, "n_estimators": 20},
         "ranking": {"k": K},
