@@ -37,9 +37,9 @@ def settings() -> Settings:
             "spark.master=local[2]",
             "spark.shuffle_partitions=2",
             "spark.conf.spark.driver.memory=2g",
-            # the suite's budget (25 min): the similar-users source off on the full sample (tests/unit/
-            # test_candidates.py checks it on inline data); with it, the ranker's integration fixture took 336 s
-            # and the ranking of 2011-12-09 ran out of this 2g heap
+            # the suite's budget (25 min): the similar-users source off on the full sample (checked on
+            # inline data in tests/unit/test_candidates.py); with it, the ranker's integration fixture took
+            # 336 s and the ranking of 2011-12-09 ran out of this 2g heap
             "candidates.limits.similar_users=0",
         ],
     )
