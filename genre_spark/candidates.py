@@ -411,14 +411,15 @@ def similar_users(
         .select(  # the sum of the similarities here, not in a second aggregation (which recomputes them)
             "_u",
             F.aggregate("_n._sim", F.lit(0.0), lambda total, sim: total + sim).alias("_total"),
+            F.size("_n").alias("_k"),
             F.explode("_n").alias("_n"),
         )
-        .select("_u", "_total", F.col("_n._v").alias("_v"), F.col("_n._sim").alias("_sim"))
+        .select("_u", "_total", "_k", F.col("_n._v").alias("_v"), F.col("_n._sim").alias("_sim"))
     )
     theirs = vectors.select(F.col("_u").alias("_v"), S.ITEM_ID, "w")
     scored = (
         neighbours.join(theirs, "_v")
-        .groupBy("_u", "_total", S.ITEM_ID)
+        .groupBy("_u", "_total", "_k", S.ITEM_ID)
         .agg(F.sum(F.col("_sim") * F.col("w")).alias("_s"), F.count("*").alias("_buyers"))
         .join(targets, "_u")
         .select(
@@ -426,8 +427,7 @@ def similar_users(
             S.ITEM_ID,
             (F.col("_s") / F.col("_total")).alias("source_score"),
             F.format_string(
-                f"bought by %d of the {settings.neighbours} customers with the most similar baskets",
-                F.col("_buyers"),
+                "bought by %d of the %d customers with the most similar baskets", "_buyers", "_k"
             ).alias("detail"),
         )
     )

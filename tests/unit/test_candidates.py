@@ -267,6 +267,13 @@ def test_similar_users_offer_the_nearest_users_items(spark: SparkSession, settin
         purchases(spark, rows), users, AS_OF, similar.model_copy(update={"neighbours": 2}), limit=10
     )
     assert [r.item_id for r in two.orderBy("source_rank").collect()] == ["A", "B", "C", "D"]
+    # asked for five, u1 has two neighbours: the detail counts the ones it has
+    five = similar_users(
+        purchases(spark, rows), users, AS_OF, similar.model_copy(update={"neighbours": 5}), limit=10
+    )
+    assert [r.detail for r in five.filter(F.col(S.ITEM_ID) == "D").collect()] == [
+        "bought by 1 of the 2 customers with the most similar baskets"
+    ]
 
 
 def test_similar_users_compare_only_the_heaviest_buyers_of_an_item(
