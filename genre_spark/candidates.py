@@ -26,6 +26,7 @@ from pyspark.sql import types as T
 
 from genre_spark import schemas as S
 from genre_spark.config import AlsSettings, CandidateSettings, SimilarUserSettings
+from genre_spark.errors import ConfigError
 from genre_spark.history import days_before, decay, product_purchases, purchase_history
 from genre_spark.storage import TableStore, WriteResult
 
@@ -510,7 +511,7 @@ def generate_candidates(
         frames.append(als_candidates(history, users, settings.als, limits["als"]))
     if limits.get("content", 0):
         if embeddings is None:
-            raise ValueError("the content source needs the item embeddings (the enrich stage)")
+            raise ConfigError("the content source needs the item embeddings (the enrich stage)")
         products = items.filter(F.col(S.IS_PRODUCT))
         neighbours = content_neighbours(embeddings, products, settings.neighbours_per_item)
         frames.append(
@@ -519,7 +520,7 @@ def generate_candidates(
     if limits.get("similar_users", 0):
         frames.append(similar_users(purchases, users, as_of, settings.similar_users, limits["similar_users"]))
     if not frames:
-        raise ValueError("candidates.limits turns every source off")
+        raise ConfigError("candidates.limits turns every source off")
     return functools.reduce(DataFrame.unionByName, frames).withColumn(S.AS_OF, F.lit(as_of).cast("date"))
 
 

@@ -11,6 +11,7 @@ import argparse
 import datetime as dt
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -124,9 +125,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _run(args)
-    except GenreSparkError as exc:
-        print(f"genre-spark: error: {exc}".replace("\n", " | "), file=sys.stderr)
+    except Exception as exc:
+        return report_error(exc)
+
+
+def report_error(exc: Exception) -> int:
+    """The exit code of ``exc``, told on stderr: a library error (GenreSparkError: bad config, input,
+    schema, conflict) in one line, anything else (a bug) with its traceback; both with the stage it
+    happened in (the note ``run_stages`` adds)."""
+    if isinstance(exc, GenreSparkError):
+        lines = [f"genre-spark: error: {exc}", *getattr(exc, "__notes__", [])]
+        print(" | ".join(lines).replace("\n", " | "), file=sys.stderr)
         return exc.exit_code
+    traceback.print_exception(exc, file=sys.stderr)
+    print(f"genre-spark: unexpected {type(exc).__name__} (a bug, not a config problem)", file=sys.stderr)
+    return 1
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -137,7 +150,7 @@ def _run(args: argparse.Namespace) -> int:
     strategies = load_strategies(settings.strategies_file)
     as_of = args.as_of or dt.datetime.now(dt.timezone.utc).date()
     context = context_for(as_of, args.context_hour, settings.features.hour_bands)
-    run_id = args.run_id or default_run_id(settings, as_of)
+    run_id = args.run_id or default_run_id(settings, as_of, strategies, context.hour_band)
     if args.command == "evaluate":
         stages: list[str] | None = list(EVALUATION_STAGES)
     else:
@@ -166,7 +179,7 @@ def _run(args: argparse.Namespace) -> int:
             def context_of(day: dt.date) -> RunContext:
                 hours = settings.features.hour_bands
                 day_context = context_for(day, args.context_hour, hours)
-                day_run = default_run_id(settings, day)
+                day_run = default_run_id(settings, day, strategies, day_context.hour_band)
                 return RunContext(spark, store, settings, day, day_run, strategies, day_context)
 
             backfill(context_of, args.date_from, args.date_to, stages, _print_outcome)
@@ -175,8 +188,6 @@ def _run(args: argparse.Namespace) -> int:
         else:
             _print_outcome(run_once(ctx, stages))
         print(f"done in {time.perf_counter() - started:.1f} s; tables under {store.warehouse}")
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
     finally:
         spark.stop()
     return 0
@@ -258,13 +269,7 @@ def _synthetic(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _print_outcome(outcome: RunOutcome) -> None:
-    if outcome.skipped:
-        print(f"run {outcome.run_id} as of {outcome.as_of}: already complete, nothing to do")
-    for result in outcome.results:
-        print(result.summary)
-        print(f"stage {result.stage}: {result.seconds:.1f} s")
-    for note in outcome.notes:
-        print(note)
+    print(outcome.format())
 
 
 if __name__ == "__main__":

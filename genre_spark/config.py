@@ -388,15 +388,18 @@ class Settings(_Strict):
             )
         return self
 
-    def fingerprint(self) -> str:
-        """A short stable hash of the effective configuration (part of the default run id)."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    def fingerprint(self, *extra: object) -> str:
+        """A short stable hash of the effective config and ``extra`` JSON values (the default run id)."""
+        payload = [self.model_dump(mode="json"), *extra] if extra else self.model_dump(mode="json")
+        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:10]
 
 
-def default_run_id(settings: Settings, as_of: dt.date) -> str:
-    """Rerunning the same date with the same config gives the same run id, hence an idempotent no-op."""
-    return f"{as_of.isoformat()}-{settings.fingerprint()}"
+def default_run_id(settings: Settings, as_of: dt.date, *inputs: BaseModel | str | None) -> str:
+    """The same date, config and ``inputs`` (what else changes the stages' output: the strategy book, the
+    context's hour band) give the same run id, hence a rerun that is a no-op; any change, a new run id."""
+    extra = [i.model_dump(mode="json") if isinstance(i, BaseModel) else i for i in inputs]
+    return f"{as_of.isoformat()}-{settings.fingerprint(*extra)}"
 
 
 # --------------------------------------------------------------------------- loading

@@ -170,16 +170,11 @@ def present_parts(test: DataFrame) -> list[str]:
 
 
 def ablation_scores(
-    store: TableStore,
-    settings: DiscriminatorSettings,
-    cutoffs: list[dt.date],
-    test: DataFrame,
-    ablation: Ablation,
+    training: DataFrame, settings: DiscriminatorSettings, test: DataFrame, ablation: Ablation
 ) -> DataFrame:
-    """(user_id, item_id, score) of the ranker refitted on ``cutoffs`` without a group or a source, on the
-    test features."""
+    """(user_id, item_id, score) of the ranker refitted on ``training`` (the labelled features of the
+    ablations' cut-offs) without a group or a source, on the test features."""
     columns = feature_columns(ablation.without_groups)
-    training = training_set(store, cutoffs, settings)
     if ablation.without_source is not None:
         source = ablation.without_source
         columns = [c for c in columns if not c.startswith(f"{source}_")]
@@ -362,9 +357,12 @@ def _scored_lists(
     evaluation, ranker = settings.evaluation, settings.discriminator
     if evaluation.ablations:
         cutoffs = ablation_cutoffs(note, evaluation)
+        started = time.perf_counter()
+        training = training_set(store, cutoffs, ranker).localCheckpoint(eager=True)  # read once for all
+        seconds["ablations' training set"] = time.perf_counter() - started
         for ablation in ablations(ranker, present, refit=len(cutoffs) < len(note.cutoffs)):
             started = time.perf_counter()
-            scored = ablation_scores(store, ranker, cutoffs, test, ablation).localCheckpoint(eager=True)
+            scored = ablation_scores(training, ranker, test, ablation).localCheckpoint(eager=True)
             seconds[ablation.name] = time.perf_counter() - started
             frames.append(scored.select(F.lit(ablation.name).alias(MODEL), S.USER_ID, S.ITEM_ID, "score"))
     ranked = [
@@ -419,8 +417,8 @@ def evaluate(
     run_id: str,
     horizon_days: int | None = None,
 ) -> EvaluationReport:
-    """Every model of the module docstring in both variants -> ``metrics`` (one commit per run id; a rerun
-    of the run id reports what it wrote and computes nothing)."""
+    """Every model of the module docstring in both variants -> ``metrics`` (one commit per run id and
+    horizon; a rerun of both reports what it wrote and computes nothing)."""
     evaluation = settings.evaluation
     as_of, horizon = ctx.as_of, horizon_days or evaluation.horizon_days
     unknown = [b for b in evaluation.baselines if b not in S.CANDIDATE_SOURCES]
@@ -432,12 +430,13 @@ def evaluate(
     _required(store, as_of)
     note = _model_note(store, as_of)
     seconds: dict[str, float] = {}
-    if _already_evaluated(store, run_id):
+    key = evaluation_key(run_id, horizon)
+    if _already_evaluated(store, key):
         write = WriteResult(S.METRICS, store.version(S.METRICS), skipped=True)
     else:
         values = _measure(_Inputs(spark, store, settings, book, ctx, run_id, horizon, note), seconds)
         rows = values.select(
-            F.lit(run_id).alias(S.RUN_ID),
+            F.lit(key).alias(S.RUN_ID),
             F.lit(as_of).cast("date").alias(S.AS_OF),
             MODEL,
             "metric",
@@ -446,8 +445,14 @@ def evaluate(
             F.col("value").cast("double").alias("value"),
             VARIANT,
         )
-        write = store.write_table(rows, S.METRICS, mode="append", run_id=run_id, stage="evaluate")
-    return _report(store, run_id, as_of, horizon, evaluation, note, write, seconds)
+        write = store.write_table(rows, S.METRICS, mode="append", run_id=key, stage="evaluate")
+    return _report(store, key, as_of, horizon, evaluation, note, write, seconds)
+
+
+def evaluation_key(run_id: str, horizon: int) -> str:
+    """The run id of an evaluation's ``metrics`` rows: the stages' run id and the horizon (another horizon
+    is another evaluation, not a rerun)."""
+    return f"{run_id}-h{horizon}"
 
 
 @dataclass(frozen=True)
@@ -472,7 +477,10 @@ def _measure(inputs: _Inputs, seconds: dict[str, float]) -> DataFrame:
     truth = protocol_truth(events, items, as_of, as_of + dt.timedelta(days=horizon))
     truth_lists = truth.lists.persist(StorageLevel.MEMORY_AND_DISK)
     test = store.read_table(S.RANKER_FEATURES).filter(F.col(S.AS_OF) == F.lit(as_of))
-    test = test.persist(StorageLevel.MEMORY_AND_DISK)
+    # only the evaluated users' candidates: the others have no truth to score against (the learned
+    # ranker scored all of them already; the refits and the lists need not)
+    evaluated = truth_lists.select(S.USER_ID).distinct()
+    test = test.join(evaluated, S.USER_ID, "left_semi").persist(StorageLevel.MEMORY_AND_DISK)
     try:
         k_max = max(evaluation.ks)
         started = time.perf_counter()

@@ -30,7 +30,7 @@ from pyspark.sql import functions as F
 
 from genre_spark import schemas as S
 from genre_spark.config import FeedbackSettings
-from genre_spark.errors import AccountingError
+from genre_spark.errors import AccountingError, ConfigError
 from genre_spark.ranking import Chooser
 from genre_spark.storage import TableStore, WriteResult
 from genre_spark.strategy import Context, StrategyBook, allowed_strategies
@@ -289,7 +289,7 @@ def thompson_select(
     for segment in sorted(allowed):
         names = list(dict.fromkeys(allowed[segment]))
         if not names:
-            raise ValueError(f"segment {segment} allows no strategy")
+            raise ConfigError(f"segment {segment} allows no strategy")
         explore = rng.random() < min(1.0, settings.exploration_floor * len(names))
         params = np.array([posterior.get((segment, n), prior) for n in names], dtype=float)
         draws = rng.beta(params[:, 0], params[:, 1])

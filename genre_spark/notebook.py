@@ -157,7 +157,7 @@ def run(
     settings = load_params_settings(params)
     strategies = load_strategies(settings.strategies_file)
     context = context_for(params.as_of, params.context_hour, settings.features.hour_bands)
-    run_id = params.run_id or default_run_id(settings, params.as_of)
+    run_id = params.run_id or default_run_id(settings, params.as_of, strategies, context.hour_band)
     for key, value in REQUIRED_CONF.items():  # the notebook's session was not built by genre-spark
         spark.conf.set(key, value)
     store = open_store(spark, settings.storage)
@@ -165,15 +165,8 @@ def run(
         f"genre-spark run {run_id} as of {params.as_of}: warehouse {store.warehouse} ({store.backend} Delta)"
     )
     ctx = RunContext(spark, store, settings, params.as_of, run_id, strategies, context)
-    try:
-        outcome = run_once(ctx, stages)  # the stages, then retention, latest pointer, run record
-    except ValueError as exc:  # an unknown stage name
-        raise ConfigError(str(exc)) from None
-    for result in outcome.results:
-        print(result.summary)
-        print(f"stage {result.stage}: {result.seconds:.1f} s")
-    for note in outcome.notes:
-        print(note)
+    outcome = run_once(ctx, stages)  # the stages, then retention, latest pointer, run record
+    print(outcome.format())
     return list(outcome.results)
 
 

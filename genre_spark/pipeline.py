@@ -15,6 +15,7 @@ from genre_spark import schemas as S
 from genre_spark.candidates import run_candidates
 from genre_spark.config import Settings
 from genre_spark.enrich import run_enrich
+from genre_spark.errors import ConfigError
 from genre_spark.features import run_features
 from genre_spark.feedback import adaptive_chooser_from_store
 from genre_spark.ingest import run_ingest
@@ -149,7 +150,7 @@ def run_stages(ctx: RunContext, stages: Sequence[str] | None = None) -> list[Sta
     selected = list(STAGES) if not stages else list(stages)
     unknown = [s for s in selected if s not in STAGES]
     if unknown:
-        raise ValueError(f"unknown stage(s) {unknown}; valid choices: {list(STAGES)}")
+        raise ConfigError(f"unknown stage(s) {unknown}; valid choices: {list(STAGES)}")
     results = []
     ctx.store.progress = progress
     for name in STAGES:  # always in pipeline order, whatever order they were asked in
@@ -157,7 +158,11 @@ def run_stages(ctx: RunContext, stages: Sequence[str] | None = None) -> list[Sta
             start = time.perf_counter()
             progress(f"stage {name}: started")
             before = len(ctx.store.write_log)
-            summary = STAGES[name](ctx)
+            try:
+                summary = STAGES[name](ctx)
+            except Exception as exc:
+                exc.add_note(f"in stage '{name}' as of {ctx.as_of} (run {ctx.run_id})")
+                raise
             seconds = time.perf_counter() - start
             written = sum(w.rows or 0 for _, w in ctx.store.write_log[before:] if not w.skipped)
             results.append(StageResult(name, seconds, summary, written))

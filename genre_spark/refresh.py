@@ -26,7 +26,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from genre_spark import schemas as S
-from genre_spark.errors import TableNotFoundError
+from genre_spark.errors import ConfigError, TableNotFoundError
 from genre_spark.pipeline import STAGES, RunContext, StageResult, run_stages
 from genre_spark.report import write_run_report
 from genre_spark.storage import TableStore
@@ -45,10 +45,16 @@ class RunOutcome:
     results: tuple[StageResult, ...] = ()
     notes: tuple[str, ...] = ()
 
+    def format(self) -> str:
+        lines = [f"run {self.run_id} as of {self.as_of}: already complete, nothing to do"] if self.skipped else []
+        for result in self.results:
+            lines += [result.summary, f"stage {result.stage}: {result.seconds:.1f} s"]
+        return "\n".join([*lines, *self.notes])
+
 
 def date_range(start: dt.date, end: dt.date) -> list[dt.date]:
     if end < start:
-        raise ValueError(f"--to {end} is before --from {start}")
+        raise ConfigError(f"--to {end} is before --from {start}")
     return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
 
 
@@ -123,7 +129,11 @@ def read_latest_recommendations(store: TableStore) -> DataFrame:
 
 
 def run_once(ctx: RunContext, stages: Sequence[str] | None = None) -> RunOutcome:
-    """The stages of one run, then :func:`finish_run`."""
+    """The stages of one run, then :func:`finish_run`; nothing at all when ``runs`` records the run id with
+    every stage asked for (a rerun: the run id covers the config, the strategies and the context)."""
+    wanted = list(STAGES) if not stages else list(stages)
+    if set(wanted) <= completed_stages(ctx.store, ctx.run_id):
+        return RunOutcome(ctx.as_of, ctx.run_id, True)
     started = time.perf_counter()
     results = run_stages(ctx, stages)
     seconds = time.perf_counter() - started
@@ -152,10 +162,7 @@ def backfill(
         these = wanted if i == 0 else [s for s in wanted if s not in UNDATED_STAGES]
         if not these:
             continue
-        if set(these) <= completed_stages(ctx.store, ctx.run_id):
-            outcome = RunOutcome(as_of, ctx.run_id, True)
-        else:
-            outcome = run_once(ctx, these)
+        outcome = run_once(ctx, these)
         report(outcome)
         outcomes.append(outcome)
     return outcomes

@@ -129,19 +129,20 @@ def _segment_plot(ctx: RunContext, folder: str) -> str:
 
 
 def _metrics_table(ctx: RunContext) -> str:
-    """Evaluation's ``metrics`` rows of this run, when it wrote any (the table lands with evaluation)."""
+    """Evaluation's ``metrics`` rows of this run (any horizon: run id ``<run>-h<days>``), when it wrote any
+    (the table lands with evaluation)."""
     if not ctx.store.exists(S.METRICS):
         return ""
     rows = (
         ctx.store.read_table(S.METRICS)
-        .filter(F.col(S.RUN_ID) == ctx.run_id)
+        .filter(F.col(S.RUN_ID).startswith(ctx.run_id))
         .orderBy("model", "metric", "k")
         .limit(MAX_METRIC_ROWS)
         .collect()  # at most MAX_METRIC_ROWS
     )
     if not rows:
         return ""
-    columns = [c for c in rows[0].asDict() if c not in (S.RUN_ID, S.AS_OF)]
+    columns = [c for c in rows[0].asDict() if c != S.AS_OF]
     head = "".join(f"<th>{_e(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{_e(_fmt(r[c]))}</td>" for c in columns) + "</tr>" for r in rows)
     return f"<h2>Metrics</h2><table><tr>{head}</tr>{body}</table>"

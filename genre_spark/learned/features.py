@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 
 from genre_spark import schemas as S
 from genre_spark.candidates import normalised_score
+from genre_spark.errors import ConfigError
 from genre_spark.history import days_before, decay
 
 HALF_LIVES = S.DECAY_HALF_LIVES
@@ -37,7 +38,7 @@ def feature_columns(without: frozenset[str] = frozenset()) -> list[str]:
     """The model's input columns, in a fixed order, leaving out the groups named in ``without``."""
     unknown = sorted(without - set(FEATURE_GROUPS))
     if unknown:
-        raise ValueError(f"unknown feature group(s) {unknown}; valid choices: {sorted(FEATURE_GROUPS)}")
+        raise ConfigError(f"unknown feature group(s) {unknown}; valid choices: {sorted(FEATURE_GROUPS)}")
     return [c for group, cols in FEATURE_GROUPS.items() if group not in without for c in cols]
 
 

@@ -14,7 +14,7 @@ import pyarrow.fs as pafs
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
-from genre_spark.errors import SchemaMismatchError
+from genre_spark.errors import ConfigError, SchemaMismatchError
 from genre_spark.schemas import contract
 from genre_spark.storage.locations import Locator, TableLocation, normalize_path
 
@@ -119,7 +119,7 @@ class TableStore(ABC):
     def report_path(self, filename: str) -> str:
         """A local path for a report file (plots): under the warehouse when it is local."""
         if "://" in self.warehouse:
-            raise ValueError("reports need a local warehouse path; set reports for remote warehouses")
+            raise ConfigError("reports need a local warehouse path; set reports for remote warehouses")
         self._fs.create_dir(f"{self._root}/_reports", recursive=True)
         return f"{self._root}/_reports/{filename}"
 

@@ -49,7 +49,8 @@ def test_run_ingest_then_rerun_then_bad_input(tmp_path: Path) -> None:
 
     rerun = genre_spark("ingest", *common, *tiny, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert "unchanged (run already committed)" in rerun.stdout
+    assert "already complete, nothing to do" in rerun.stdout  # before any stage computes
+    assert "stage ingest" not in rerun.stdout
     assert len(DeltaTable(str(tmp_path / "wh" / "events")).history()) == 1
 
     missing = ["--set", f"ingest.sources.online_retail_2010_2011.path={tmp_path / 'nope.csv'}"]

@@ -9,6 +9,7 @@ import pytest
 
 from genre_spark.config import default_config_text, default_run_id, load_settings
 from genre_spark.errors import ConfigError
+from genre_spark.strategy import load_strategies
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -99,6 +100,22 @@ def test_run_id_is_stable_and_follows_config() -> None:
     assert default_run_id(a, day) == default_run_id(b, day)
     assert default_run_id(a, day) != default_run_id(c, day)
     assert default_run_id(a, day).startswith("2011-12-09-")
+
+
+def test_run_id_follows_the_strategies_and_the_context() -> None:
+    """A changed weight in the strategy file or another hour band is another run, not a rerun."""
+    settings, day = load_settings([]), dt.date(2011, 12, 9)
+    book = load_strategies()
+    edited = book.model_copy(deep=True)
+    next(iter(edited.strategies.values())).source_weights["content"] = 0.123
+    ids = {
+        default_run_id(settings, day, book, None),
+        default_run_id(settings, day, edited, None),
+        default_run_id(settings, day, book, "morning"),
+        default_run_id(settings, day, book, "evening"),
+    }
+    assert len(ids) == 4
+    assert default_run_id(settings, day, book, "morning") == default_run_id(settings, day, book, "morning")
 
 
 def test_cli_rejects_bad_config_before_spark_starts() -> None:

@@ -197,6 +197,13 @@ def test_evaluate_writes_metrics_for_every_model_and_variant(
     again = evaluate(spark, store, tuned, load_strategies(), ctx, "eval-1", 30)
     assert again.write.skipped and store.read_table(S.METRICS).count() == metrics.count()
     assert again.headline == report.headline and again.recall_ceiling == report.recall_ceiling
+    # another horizon is another evaluation (the window's purchases differ), not a rerun
+    longer = evaluate(spark, store, tuned, load_strategies(), ctx, "eval-1", 60)
+    assert not longer.write.skipped and longer.horizon_days == 60
+    assert {r.run_id for r in store.read_table(S.METRICS).select(S.RUN_ID).distinct().collect()} == {
+        "eval-1-h30",
+        "eval-1-h60",
+    }
 
 
 def test_ablations_refit_on_the_newest_cutoffs_beside_a_reference(settings: Settings) -> None:

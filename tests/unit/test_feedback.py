@@ -12,6 +12,7 @@ from pyspark.sql import DataFrame, SparkSession
 from genre_spark import feedback as FB
 from genre_spark import schemas as S
 from genre_spark.config import FeedbackSettings, Settings
+from genre_spark.errors import ConfigError
 from genre_spark.strategy import Context
 
 START = dt.date(2011, 9, 1)
@@ -211,5 +212,5 @@ def test_thompson_is_reproducible_and_uses_the_prior_for_missing_arms(settings: 
     again = FB.thompson_select(arms, allowed, settings.feedback, FB.selection_rng(settings.feedback, START))
     assert first == again and set(first) == {0, 1}
     assert first[0] in {"a", "b", "c"} and first[1] in {"a", "b"}
-    with pytest.raises(ValueError, match="segment 2 allows no strategy"):
+    with pytest.raises(ConfigError, match="segment 2 allows no strategy"):
         FB.thompson_select(arms, {2: []}, settings.feedback, np.random.default_rng(0))

@@ -1,0 +1,61 @@
+"""Exit codes and error messages of the CLI: a library error is one line and its own code, anything else
+is a bug and leaves with its traceback; both name the stage they happened in."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from types import SimpleNamespace
+
+import pytest
+
+from genre_spark import pipeline
+from genre_spark.cli import report_error
+from genre_spark.errors import ConfigError, WriteConflictError
+
+
+def fake_context() -> SimpleNamespace:
+    """What run_stages reads of a RunContext; the stage functions are replaced."""
+    return SimpleNamespace(store=SimpleNamespace(write_log=[]), as_of=dt.date(2011, 12, 9), run_id="r1")
+
+
+def failing(exc: Exception) -> Callable[[object], str]:
+    """A stage function that raises ``exc``."""
+
+    def stage(ctx: object) -> str:
+        raise exc
+
+    return stage
+
+
+def test_a_bug_in_a_stage_exits_1_with_its_traceback_and_the_stage(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(pipeline.STAGES, "features", failing(ValueError("x must be positive")))
+    with pytest.raises(ValueError) as info:
+        pipeline.run_stages(fake_context(), ["features"])  # type: ignore[arg-type]
+    assert report_error(info.value) == 1  # a ValueError is a bug, not a config error
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "ValueError: x must be positive" in err
+    assert "in stage 'features' as of 2011-12-09 (run r1)" in err
+    assert "unexpected ValueError" in err
+
+
+def test_a_library_error_is_one_line_with_its_code_and_stage(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(pipeline.STAGES, "ranking", failing(WriteConflictError("table 'recommendations'")))
+    with pytest.raises(WriteConflictError) as info:
+        pipeline.run_stages(fake_context(), ["ranking"])  # type: ignore[arg-type]
+    assert report_error(info.value) == 5
+    err = capsys.readouterr().err
+    assert err == (
+        "genre-spark: error: table 'recommendations' | in stage 'ranking' as of 2011-12-09 (run r1)\n"
+    )
+
+
+def test_only_a_config_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ConfigError) as info:
+        pipeline.run_stages(fake_context(), ["featurs"])  # type: ignore[arg-type]
+    assert report_error(info.value) == 2
+    assert capsys.readouterr().err.startswith("genre-spark: error: unknown stage(s) ['featurs']")
