@@ -17,8 +17,8 @@ from pathlib import Path
 
 from genre_spark.config import Settings, default_run_id, load_settings
 from genre_spark.errors import ConfigError, GenreSparkError
-from genre_spark.pipeline import STAGES, RunContext, run_stages, train_discriminator
-from genre_spark.refresh import RunOutcome, backfill, run_once
+from genre_spark.pipeline import STAGES, RunContext, train_discriminator
+from genre_spark.refresh import RunOutcome, backfill, completed_stages, run_once
 from genre_spark.strategy import context_for, load_strategies
 
 
@@ -193,7 +193,8 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-# What `evaluate` runs for its as-of date first (ingest and enrich too when their tables are missing).
+# What `evaluate` runs for its as-of date first (ingest and enrich too when their tables are missing),
+# unless `runs` records them for the run id (a `run` or an evaluate of the same date, config and strategies).
 EVALUATION_STAGES = ("features", "segments", "candidates", "scoring")
 
 
@@ -201,17 +202,20 @@ def _evaluate(ctx: RunContext, horizon_days: int | None) -> None:
     from genre_spark import schemas as S
     from genre_spark.evaluation import evaluate
 
-    stages = [*EVALUATION_STAGES]
+    done = completed_stages(ctx.store, ctx.run_id)
+    stages = [s for s in EVALUATION_STAGES if s not in done]
     if not ctx.store.exists(S.EVENTS):
         stages = ["ingest", "enrich", *stages]
     elif not ctx.store.exists(S.ITEM_EMBEDDINGS):
         stages = ["enrich", *stages]
-    for result in run_stages(ctx, stages):
-        print(result.summary)
-        print(f"stage {result.stage}: {result.seconds:.1f} s")
-    started = time.perf_counter()
-    print(train_discriminator(ctx))  # evaluated whether or not discriminator.enabled
-    print(f"stage discriminator: {time.perf_counter() - started:.1f} s")
+    if stages:
+        _print_outcome(run_once(ctx, stages))
+    if "discriminator" in done and ctx.settings.discriminator.enabled:
+        print(f"discriminator: the ranker scores of run {ctx.run_id}")
+    else:  # evaluated whether or not discriminator.enabled
+        started = time.perf_counter()
+        print(train_discriminator(ctx))
+        print(f"stage discriminator: {time.perf_counter() - started:.1f} s")
     started = time.perf_counter()
     report = evaluate(
         ctx.spark, ctx.store, ctx.settings, ctx.strategies, ctx.context, ctx.run_id, horizon_days

@@ -87,10 +87,12 @@ def strategy_decider(ctx: RunContext) -> Decide:
 
 
 def missing_stages(ctx: RunContext, day: dt.date) -> list[str]:
-    """The training stages whose tables have nothing for ``day`` yet."""
+    """The training stages whose tables have nothing for ``day`` yet (scoring only for a model that uses
+    the LM scores)."""
+    scored = bool(ctx.settings.scoring.scorers()) and "lm" not in ctx.settings.discriminator.without
     if not _has_partition(ctx.store, S.CANDIDATES, day):
-        return [s for s in TRAINING_STAGES if s != "scoring" or ctx.settings.scoring.scorers()]
-    if ctx.settings.scoring.scorers() and not _has_partition(ctx.store, S.SCORES, day):
+        return [s for s in TRAINING_STAGES if s != "scoring" or scored]
+    if scored and not _has_partition(ctx.store, S.SCORES, day):
         return ["scoring"]
     return []
 

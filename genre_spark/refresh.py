@@ -46,7 +46,9 @@ class RunOutcome:
     notes: tuple[str, ...] = ()
 
     def format(self) -> str:
-        lines = [f"run {self.run_id} as of {self.as_of}: already complete, nothing to do"] if self.skipped else []
+        lines = []
+        if self.skipped:
+            lines.append(f"run {self.run_id} as of {self.as_of}: already complete, nothing to do")
         for result in self.results:
             lines += [result.summary, f"stage {result.stage}: {result.seconds:.1f} s"]
         return "\n".join([*lines, *self.notes])

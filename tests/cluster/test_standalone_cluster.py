@@ -71,8 +71,9 @@ def job_conf(target: Path, warehouse: Path, events_csv: Path) -> Path:
         },
         "scoring": {"bi_encoder": {"enabled": True, "model": "minilm"}},
         "candidates": {"limits": {"similar_users": 0}},  # the suite's budget (see tests/conftest.py)
-        # the learned ranker trains across the executors (barrier tasks): one cut-off, fewer trees
-        "discriminator": {"cutoffs": 1, "n_estimators": 20},
+        # the learned ranker trains across the executors (barrier tasks): one cut-off, fewer trees, no LM
+        # feature (the cut-off's stages then skip the scorer: the date's scoring shows the executors run it)
+        "discriminator": {"cutoffs": 1, "n_estimators": 20, "without": ["segment", "lm"]},
         "ranking": {"k": K},
     }
     target.write_text(yaml.safe_dump(conf))

@@ -20,8 +20,10 @@ from genre_spark.history import product_purchases
 from genre_spark.learned import model as M
 from genre_spark.learned.features import MISSING_RANK, feature_columns, pair_features
 from genre_spark.learned.stage import training_cutoffs, with_labels
+from genre_spark.pipeline import RunContext, missing_stages
 from genre_spark.ranking import rank, rule_chooser
-from genre_spark.strategy import Context, StrategyBook, new_items_book
+from genre_spark.storage import TableStore
+from genre_spark.strategy import Context, StrategyBook, load_strategies, new_items_book
 
 CUTOFF = dt.date(2011, 11, 1)  # features as of this date ...
 END = dt.date(2011, 11, 29)  # ... labels from [CUTOFF, END)
@@ -227,3 +229,20 @@ def test_learned_order_and_the_new_items_mode(spark: SparkSession) -> None:
     # a campaign item is featured, but not in the new-items mode when the user bought it before
     assert "B" in top(learned_book(campaign_items=["B"], campaign_slots=1))
     assert top(new_items_book(learned_book(campaign_items=["B"], campaign_slots=1))) == ["D", "C", "E"]
+
+
+def test_the_cut_offs_score_only_for_a_model_that_uses_the_lm_scores(
+    spark: SparkSession, settings: Settings, store: TableStore
+) -> None:
+    day = dt.date(2011, 9, 1)
+
+    def missing(without: list[str]) -> list[str]:
+        tuned = settings.model_copy(
+            update={"discriminator": settings.discriminator.model_copy(update={"without": without})}
+        )
+        ctx = RunContext(spark, store, tuned, day, "r", load_strategies(), Context(day, None))
+        return missing_stages(ctx, day)
+
+    assert settings.scoring.scorers()  # the packaged config scores with the bi-encoder
+    assert missing(["segment"]) == ["features", "segments", "candidates", "scoring"]
+    assert missing(["segment", "lm"]) == ["features", "segments", "candidates"]
