@@ -141,7 +141,7 @@ def run_once(ctx: RunContext, stages: Sequence[str] | None = None) -> RunOutcome
     seconds = time.perf_counter() - started
     notes = finish_run(ctx, results, seconds)
     report = write_run_report(ctx, results, notes, seconds)
-    notes.append(f"report: {report}" if report else "report: none (remote warehouse)")
+    notes.append(f"report: {report}")
     return RunOutcome(ctx.as_of, ctx.run_id, False, tuple(results), tuple(notes))
 
 

@@ -28,6 +28,7 @@ write carries the week's run id, so rerunning a replay commits nothing new.
 from __future__ import annotations
 
 import datetime as dt
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -346,20 +347,15 @@ def replay(
 
 
 def write_files(store: TableStore, report: ReplayReport) -> tuple[str, ...]:
-    """``replay-<start>-<weeks>w.md`` and ``.png`` under the warehouse's reports; none for a remote one."""
-    if "://" in store.warehouse:
-        return ()
+    """``replay-<start>-<weeks>w.md`` and ``.png`` under the warehouse's reports (local or remote)."""
     name = f"replay-{report.start}-{report.weeks}w"
-    md = store.report_path(f"{name}.md")
-    png = store.report_path(f"{name}.png")
-    with open(md, "w", encoding="utf-8") as f:
-        f.write(f"# Feedback replay from {report.start}, {report.weeks} week(s)\n\n{report.table()}\n")
-        f.write(f"\n![conversion and NDCG per week]({name}.png)\n")
-    _plot(report, png)
-    return (md, png)
+    text = f"# Feedback replay from {report.start}, {report.weeks} week(s)\n\n{report.table()}\n"
+    text += f"\n![conversion and NDCG per week]({name}.png)\n"
+    md = store.write_report(f"{name}.md", text.encode("utf-8"))
+    return (md, store.write_report(f"{name}.png", _plot(report)))
 
 
-def _plot(report: ReplayReport, path: str) -> None:
+def _plot(report: ReplayReport) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -382,5 +378,7 @@ def _plot(report: ReplayReport, path: str) -> None:
     axes[0].legend(fontsize=8)
     fig.suptitle(f"Feedback replay from {report.start}: adaptive (Thompson) policy vs fixed strategies")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
+    return png.getvalue()

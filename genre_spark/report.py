@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import os
-import shutil
 from collections.abc import Sequence
 
 from pyspark.sql import functions as F
 
 from genre_spark import schemas as S
 from genre_spark.pipeline import STAGES, RunContext, StageResult
+from genre_spark.segments import segment_plot_name
 from genre_spark.storage import WriteResult
 
 MAX_METRIC_ROWS = 300
@@ -26,18 +25,12 @@ MAX_METRIC_ROWS = 300
 
 def write_run_report(
     ctx: RunContext, results: Sequence[StageResult], notes: Sequence[str], seconds: float
-) -> str | None:
-    """Write the report; its path, or None when the warehouse is remote (reports need a local path)."""
+) -> str:
+    """Write the report through the warehouse's filesystem (local or remote); its path or URI."""
     store = ctx.store
     ran = [r.stage for r in results]
     # the whole run: report.html; part of it (a bundle task, a stage notebook): report-<stages>.html
     name = "report.html" if ran == list(STAGES) else f"report-{'+'.join(ran) or 'none'}.html"
-    try:
-        index = store.report_path(f"{ctx.run_id}/{name}")
-    except ValueError:
-        return None
-    folder = os.path.dirname(index)
-    os.makedirs(folder, exist_ok=True)
     parts = [
         f"<h1>genre-spark run {_e(ctx.run_id)}</h1>",
         f"<p>as of <b>{ctx.as_of}</b> &middot; warehouse <code>{_e(store.warehouse)}</code> "
@@ -46,15 +39,14 @@ def write_run_report(
         _stages_table(ctx, results),
         _quarantine_table(ctx),
         _strategy_mix(ctx),
-        _segment_plot(ctx, folder),
+        _segment_plot(ctx),
         _metrics_table(ctx),
         "<h2>After the stages</h2><ul>" + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>",
         "<h2>Stage summaries</h2>"
         + "".join(f"<h3>{_e(r.stage)}</h3><pre>{_e(r.summary)}</pre>" for r in results),
     ]
-    with open(index, "w", encoding="utf-8") as f:
-        f.write(_PAGE.format(title=_e(f"genre-spark {ctx.run_id}"), body="\n".join(p for p in parts if p)))
-    return index
+    page = _PAGE.format(title=_e(f"genre-spark {ctx.run_id}"), body="\n".join(p for p in parts if p))
+    return store.write_report(f"{ctx.run_id}/{name}", page.encode("utf-8"))
 
 
 def _stages_table(ctx: RunContext, results: Sequence[StageResult]) -> str:
@@ -119,13 +111,15 @@ def _strategy_mix(ctx: RunContext) -> str:
     return f"<h2>Strategy mix</h2><table>{head}{rows}</table>"
 
 
-def _segment_plot(ctx: RunContext, folder: str) -> str:
-    plot = ctx.store.report_path(f"segments_{ctx.as_of.isoformat()}.png")
-    if not os.path.isfile(plot):
+def _segment_plot(ctx: RunContext) -> str:
+    name = segment_plot_name(ctx.as_of)
+    png = ctx.store.read_report(name)
+    if png is None:
         return ""
-    shutil.copy(plot, os.path.join(folder, os.path.basename(plot)))  # the report folder stands alone
-    name = _e(os.path.basename(plot))
-    return f'<h2>Segments</h2><img src="{name}" alt="segments on PC1/PC2 and silhouette by k" width="100%">'
+    ctx.store.write_report(f"{ctx.run_id}/{name}", png)  # the report folder stands alone
+    return (
+        f'<h2>Segments</h2><img src="{_e(name)}" alt="segments on PC1/PC2 and silhouette by k" width="100%">'
+    )
 
 
 def _metrics_table(ctx: RunContext) -> str:

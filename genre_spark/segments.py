@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import io
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -361,7 +362,12 @@ def plot_segments(
         ax2.text(0.5, 0.5, f"model reused from run {fit.run_id}", ha="center")
         ax2.set_axis_off()
     fig.tight_layout()
-    path = store.report_path(f"segments_{as_of.isoformat()}.png")
-    fig.savefig(path, dpi=110)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110)
     plt.close(fig)
-    return path
+    return store.write_report(segment_plot_name(as_of), png.getvalue())
+
+
+def segment_plot_name(as_of: dt.date) -> str:
+    """The segments plot's name under the warehouse's reports."""
+    return f"segments_{as_of.isoformat()}.png"

@@ -14,7 +14,7 @@ import pyarrow.fs as pafs
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
-from genre_spark.errors import ConfigError, SchemaMismatchError
+from genre_spark.errors import SchemaMismatchError
 from genre_spark.schemas import contract
 from genre_spark.storage.locations import Locator, TableLocation, normalize_path
 
@@ -116,12 +116,22 @@ class TableStore(ABC):
         except FileNotFoundError:
             return None
 
-    def report_path(self, filename: str) -> str:
-        """A local path for a report file (plots): under the warehouse when it is local."""
-        if "://" in self.warehouse:
-            raise ConfigError("reports need a local warehouse path; set reports for remote warehouses")
-        self._fs.create_dir(f"{self._root}/_reports", recursive=True)
-        return f"{self._root}/_reports/{filename}"
+    def write_report(self, name: str, data: bytes) -> str:
+        """Write a report file (HTML, Markdown, PNG) to ``<warehouse>/_reports/<name>`` through the
+        warehouse's filesystem, local or remote (s3://, abfss://, file://, ...); its path or URI."""
+        path = f"{self._root}/_reports/{name}"
+        self._fs.create_dir(posixpath.dirname(path), recursive=True)
+        with self._fs.open_output_stream(path) as f:
+            f.write(data)
+        return f"{self.warehouse}/_reports/{name}"
+
+    def read_report(self, name: str) -> bytes | None:
+        """A report file written by :meth:`write_report`, None when there is none."""
+        try:
+            with self._fs.open_input_stream(f"{self._root}/_reports/{name}") as f:
+                return bytes(f.read())
+        except FileNotFoundError:
+            return None
 
     def write_table(
         self,

@@ -125,7 +125,7 @@ def test_every_notebook_runs(spark: SparkSession, monkeypatch: pytest.MonkeyPatc
     warehouse = tmp_path / "warehouse"
     monkeypatch.setenv("GENRE_SPARK_AS_OF", AS_OF)
     monkeypatch.setenv("GENRE_SPARK_CONFIG", str(slice_conf(tmp_path, sample_slice(tmp_path))))
-    monkeypatch.setenv("GENRE_SPARK_WAREHOUSE", str(warehouse))
+    monkeypatch.setenv("GENRE_SPARK_WAREHOUSE", warehouse.as_uri())  # a file:// URI, as remote ones are
     monkeypatch.setenv("GENRE_SPARK_CONTEXT_HOUR", "9")
 
     stage_notebooks = [found[s] for s in STAGES if s in found]

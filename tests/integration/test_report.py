@@ -15,6 +15,7 @@ from genre_spark import schemas as S
 from genre_spark.config import Settings
 from genre_spark.pipeline import RunContext, StageResult
 from genre_spark.report import write_run_report
+from genre_spark.segments import segment_plot_name
 from genre_spark.storage import TableStore
 from genre_spark.strategy import context_for, load_strategies
 
@@ -23,7 +24,9 @@ AS_OF = dt.date(2011, 12, 9)
 RUN = "report-run"
 
 
-def plot(path: str) -> None:
+def plot() -> bytes:
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -32,8 +35,10 @@ def plot(path: str) -> None:
     fig, ax = plt.subplots(figsize=(10, 5))
     for i, colour in enumerate(["tab:blue", "tab:orange", "tab:green"]):
         ax.scatter([i + x / 50 for x in range(200)], [(x * 7 % 13) + i for x in range(200)], s=30, c=colour)
-    fig.savefig(path, dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
+    return png.getvalue()
 
 
 @pytest.fixture()
@@ -67,7 +72,7 @@ def report(spark: SparkSession, settings: Settings, store: TableStore) -> Path:
         run_id=RUN,
         stage="evaluate",
     )
-    plot(store.report_path(f"segments_{AS_OF.isoformat()}.png"))
+    store.write_report(segment_plot_name(AS_OF), plot())
     ctx = RunContext(
         spark,
         store,
@@ -81,9 +86,7 @@ def report(spark: SparkSession, settings: Settings, store: TableStore) -> Path:
         StageResult("ingest", 1.5, "ingest summary <4 rows>"),
         StageResult("ranking", 2.25, "ranking summary"),
     ]
-    path = write_run_report(ctx, results, ["latest: moved"], 3.75)
-    assert path is not None
-    return Path(path)
+    return Path(write_run_report(ctx, results, ["latest: moved"], 3.75))
 
 
 def test_report_has_stages_quarantine_mix_plot_and_metrics(report: Path) -> None:

@@ -7,6 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pytest
 from chispa import assert_df_equality
 from deltalake import DeltaTable
@@ -234,3 +235,17 @@ def test_two_stages_of_one_run_both_write_a_table(spark: SparkSession, store: Ta
     assert [r.v for r in store.read_table("t").collect()] == [2]
     again = store.write_table(one_column(spark, [3]), "t", mode="overwrite", run_id="run", stage="enrich")
     assert again.skipped
+
+
+def test_reports_go_through_the_warehouse_filesystem(spark: SparkSession, tmp_path: Path) -> None:
+    """Reports are written and read through the warehouse's pyarrow filesystem, never a local path: a
+    non-local one (pyarrow's in-memory mock, standing in for s3:// or abfss://) receives them."""
+    store = EmbeddedDeltaStore(spark, str(tmp_path / "warehouse"))
+    remote, root = pafs.FileSystem.from_uri("mock:///bucket/warehouse")
+    store._filesystems[store.warehouse] = (remote, root)
+    assert (
+        store.write_report("run-1/report.html", b"<html>") == f"{store.warehouse}/_reports/run-1/report.html"
+    )
+    assert remote.get_file_info(f"{root}/_reports/run-1/report.html").size == len(b"<html>")
+    assert store.read_report("run-1/report.html") == b"<html>" and store.read_report("nope.png") is None
+    assert not (tmp_path / "warehouse").exists()
