@@ -110,6 +110,7 @@ class SourceSettings(_Strict):
 class IngestSettings(_Strict):
     sources: dict[str, SourceSettings]
     cancellation_prefix: str
+    fold_item_id_case: bool  # 82001S and 82001s are one item
     non_product_codes: list[str]
     non_product_patterns: list[str]
 

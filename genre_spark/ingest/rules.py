@@ -25,6 +25,7 @@ REASON = "_reason"
 DETAIL = "_detail"
 MALFORMED = "_malformed"
 IS_CANCELLATION = "_is_cancellation"
+ITEM_SPELLING = "_item_spelling"  # the item id as the source spelled it (trimmed), before case folding
 ROW = "_row"  # increases with the position in the source (file order within each file)
 
 
@@ -164,9 +165,15 @@ def _text(column: Column) -> Column:
     return F.when(trimmed != "", trimmed)
 
 
-def _item_id(column: Column) -> Column:
-    # Codes that differ only by case or surrounding spaces (82001S / 82001s) are one product.
-    return F.upper(_text(column))
+def _item_id(column: Column, fold_case: bool) -> Column:
+    # Codes that differ only by surrounding spaces, or by case when folded (82001S / 82001s), are one item.
+    return F.upper(_text(column)) if fold_case else _text(column)
+
+
+def _item_columns(raw: DataFrame, source: SourceSettings, fold_case: bool) -> list[Column]:
+    """The item id and its raw spelling (trimmed), which ingest counts to report merged spellings."""
+    column = F.col(f"`{source.columns[S.ITEM_ID]}`")
+    return [_item_id(column, fold_case).alias(S.ITEM_ID), _text(column).alias(ITEM_SPELLING)]
 
 
 def _user_id(column: Column) -> Column:
@@ -209,7 +216,9 @@ def _source_column(raw: DataFrame, source: SourceSettings, column: str) -> tuple
     return F.col(f"`{src}`"), raw.schema[src].dataType
 
 
-def parse_events(raw: DataFrame, source: SourceSettings, name: str, cancellation_prefix: str) -> DataFrame:
+def parse_events(
+    raw: DataFrame, source: SourceSettings, name: str, cancellation_prefix: str, fold_case: bool
+) -> DataFrame:
     cols = source.columns
     qty, qty_type = _source_column(raw, source, S.QUANTITY)
     price, price_type = _source_column(raw, source, S.UNIT_PRICE)
@@ -227,7 +236,7 @@ def parse_events(raw: DataFrame, source: SourceSettings, name: str, cancellation
     return raw.select(
         *_prelude(raw, source, name),
         order_id.alias(S.ORDER_ID),
-        _item_id(F.col(f"`{cols[S.ITEM_ID]}`")).alias(S.ITEM_ID),
+        *_item_columns(raw, source, fold_case),
         _user_id(F.col(f"`{cols[S.USER_ID]}`")).alias(S.USER_ID),
         _timestamp(ts, ts_type, source.timestamp_format).alias(S.EVENT_TS),
         _integer(qty, qty_type).alias(S.QUANTITY),
@@ -239,7 +248,7 @@ def parse_events(raw: DataFrame, source: SourceSettings, name: str, cancellation
     )
 
 
-def parse_items(raw: DataFrame, source: SourceSettings, name: str) -> DataFrame:
+def parse_items(raw: DataFrame, source: SourceSettings, name: str, fold_case: bool) -> DataFrame:
     cols = source.columns
 
     def text(column: str) -> Column:
@@ -251,7 +260,7 @@ def parse_items(raw: DataFrame, source: SourceSettings, name: str) -> DataFrame:
         price = F.lit(None).cast("double")
     return raw.select(
         *_prelude(raw, source, name),
-        _item_id(F.col(f"`{cols[S.ITEM_ID]}`")).alias(S.ITEM_ID),
+        *_item_columns(raw, source, fold_case),
         text(S.TITLE).alias(S.TITLE),
         text(S.DESCRIPTION).alias(S.DESCRIPTION),
         price.alias(S.UNIT_PRICE),

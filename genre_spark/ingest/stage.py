@@ -22,7 +22,7 @@ from genre_spark import schemas as S
 from genre_spark.config import IngestSettings, SourceSettings
 from genre_spark.errors import AccountingError, InputError
 from genre_spark.ingest import derive, rules
-from genre_spark.ingest.rules import DETAIL, MALFORMED, RAW, REASON, ROW, SOURCE_COL
+from genre_spark.ingest.rules import DETAIL, ITEM_SPELLING, MALFORMED, RAW, REASON, ROW, SOURCE_COL
 from genre_spark.ingest.sources import is_folder, list_files, read_source, spark_error_reason
 from genre_spark.storage import TableStore, WriteResult
 
@@ -42,6 +42,7 @@ class SourceCounts:
     reasons: dict[str, int]
     distinct_orders: int | None = None
     distinct_items: int | None = None
+    merged_spellings: int | None = None  # raw item spellings folded into another (82001s into 82001S)
 
     @property
     def duplicates(self) -> int:
@@ -60,9 +61,9 @@ class IngestReport:
         for name, n in self.new_files.items():
             lines.append(f"  source {name}: {n} new file(s)" + ("" if n else ", nothing to ingest"))
         header = f"  {'source':<28} {'table':<7} {'rows in':>9} {'valid':>9} {'quarant.':>9} {'dupl.':>7}"
-        lines += [header + f" {'orders':>8} {'items':>7}"]
+        lines += [header + f" {'orders':>8} {'items':>7} {'merged':>6}"]
         for s in self.sources:
-            extra = f" {_n(s.distinct_orders):>8} {_n(s.distinct_items):>7}"
+            extra = f" {_n(s.distinct_orders):>8} {_n(s.distinct_items):>7} {_n(s.merged_spellings):>6}"
             lines.append(
                 f"  {s.source:<28} {s.table:<7} {s.rows_in:>9,} {s.valid:>9,} {s.quarantined:>9,} "
                 f"{s.duplicates:>7,}" + extra
@@ -92,7 +93,7 @@ def run_ingest(spark: SparkSession, store: TableStore, settings: IngestSettings,
     rows_in: dict[str, int] = {}
     try:
         for name, src in sources:
-            df = _classify_source(spark, name, src, settings.cancellation_prefix, new_files.get(name))
+            df = _classify_source(spark, name, src, settings, new_files.get(name))
             df = df.withColumn(_PRIORITY, F.lit(priority[name])).persist(StorageLevel.MEMORY_AND_DISK)
             cached.append(df)
             rows_in[name] = _count_source(df, name, src)
@@ -160,16 +161,18 @@ def _classify_source(
     spark: SparkSession,
     name: str,
     src: SourceSettings,
-    cancellation_prefix: str,
+    settings: IngestSettings,
     files: list[str] | None = None,
 ) -> DataFrame:
     raw = read_source(spark, name, src, files)
     n_columns = len(raw.columns) - 1
+    fold = settings.fold_item_id_case
     if src.table == S.EVENTS:
-        parsed = rules.parse_events(raw, src, name, cancellation_prefix)
+        parsed = rules.parse_events(raw, src, name, settings.cancellation_prefix, fold)
         return rules.classify(parsed, rules.event_rules(src, n_columns))
     if src.table == S.ITEMS:
-        return rules.classify(rules.parse_items(raw, src, name), rules.item_rules(src, n_columns))
+        parsed = rules.parse_items(raw, src, name, fold)
+        return rules.classify(parsed, rules.item_rules(src, n_columns))
     return rules.classify(rules.parse_users(raw, src, name), rules.user_rules(src, n_columns))
 
 
@@ -346,7 +349,11 @@ def _account(
     figures = {
         row[SOURCE_COL]: row
         for row in events.groupBy(SOURCE_COL)
-        .agg(F.countDistinct(S.ORDER_ID).alias("orders"), F.countDistinct(S.ITEM_ID).alias("items"))
+        .agg(
+            F.countDistinct(S.ORDER_ID).alias("orders"),
+            F.countDistinct(S.ITEM_ID).alias("items"),
+            F.countDistinct(F.when(F.col(S.ITEM_ID).isNotNull(), F.col(ITEM_SPELLING))).alias("spellings"),
+        )
         .collect()  # one row per source
     }
     counts = []
@@ -369,6 +376,7 @@ def _account(
                 reasons.get(name, {}),
                 fig["orders"] if fig else None,
                 fig["items"] if fig else None,
+                fig["spellings"] - fig["items"] if fig else None,
             )
         )
     return counts

@@ -267,3 +267,37 @@ def test_catalog_and_user_sources(
     assert items["71053"].title == "WHITE METAL LANTERN"  # items only seen in events are kept
     users = {r.user_id: r.country for r in store.read_table(S.USERS).collect()}
     assert users == {"17850": "Norway", "14527": "United Kingdom", "99": "Iceland"}
+
+
+SPELLINGS = [
+    # one product each, spelled as the real exports do (case, surrounding spaces)
+    "536400,82001S,SILVER RECORD COVER FRAME,1,2010-12-01 10:00:00,3.39,17850,United Kingdom",
+    "536401,82001s ,SILVER RECORD COVER FRAME,2,2010-12-02 10:00:00,3.39,14527,United Kingdom",
+    "536402,15056P,EDWARDIAN PARASOL PINK,1,2010-12-02 11:00:00,5.95,17850,United Kingdom",
+    "536403,15056p,EDWARDIAN PARASOL PINK,1,2010-12-03 11:00:00,5.95,14527,United Kingdom",
+    "536404, 35004C,SET OF 3 COLOURED FLYING DUCKS,1,2010-12-03 12:00:00,4.65,17850,United Kingdom",
+    "536405,35004c,SET OF 3 COLOURED FLYING DUCKS,1,2010-12-04 12:00:00,4.65,14527,United Kingdom",
+]
+
+
+@pytest.mark.parametrize(("fold", "items", "merged"), [(True, 3, 3), (False, 6, 0)])
+def test_item_ids_are_trimmed_and_case_folded_by_config(
+    spark: SparkSession,
+    store: TableStore,
+    settings: Settings,
+    tmp_path: Path,
+    fold: bool,
+    items: int,
+    merged: int,
+) -> None:
+    cfg = ingest_settings(settings, a=source(write_csv(tmp_path / "a.csv", SPELLINGS)))
+    report = run_ingest(spark, store, cfg.model_copy(update={"fold_item_id_case": fold}), "run-1")
+    (counted,) = report.sources
+    assert (counted.valid, counted.distinct_items, counted.merged_spellings) == (6, items, merged)
+    ids = {r.item_id for r in store.read_table(S.ITEMS).collect()}
+    assert ids == (
+        {"82001S", "15056P", "35004C"}
+        if fold
+        else {"82001S", "82001s", "15056P", "15056p", "35004C", "35004c"}
+    )
+    assert "merged" in report.format()

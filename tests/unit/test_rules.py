@@ -45,7 +45,7 @@ def raw_rows(spark: SparkSession, *changes: dict[str, str | None]) -> DataFrame:
 
 
 def classify(spark: SparkSession, source: SourceSettings, *changes: dict[str, str | None]) -> DataFrame:
-    parsed = rules.parse_events(raw_rows(spark, *changes), source, "test", "C")
+    parsed = rules.parse_events(raw_rows(spark, *changes), source, "test", "C", True)
     return rules.classify(parsed, rules.event_rules(source, len(HEADER)))
 
 
