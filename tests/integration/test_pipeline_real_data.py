@@ -1,4 +1,5 @@
-"""Enrich -> features -> segments -> candidates -> scoring -> ranking on the real sample, as of 2011-12-09."""
+"""Enrich -> features -> segments -> candidates -> scoring -> ranking on real data (the 2010-2011 export),
+as of 2011-12-09."""
 
 from __future__ import annotations
 
@@ -24,6 +25,14 @@ from genre_spark.strategy import context_for, load_strategies, new_items_book
 from tests.conftest import REAL_RUN, RealWarehouse
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def real(real_2011: RealWarehouse) -> RealWarehouse:
+    """This module's real data: the 2010-2011 export alone (see tests/conftest.py)."""
+    return real_2011
+
+
 AS_OF = dt.date(2011, 12, 9)
 
 
@@ -159,16 +168,23 @@ def test_bi_encoder_scores_every_user_on_the_shortlist(
 @pytest.fixture(scope="module")
 def learned(spark: SparkSession, settings: Settings, real: RealWarehouse, scoring: ScoringReport) -> str:
     """The learned ranker as `run` trains it (one cut-off and fewer trees here, to keep the suite short):
-    the stages run for the cut-off 28 days before, then the fit, then ranker_scores as of AS_OF."""
+    the stages run for the cut-off before, then the fit, then ranker_scores as of AS_OF."""
     tuned = settings.discriminator.model_copy(update={"cutoffs": 1, "n_estimators": 20})
-    # the cut-off's stages without the scorer (the suite's budget; the LM feature is missing there)
+    # the cut-off's stages without the scorer and with a smaller ALS and k search (the suite's budget)
     scoring_off = settings.scoring.model_copy(
         update={"bi_encoder": settings.scoring.bi_encoder.model_copy(update={"enabled": False})}
     )
+    als = settings.candidates.als.model_copy(update={"max_iter": 5, "rank": 16})
+    cheap = {
+        "discriminator": tuned,
+        "scoring": scoring_off,
+        "candidates": settings.candidates.model_copy(update={"als": als}),
+        "segments": settings.segments.model_copy(update={"k_min": 4, "k_max": 5}),
+    }
     ctx = RunContext(
         spark,
         real.store,
-        settings.model_copy(update={"discriminator": tuned, "scoring": scoring_off}),
+        settings.model_copy(update=cheap),
         AS_OF,
         REAL_RUN,
         load_strategies(),

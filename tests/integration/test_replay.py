@@ -1,4 +1,5 @@
-"""`replay` for 2 weeks on the real sample from 2011-11-01, cheap stage settings (no scorer, small ALS)."""
+"""`replay` for 2 weeks on real data (the 2010-2011 export) from 2011-11-01, cheap stage settings (no scorer,
+small ALS)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,14 @@ from genre_spark.strategy import allowed_strategies, load_strategies
 from tests.conftest import RealWarehouse
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def real(real_2011: RealWarehouse) -> RealWarehouse:
+    """This module's real data: the 2010-2011 export alone (see tests/conftest.py)."""
+    return real_2011
+
+
 START = dt.date(2011, 11, 1)
 FIXED = ["win_back"]
 
