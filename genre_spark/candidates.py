@@ -313,7 +313,8 @@ def from_neighbours(
     """Neighbours of the user's anchors, scores summed over anchors; the detail names the strongest anchor."""
     reached = anchors.join(neighbours.withColumnRenamed(S.ITEM_ID, "anchor_id"), "anchor_id")
     per_item = reached.groupBy(S.USER_ID, F.col("neighbour_id").alias(S.ITEM_ID)).agg(
-        F.sum("score").alias("source_score"), F.max_by("anchor_id", "score").alias("anchor_id")
+        F.sum("score").alias("source_score"),
+        F.max_by("anchor_id", F.struct("score", "anchor_id")).alias("anchor_id"),  # ties: by id
     )
     named = per_item.join(
         F.broadcast(titles.select(F.col(S.ITEM_ID).alias("anchor_id"), F.col(S.TITLE).alias("_anchor"))),
@@ -436,13 +437,12 @@ def similar_users(
 
 
 def _index(spark: SparkSession, ids: DataFrame, column: str, index: str) -> DataFrame:
-    """Dense int ids for MLlib, assigned in parallel (zipWithIndex), not collected to the driver.
-
-    Checkpointed (eagerly, in the executors): the row order after ``distinct`` is not deterministic, so
-    a recomputation could number the ids differently between the ratings and the recommendations.
+    """Dense int ids for MLlib in id order (a sort, then zipWithIndex), not collected to the driver: the
+    same ids get the same numbers in every run. Checkpointed (eagerly, in the executors), so the ratings
+    and the recommendations read one numbering.
     """
     schema = T.StructType([T.StructField(column, T.StringType()), T.StructField(index, T.IntegerType())])
-    rdd = ids.rdd.zipWithIndex().map(lambda pair: (pair[0][0], int(pair[1])))
+    rdd = ids.orderBy(column).rdd.zipWithIndex().map(lambda pair: (pair[0][0], int(pair[1])))
     return spark.createDataFrame(rdd, schema).localCheckpoint(eager=True)
 
 

@@ -147,7 +147,7 @@ def blend(candidates: DataFrame, strategies: DataFrame, weights: DataFrame) -> D
     return weighted.groupBy(S.USER_ID, S.ITEM_ID, S.SEGMENT_ID, "strategy_id").agg(
         F.sum("_part").alias("score"),
         F.array_sort(F.collect_set("source")).alias("sources"),
-        F.max_by("detail", "_part").alias("explanation"),
+        F.max_by("detail", F.struct("_part", "detail")).alias("explanation"),  # ties: by text
     )
 
 
@@ -169,9 +169,9 @@ def add_scorer_scores(
         .groupBy(S.USER_ID, S.ITEM_ID)
         .agg(
             F.sum("_part").alias("_lm"),
-            F.max_by(F.format_string("moved up by %s (score %.2f)", "scorer", "score"), "_part").alias(
-                "_why"
-            ),
+            F.max_by(
+                F.format_string("moved up by %s (score %.2f)", "scorer", "score"), F.struct("_part", "scorer")
+            ).alias("_why"),
         )
     )
     by_sources = Window.partitionBy(S.USER_ID).orderBy(F.desc("_base"), F.asc(S.ITEM_ID))

@@ -103,6 +103,9 @@ def silhouette_by_k(sample: DataFrame, ks: Sequence[int], seed: int, max_iter: i
 
 
 def fit_segmentation(features: DataFrame, settings: SegmentSettings, run_id: str) -> SegmentFit:
+    # in user order: the seeded sample (silhouette) and the seeded KMeans see the same rows in the same
+    # partitions in every run, whatever order the table's files came in
+    features = features.orderBy(S.USER_ID)
     n_users = features.count()
     if n_users <= settings.k_min:
         raise GenreSparkError(
