@@ -170,7 +170,7 @@ def _item_id(column: Column, fold_case: bool) -> Column:
     return F.upper(_text(column)) if fold_case else _text(column)
 
 
-def _item_columns(raw: DataFrame, source: SourceSettings, fold_case: bool) -> list[Column]:
+def _item_columns(source: SourceSettings, fold_case: bool) -> list[Column]:
     """The item id and its raw spelling (trimmed), which ingest counts to report merged spellings."""
     column = F.col(f"`{source.columns[S.ITEM_ID]}`")
     return [_item_id(column, fold_case).alias(S.ITEM_ID), _text(column).alias(ITEM_SPELLING)]
@@ -236,7 +236,7 @@ def parse_events(
     return raw.select(
         *_prelude(raw, source, name),
         order_id.alias(S.ORDER_ID),
-        *_item_columns(raw, source, fold_case),
+        *_item_columns(source, fold_case),
         _user_id(F.col(f"`{cols[S.USER_ID]}`")).alias(S.USER_ID),
         _timestamp(ts, ts_type, source.timestamp_format).alias(S.EVENT_TS),
         _integer(qty, qty_type).alias(S.QUANTITY),
@@ -260,7 +260,7 @@ def parse_items(raw: DataFrame, source: SourceSettings, name: str, fold_case: bo
         price = F.lit(None).cast("double")
     return raw.select(
         *_prelude(raw, source, name),
-        *_item_columns(raw, source, fold_case),
+        *_item_columns(source, fold_case),
         text(S.TITLE).alias(S.TITLE),
         text(S.DESCRIPTION).alias(S.DESCRIPTION),
         price.alias(S.UNIT_PRICE),
