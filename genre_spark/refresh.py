@@ -131,13 +131,16 @@ def read_latest_recommendations(store: TableStore) -> DataFrame:
 
 
 def run_once(ctx: RunContext, stages: Sequence[str] | None = None) -> RunOutcome:
-    """The stages of one run, then :func:`finish_run`; nothing at all when ``runs`` records the run id with
-    every stage asked for (a rerun: the run id covers the config, the strategies and the context)."""
-    wanted = list(STAGES) if not stages else list(stages)
-    if set(wanted) <= completed_stages(ctx.store, ctx.run_id):
+    """The stages of one run that ``runs`` does not record for its run id yet, then :func:`finish_run`;
+    nothing at all when it records every one (a rerun: the run id covers the config, the strategies and the
+    context). A resumed run (a retry after a failure, the full refresh after the stage notebooks) runs only
+    the missing stages, so the recorded ones neither recompute nor refit their models."""
+    done = completed_stages(ctx.store, ctx.run_id)
+    todo = [s for s in (stages or STAGES) if s not in done]
+    if not todo:
         return RunOutcome(ctx.as_of, ctx.run_id, True)
     started = time.perf_counter()
-    results = run_stages(ctx, stages)
+    results = run_stages(ctx, todo)
     seconds = time.perf_counter() - started
     notes = finish_run(ctx, results, seconds)
     report = write_run_report(ctx, results, notes, seconds)

@@ -1,7 +1,8 @@
 """Every Databricks notebook in notebooks/, executed cell by cell with the suite's Spark session.
 
 The stage notebooks run in pipeline order into one warehouse on a slice of the real sample, then the
-refresh notebook runs everything again with the same (derived) run id: it must commit nothing.
+refresh notebook with the same (derived) run id runs only the stages no notebook ran, and a second refresh
+runs nothing.
 Widgets come from GENRE_SPARK_<NAME> environment variables (``notebook.EnvWidgets``).
 """
 
@@ -138,15 +139,19 @@ def test_every_notebook_runs(spark: SparkSession, monkeypatch: pytest.MonkeyPatc
     assert recommendations.filter(f"as_of = '{AS_OF}'").select(S.USER_ID).distinct().count() > 100
     version = store.version(S.RECOMMENDATIONS)
 
-    # same widgets -> same derived run id, every stage recorded -> the refresh computes nothing
+    # same widgets -> same derived run id: the refresh runs only the stages no notebook ran (it resumes)
     namespace = execute(found[REFRESH], spark)
-    assert namespace["results"] == []
+    rest = [s for s in STAGES if s not in found]
+    assert rest and [r.stage for r in namespace["results"]] == rest
     assert store.version(S.RECOMMENDATIONS) == version
-    runs = store.read_table(S.RUNS).collect()  # one record per stage notebook, all of one derived run id
-    assert len(runs) == len(stage_notebooks) and len({r[S.RUN_ID] for r in runs}) == 1
+    runs = store.read_table(S.RUNS).collect()  # one record per notebook, all of one derived run id
+    assert len(runs) == len(stage_notebooks) + 1 and len({r[S.RUN_ID] for r in runs}) == 1
     run_id = runs[0][S.RUN_ID]
     reports = sorted(p.name for p in (warehouse / "_reports" / run_id).glob("report*.html"))
-    assert reports == sorted(f"report-{p.stem}.html" for p in stage_notebooks)
+    expected = [f"report-{'+'.join(rest)}.html", *(f"report-{p.stem}.html" for p in stage_notebooks)]
+    assert reports == sorted(expected)
+    again = execute(found[REFRESH], spark)  # now every stage is recorded: nothing runs
+    assert again["results"] == [] and len(store.read_table(S.RUNS).collect()) == len(runs)
     extra = set(found) - EXPECTED - set(STAGES)
     for name in sorted(extra):  # notebooks beyond the stage set also run (after the rest)
         execute(found[name], spark)
