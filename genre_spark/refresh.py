@@ -133,8 +133,9 @@ def read_latest_recommendations(store: TableStore) -> DataFrame:
 def run_once(ctx: RunContext, stages: Sequence[str] | None = None) -> RunOutcome:
     """The stages of one run that ``runs`` does not record for its run id yet, then :func:`finish_run`;
     nothing at all when it records every one (a rerun: the run id covers the config, the strategies and the
-    context). A resumed run (a retry after a failure, the full refresh after the stage notebooks) runs only
-    the missing stages, so the recorded ones neither recompute nor refit their models."""
+    context). After runs of part of the stages (the bundle's tasks, the stage notebooks) only the others run,
+    so the recorded ones neither recompute nor refit their models. (A run that failed recorded nothing: its
+    retry runs every stage, and the writes already committed are skipped.)"""
     done = completed_stages(ctx.store, ctx.run_id)
     todo = [s for s in (stages or STAGES) if s not in done]
     if not todo:
