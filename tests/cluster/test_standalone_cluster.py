@@ -27,7 +27,7 @@ pytestmark = [
 ]
 
 AS_OF = dt.date(2011, 12, 9)
-EVERY_NTH_CUSTOMER = 15  # ~290 customers, ~27k rows, ~2,850 items of online_retail_2010_2011
+EVERY_NTH_CUSTOMER = 30  # 146 customers, ~16k rows, ~2,500 items of online_retail_2010_2011 (suite budget)
 K = 10
 SCORING_UDF = "row_dots"  # the bi-encoder's Arrow UDF (profile . title vector); only scoring calls it
 SUBMIT = ["--driver-memory", "2g", "--executor-memory", "2g", "--total-executor-cores", "2"]
@@ -147,7 +147,7 @@ def test_pipeline_on_standalone_cluster(cluster: Cluster, tmp_path: Path) -> Non
     recs = DeltaTable(str(warehouse / "recommendations")).to_pandas()
     items = DeltaTable(str(warehouse / "items")).to_pandas()
     recs = recs[pd.to_datetime(recs["as_of"]).dt.date == AS_OF]
-    assert recs["user_id"].nunique() > 200
+    assert recs["user_id"].nunique() > 100
     assert recs.groupby("user_id").size().max() <= K
     assert set(recs["item_id"]) <= set(items["item_id"])
     assert recs["explanation"].str.len().gt(0).all()
