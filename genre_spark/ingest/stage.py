@@ -24,7 +24,7 @@ from genre_spark.errors import AccountingError, InputError
 from genre_spark.ingest import derive, rules
 from genre_spark.ingest.rules import DETAIL, ITEM_SPELLING, MALFORMED, RAW, REASON, ROW, SOURCE_COL
 from genre_spark.ingest.sources import is_folder, list_files, read_source, spark_error_reason
-from genre_spark.storage import TableStore, WriteResult
+from genre_spark.storage import AppendIfAbsent, TableStore, WriteResult
 
 DUPLICATE_EVENT = "duplicate_event"
 DUPLICATE_ITEM = "duplicate_item"
@@ -99,7 +99,11 @@ def run_ingest(spark: SparkSession, store: TableStore, settings: IngestSettings,
             rows_in[name] = _count_source(df, name, src)
             classified[src.table].append(df)
 
-        events = _dedup_events(_union(classified[S.EVENTS]), _previous_events(store, run_id))
+        # the events append commits only if no other run appended since this version (no double copies)
+        read = AppendIfAbsent(S.EVENT_ID, store.version(S.EVENTS))
+        events = _dedup_events(
+            _union(classified[S.EVENTS]), _previous_events(store, run_id, read.read_version)
+        )
         events = events.persist(StorageLevel.MEMORY_AND_DISK)
         cached.append(events)
         items = (
@@ -111,7 +115,7 @@ def run_ingest(spark: SparkSession, store: TableStore, settings: IngestSettings,
 
         write = functools.partial(store.write_table, run_id=run_id, stage="ingest")
         writes = [
-            write(_valid_events(events, run_id), S.EVENTS, mode="append"),
+            write(_valid_events(events, run_id), S.EVENTS, mode="append", if_absent=read),
             write(
                 _quarantine([(S.EVENTS, events), (S.ITEMS, items), (S.USERS, users)], run_id),
                 S.QUARANTINE,
@@ -190,12 +194,13 @@ def _union(frames: Iterable[DataFrame]) -> DataFrame:
     return functools.reduce(lambda a, b: a.unionByName(b), frames)
 
 
-def _previous_events(store: TableStore, run_id: str) -> DataFrame | None:
-    """Event ids committed by earlier runs (a rerun of this run must not see its own rows)."""
-    if not store.exists(S.EVENTS):
+def _previous_events(store: TableStore, run_id: str, version: int | None) -> DataFrame | None:
+    """Event ids committed by earlier runs as of ``version`` (a rerun of this run must not see its
+    own rows)."""
+    if version is None:
         return None
     return (
-        store.read_table(S.EVENTS)
+        store.read_table(S.EVENTS, version=version)
         .filter(F.col(S.INGESTED_RUN_ID) != run_id)
         .select(S.EVENT_ID, F.col(S.INGESTED_RUN_ID).alias("_previous_run"))
     )

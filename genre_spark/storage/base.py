@@ -14,7 +14,7 @@ import pyarrow.fs as pafs
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
-from genre_spark.errors import SchemaMismatchError
+from genre_spark.errors import SchemaMismatchError, WriteConflictError
 from genre_spark.schemas import contract
 from genre_spark.storage.locations import Locator, TableLocation, normalize_path
 
@@ -32,6 +32,20 @@ class WriteResult:
 
 
 @dataclass(frozen=True)
+class AppendIfAbsent:
+    """An append of rows deduplicated against the table as of ``read_version`` (None: no table yet).
+
+    It commits only if no other commit touched the table since that version, so two overlapping
+    appends of the same rows leave one copy, whichever wins; the loser raises WriteConflictError.
+    The embedded back-end checks the version at commit (no commit retry); the native one runs a
+    Delta MERGE that inserts the rows whose ``key`` is absent (two such MERGEs conflict in Delta).
+    """
+
+    key: str
+    read_version: int | None
+
+
+@dataclass(frozen=True)
 class WriteRequest:
     """One write, after the shared checks: what a back-end needs to commit it."""
 
@@ -41,6 +55,7 @@ class WriteRequest:
     app_id: str  # Delta app-transaction id: a second write with the same id is skipped
     partition_by: list[str]
     replace_where: dict[str, str]  # partition column -> value as spelled in paths and predicates
+    if_absent: AppendIfAbsent | None = None
 
 
 class TableStore(ABC):
@@ -143,6 +158,7 @@ class TableStore(ABC):
         stage: str = "",
         partition_by: Sequence[str] = (),
         replace_where: Mapping[str, PartitionValue] | None = None,
+        if_absent: AppendIfAbsent | None = None,
     ) -> WriteResult:
         """Write ``df`` to table ``name`` in one atomic, idempotent commit.
 
@@ -152,17 +168,19 @@ class TableStore(ABC):
         ``items``) pass their own ``stage`` so both land.
         ``replace_where`` maps partition columns to values and turns an overwrite into a
         replacement of that partition only; every written row must fall inside it.
+        ``if_absent`` makes an append serializable against other writers (see :class:`AppendIfAbsent`).
         """
         if mode not in ("append", "overwrite"):
             raise ValueError(f"mode must be 'append' or 'overwrite', got {mode!r}")
-        if replace_where:
-            if mode != "overwrite":
-                raise ValueError("replace_where requires mode='overwrite'")
-            outside = sorted(set(replace_where) - set(partition_by))
-            if outside:
-                raise ValueError(
-                    f"replace_where columns {outside} must be partition columns {list(partition_by)}"
-                )
+        if replace_where and mode != "overwrite":
+            raise ValueError("replace_where requires mode='overwrite'")
+        outside = sorted(set(replace_where or ()) - set(partition_by))
+        if outside:
+            raise ValueError(
+                f"replace_where columns {outside} must be partition columns {list(partition_by)}"
+            )
+        if if_absent is not None and mode != "append":
+            raise ValueError("if_absent requires mode='append'")
         df = conform_to_contract(df, name)
         missing = [c for c in partition_by if c not in df.columns]
         if missing:
@@ -174,6 +192,7 @@ class TableStore(ABC):
             app_id=transaction_app_id(run_id, stage, replace_where),
             partition_by=list(partition_by),
             replace_where={k: partition_string(v) for k, v in (replace_where or {}).items()},
+            if_absent=if_absent,
         )
         started = time.perf_counter()
         result = self._write(df, request)
@@ -241,6 +260,16 @@ def transaction_app_id(
     if replace_where:
         app_id += ":" + ",".join(f"{k}={partition_string(v)}" for k, v in sorted(replace_where.items()))
     return app_id
+
+
+def check_unchanged(name: str, version: int | None, request: WriteRequest) -> None:
+    """An append-if-absent fails before writing anything when the table moved since it was read."""
+    if request.if_absent is not None and version != request.if_absent.read_version:
+        read = request.if_absent.read_version
+        raise WriteConflictError(
+            f"table '{name}': another writer committed since this run read it "
+            f"(version {'none' if read is None else read}, now {version}), nothing written"
+        )
 
 
 def partition_string(value: PartitionValue) -> str:

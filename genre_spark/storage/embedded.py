@@ -28,7 +28,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
 from deltalake import Schema as DeltaSchema
-from deltalake.exceptions import CommitFailedError
+from deltalake.exceptions import CommitFailedError, DeltaError
 from deltalake.exceptions import TableNotFoundError as DeltaTableNotFound
 from deltalake.transaction import (
     AddAction,
@@ -43,7 +43,13 @@ from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
 from genre_spark.errors import SchemaMismatchError, TableNotFoundError, WriteConflictError
 from genre_spark.schemas import contract
-from genre_spark.storage.base import TableStore, WriteRequest, WriteResult, check_schema
+from genre_spark.storage.base import (
+    TableStore,
+    WriteRequest,
+    WriteResult,
+    check_schema,
+    check_unchanged,
+)
 from genre_spark.storage.locations import Locator
 from genre_spark.storage.parquet_stats import delta_stats_json
 
@@ -96,6 +102,7 @@ class EmbeddedDeltaStore(TableStore):
             if table.transaction_version(request.app_id) is not None:
                 return WriteResult(name, table.version(), skipped=True)
             self._check_compatible(name, table, df.schema, request.partition_by)
+        check_unchanged(name, None if table is None else table.version(), request)
 
         staging = f"{_STAGING}/{uuid.uuid4().hex}"
         writer = df.write.mode("errorifexists")
@@ -179,18 +186,25 @@ class EmbeddedDeltaStore(TableStore):
         props = CommitProperties(
             app_transactions=[Transaction(request.app_id, 0, int(time.time() * 1000))],
             custom_metadata={"genre_spark.run_id": request.run_id, "genre_spark.table": request.table},
+            # an append deduplicated against one version must not be rebased onto a later one
+            max_commit_retries=0 if request.if_absent is not None else None,
         )
         partition_by = request.partition_by or None
         if table is None:
-            create_table_with_add_actions(
-                self.table_path(request.table),
-                delta_schema,
-                adds,
-                mode="error",
-                partition_by=partition_by,
-                name=request.table,
-                commit_properties=props,
-            )
+            try:
+                create_table_with_add_actions(
+                    self.table_path(request.table),
+                    delta_schema,
+                    adds,
+                    mode="error",
+                    partition_by=partition_by,
+                    name=request.table,
+                    commit_properties=props,
+                )
+            except DeltaError as exc:
+                if not self.exists(request.table):
+                    raise
+                raise CommitFailedError(f"the table was created by another writer: {exc}") from exc
             return
         actions: list[AddAction | RemoveAction] = list(adds)
         table.create_write_transaction(

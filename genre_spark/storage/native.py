@@ -13,9 +13,23 @@ from typing import Any
 
 from pyspark.sql import DataFrame
 
-from genre_spark.errors import TableNotFoundError
+from genre_spark.errors import TableNotFoundError, WriteConflictError
 from genre_spark.schemas import contract
-from genre_spark.storage.base import TableStore, WriteRequest, WriteResult, replace_where_predicate
+from genre_spark.storage.base import (
+    TableStore,
+    WriteRequest,
+    WriteResult,
+    check_unchanged,
+    replace_where_predicate,
+)
+
+# what Delta's optimistic concurrency raises when another commit won (exception classes, error classes)
+_CONCURRENT_COMMIT = (
+    "io.delta.exceptions.Concurrent",
+    "DELTA_CONCURRENT_",
+    "DELTA_METADATA_CHANGED",
+    "DELTA_PROTOCOL_CHANGED",
+)
 
 
 class NativeDeltaStore(TableStore):
@@ -42,12 +56,15 @@ class NativeDeltaStore(TableStore):
         return [row.asDict(recursive=True) for row in self._history_df(name, None).collect()]
 
     def _history_df(self, name: str, limit: int | None) -> DataFrame:
+        return self._delta_table(name).history(limit)
+
+    def _delta_table(self, name: str) -> Any:
         from delta.tables import DeltaTable
 
         where = self.location(name)
         if where.name is not None:
-            return DeltaTable.forName(self.spark, where.name).history(limit)
-        return DeltaTable.forPath(self.spark, str(where)).history(limit)
+            return DeltaTable.forName(self.spark, where.name)
+        return DeltaTable.forPath(self.spark, str(where))
 
     def read_table(self, name: str, *, version: int | None = None) -> DataFrame:
         if not self.exists(name):
@@ -61,19 +78,13 @@ class NativeDeltaStore(TableStore):
         return df if schema is None else df.select(*schema.names)
 
     def delete_where(self, name: str, predicate: str, *, run_id: str) -> WriteResult:
-        from delta.tables import DeltaTable
 
         if not self.exists(name):
             raise TableNotFoundError(name, self.table_path(name))
         matching = self.read_table(name).filter(predicate).count()
         if matching == 0:
             return WriteResult(name, self.version(name), skipped=True)
-        where = self.location(name)
-        table = (
-            DeltaTable.forName(self.spark, where.name)
-            if where.name is not None
-            else DeltaTable.forPath(self.spark, str(where))
-        )
+        table = self._delta_table(name)
         self.spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", f"genre_spark.run_id={run_id}")
         try:
             table.delete(predicate)
@@ -84,6 +95,47 @@ class NativeDeltaStore(TableStore):
     def _write(self, df: DataFrame, request: WriteRequest) -> WriteResult:
         name = request.table
         before = self.version(name)
+        check_unchanged(name, before, request)
+        try:
+            if request.if_absent is not None and before is not None:
+                self._merge_absent(df, request)
+            else:
+                self._save(df, request)
+        except Exception as exc:
+            if any(marker in str(exc) for marker in _CONCURRENT_COMMIT):
+                raise WriteConflictError(
+                    f"table '{name}': concurrent commit, nothing written: {exc}"
+                ) from exc
+            raise
+        after = self.version(name)
+        return WriteResult(name, after, skipped=after == before)
+
+    def _merge_absent(self, df: DataFrame, request: WriteRequest) -> None:
+        """Delta's insert-if-absent: a MERGE that inserts the rows whose key the table lacks. Not a
+        blind append, so a concurrent MERGE of the same rows conflicts (ConcurrentAppendException)."""
+        assert request.if_absent is not None
+        key = request.if_absent.key
+        table = self._delta_table(request.table)
+        confs = {
+            "spark.databricks.delta.write.txnAppId": request.app_id,
+            "spark.databricks.delta.write.txnVersion": "0",
+            "spark.databricks.delta.commitInfo.userMetadata": f"genre_spark.run_id={request.run_id}",
+        }
+        for k, v in confs.items():
+            self.spark.conf.set(k, v)
+        try:
+            (
+                table.alias("t")
+                .merge(df.alias("s"), f"t.`{key}` = s.`{key}`")
+                .whenNotMatchedInsertAll()
+                .execute()
+            )
+        finally:
+            for k in confs:
+                self.spark.conf.unset(k)
+
+    def _save(self, df: DataFrame, request: WriteRequest) -> None:
+        name = request.table
         writer = (
             df.write.format("delta")
             .mode(request.mode)
@@ -100,5 +152,3 @@ class NativeDeltaStore(TableStore):
             writer.saveAsTable(where.name)
         else:
             writer.save(str(where))
-        after = self.version(name)
-        return WriteResult(name, after, skipped=after == before)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import subprocess
 import sys
 from pathlib import Path
@@ -92,3 +93,43 @@ def test_generate_ingest_fit_profile_round_trip(tmp_path: Path) -> None:
 
     bad = genre_spark("generate", "--users", "0", "--out", "gen", cwd=tmp_path)
     assert bad.returncode == 2 and "--users must be at least 1" in bad.stderr
+
+
+@pytest.mark.slow
+def test_two_overlapping_ingests_leave_one_copy(tmp_path: Path) -> None:
+    """A scheduler retry overlapping a slow run: two processes ingest the same slice of the sample at
+    once under two run ids. Whichever wins, `events` holds each event once, and a loser exits 5 with
+    the table named."""
+    from tests.conftest import retail_file
+
+    with gzip.open(retail_file("online_retail_2010_2011.csv.gz"), "rt", encoding="utf-8") as f:
+        lines = [next(f) for _ in range(2001)]
+    (tmp_path / "slice.csv").write_text("".join(lines))
+    common = [
+        "--conf",
+        str(ROOT / "conf" / "local.yaml"),
+        "--set",
+        "spark.master=local[1]",
+        "--set",
+        f"storage.warehouse={tmp_path / 'wh'}",
+        "--set",
+        "ingest.sources.online_retail_ii_2009_2010.enabled=false",
+        "--set",
+        f"ingest.sources.online_retail_2010_2011.path={tmp_path / 'slice.csv'}",
+    ]
+    command = [sys.executable, "-m", "genre_spark.cli", "ingest", *common, "--run-id"]
+    runs = [
+        subprocess.Popen(
+            [*command, run_id], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path
+        )
+        for run_id in ("a", "b")
+    ]
+    results = [(run.wait(300), run.stderr.read() if run.stderr else "") for run in runs]
+    assert sorted(code for code, _ in results) in ([0, 0], [0, 5]), [err[-2000:] for _, err in results]
+    print("exit codes", [code for code, _ in results])
+    for code, err in results:
+        if code == 5:
+            assert "table 'events'" in err.strip().splitlines()[-1]
+    events = DeltaTable(str(tmp_path / "wh" / "events")).to_pandas()
+    assert events["event_id"].is_unique and len(events) > 1_000
+    assert events["ingested_run_id"].nunique() == 1  # the loser, or the later run, added nothing

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -15,8 +16,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
 from genre_spark import schemas as S
-from genre_spark.errors import SchemaMismatchError, TableNotFoundError
-from genre_spark.storage import TableStore
+from genre_spark.errors import SchemaMismatchError, TableNotFoundError, WriteConflictError
+from genre_spark.storage import AppendIfAbsent, TableStore
 from genre_spark.storage.embedded import EmbeddedDeltaStore
 
 TYPED = T.StructType(
@@ -249,3 +250,66 @@ def test_reports_go_through_the_warehouse_filesystem(spark: SparkSession, tmp_pa
     assert remote.get_file_info(f"{root}/_reports/run-1/report.html").size == len(b"<html>")
     assert store.read_report("run-1/report.html") == b"<html>" and store.read_report("nope.png") is None
     assert not (tmp_path / "warehouse").exists()
+
+
+def _another_writer_commits_first(
+    monkeypatch: pytest.MonkeyPatch, spark: SparkSession, store: TableStore, values: list[int]
+) -> None:
+    """Make a second writer (another process, as far as the table knows) commit ``values`` to ``t``
+    after this write read the table and before it commits."""
+    publish = EmbeddedDeltaStore._publish
+
+    def race(self: EmbeddedDeltaStore, *args: Any) -> Any:
+        monkeypatch.setattr(EmbeddedDeltaStore, "_publish", publish)  # the other writer's own publish
+        other = EmbeddedDeltaStore(spark, store.warehouse)
+        other.write_table(one_column(spark, values), "t", mode="append", run_id="other")
+        return publish(self, *args)
+
+    monkeypatch.setattr(EmbeddedDeltaStore, "_publish", race)
+
+
+@pytest.mark.parametrize("table_existed", [True, False])
+def test_append_if_absent_loses_to_a_commit_since_its_read(
+    spark: SparkSession, store: TableStore, monkeypatch: pytest.MonkeyPatch, table_existed: bool
+) -> None:
+    """Two overlapping deduplicating appends leave one copy: the one that read an older version than
+    the table holds at commit time writes nothing and raises the exit-5 error, also when both created
+    the table."""
+    if table_existed:
+        store.write_table(one_column(spark, [0]), "t", mode="append", run_id="seed")
+    read = AppendIfAbsent("v", store.version("t"))
+    _another_writer_commits_first(monkeypatch, spark, store, [1, 2])
+    with pytest.raises(WriteConflictError, match="table 't': concurrent commit, nothing written") as exc:
+        store.write_table(one_column(spark, [1, 2]), "t", mode="append", run_id="mine", if_absent=read)
+    assert exc.value.exit_code == 5
+    assert sorted(r.v for r in store.read_table("t").collect()) == [0, 1, 2][0 if table_existed else 1 :]
+    assert store.history("t")[0]["genre_spark.run_id"] == "other"
+
+
+def test_append_if_absent_checks_before_writing_and_rerun_is_skipped(
+    spark: SparkSession, store: TableStore
+) -> None:
+    first = store.write_table(
+        one_column(spark, [1]), "t", mode="append", run_id="a", if_absent=AppendIfAbsent("v", None)
+    )
+    assert not first.skipped
+    stale = AppendIfAbsent("v", None)  # read before run a created the table
+    files = set(Path(store.table_path("t")).rglob("*.parquet"))
+    with pytest.raises(WriteConflictError, match=r"since this run read it \(version none, now 0\)"):
+        store.write_table(one_column(spark, [1]), "t", mode="append", run_id="b", if_absent=stale)
+    assert set(Path(store.table_path("t")).rglob("*.parquet")) == files  # failed before writing a file
+    # the retry of run a reads the table as it is now and finds its write committed
+    again = store.write_table(
+        one_column(spark, [1]), "t", mode="append", run_id="a", if_absent=AppendIfAbsent("v", 0)
+    )
+    assert again.skipped and store.read_table("t").count() == 1
+
+
+def test_a_table_created_by_another_writer_is_a_conflict(
+    spark: SparkSession, store: TableStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two first writes of one table: the loser gets the exit-5 error, not delta-rs's 'already exists'."""
+    _another_writer_commits_first(monkeypatch, spark, store, [1])
+    with pytest.raises(WriteConflictError, match="created by another writer"):
+        store.write_table(one_column(spark, [2]), "t", mode="append", run_id="mine")
+    assert [r.v for r in store.read_table("t").collect()] == [1]
