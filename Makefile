@@ -11,7 +11,7 @@ $(BIN)/genre-spark: setup.py pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# CPU build of torch first (a local wheel here); an open range could pull a multi-GB CUDA build
 	$(BIN)/pip install --quiet "torch==2.13.0"
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[spark,dev]"
 	@touch $@
 
 install: $(BIN)/genre-spark

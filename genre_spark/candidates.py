@@ -27,7 +27,7 @@ from pyspark.sql import types as T
 from genre_spark import schemas as S
 from genre_spark.config import AlsSettings, CandidateSettings, SimilarUserSettings
 from genre_spark.errors import ConfigError
-from genre_spark.history import days_before, decay, product_purchases, purchase_history
+from genre_spark.history import days_before, decay, items_as_of, product_purchases, purchase_history
 from genre_spark.storage import TableStore, WriteResult
 
 
@@ -528,7 +528,7 @@ def run_candidates(
     spark: SparkSession, store: TableStore, settings: CandidateSettings, as_of: dt.date, run_id: str
 ) -> CandidateReport:
     segments = store.read_table(S.USER_SEGMENTS).filter(F.col(S.AS_OF) == F.lit(as_of))
-    items = store.read_table(S.ITEMS)
+    items = items_as_of(store.read_table(S.ITEMS), as_of)
     # read by all six sources: one scan of the events instead of one per source
     purchases = product_purchases(store.read_table(S.EVENTS), items, as_of).persist(
         StorageLevel.MEMORY_AND_DISK

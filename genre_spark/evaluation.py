@@ -40,7 +40,14 @@ from genre_spark import schemas as S
 from genre_spark.candidates import generate_candidates
 from genre_spark.config import CandidateSettings, DiscriminatorSettings, EvaluationSettings, Settings
 from genre_spark.errors import ConfigError, TableNotFoundError
-from genre_spark.history import days_before, decay, product_purchases, purchase_history, purchases_between
+from genre_spark.history import (
+    days_before,
+    decay,
+    items_as_of,
+    product_purchases,
+    purchase_history,
+    purchases_between,
+)
 from genre_spark.learned import model as M
 from genre_spark.learned.features import MISSING_RANK, feature_columns
 from genre_spark.learned.stage import MODEL_KIND, ModelNote, training_set
@@ -276,7 +283,7 @@ def _rule_lists(
     candidates = store.read_table(S.CANDIDATES).filter(on_date)
     scores = store.read_table(S.SCORES).filter(on_date) if store.exists(S.SCORES) else None
     learned = store.read_table(S.RANKER_SCORES).filter(on_date)
-    events, items = store.read_table(S.EVENTS), store.read_table(S.ITEMS)
+    events, items = store.read_table(S.EVENTS), items_as_of(store.read_table(S.ITEMS), ctx.as_of)
     frames = []
     for variant, variant_book in ((VARIANT_ALL, book), (VARIANT_NEW, new_items_book(book))):
         for model, model_book in ((PRODUCT, variant_book), (BLEND, with_ranker(variant_book, "blend"))):
@@ -317,7 +324,7 @@ def baseline_candidates(
     """The candidates of baseline sources the product's candidates do not hold (a source off by default
     still serves as a baseline), made as the candidates stage makes them."""
     on_date = F.col(S.AS_OF) == F.lit(as_of)
-    items = store.read_table(S.ITEMS)
+    items = items_as_of(store.read_table(S.ITEMS), as_of)
     purchases = product_purchases(store.read_table(S.EVENTS), items, as_of)
     return generate_candidates(
         items.sparkSession,

@@ -32,6 +32,14 @@ def decay(days: Column, half_life: float) -> Column:
     return F.pow(F.lit(0.5), days / F.lit(half_life))
 
 
+def items_as_of(items: DataFrame, as_of: dt.date) -> DataFrame:
+    """The catalog as a run as of ``as_of`` sees it: an item first seen on or after that date does not
+    exist yet (catalog items without any event, null ``first_seen_ts``, are listed from the start).
+    Titles, prices and categories are the catalog's current ones."""
+    seen = F.col(S.FIRST_SEEN_TS)
+    return items.filter(seen.isNull() | (seen < midnight(as_of)))
+
+
 def purchases_between(events: DataFrame, items: DataFrame, start: dt.date | None, end: dt.date) -> DataFrame:
     """Purchase lines of products in ``[start, end)`` (no start: everything before ``end``):
     user_id, item_id, order_id, event_ts, quantity, unit_price."""

@@ -17,6 +17,7 @@ from genre_spark import __version__
 from genre_spark import schemas as S
 from genre_spark.candidates import normalised_score
 from genre_spark.errors import RankerMissingError
+from genre_spark.history import items_as_of
 from genre_spark.storage import TableStore, WriteResult
 from genre_spark.strategy import Context, StrategyBook, is_new_items, select_strategy
 
@@ -433,7 +434,7 @@ def run_ranking(
         store.read_table(S.CANDIDATES).filter(F.col(S.AS_OF) == as_of),
         segments,
         store.read_table(S.EVENTS),
-        store.read_table(S.ITEMS),
+        items_as_of(store.read_table(S.ITEMS), ctx.as_of),
         book,
         ctx,
         k,

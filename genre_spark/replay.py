@@ -46,6 +46,7 @@ from genre_spark.feedback import (
     feedback_from_purchases,
     run_feedback,
 )
+from genre_spark.history import items_as_of
 from genre_spark.metrics import (
     evaluate_lists,
     item_popularity,
@@ -161,7 +162,7 @@ def _lists(ctx: RunContext, choose: Chooser) -> DataFrame:
         store.read_table(S.CANDIDATES).filter(F.col(S.AS_OF) == as_of),
         segments,
         store.read_table(S.EVENTS),
-        store.read_table(S.ITEMS),
+        items_as_of(store.read_table(S.ITEMS), ctx.as_of),
         ctx.strategies,
         ctx.context,
         ctx.settings.ranking.k,

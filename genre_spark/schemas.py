@@ -44,6 +44,7 @@ PRICE_BAND = "price_band"
 CATEGORY_ID = "category_id"
 CATEGORY_LABEL = "category_label"
 IS_PRODUCT = "is_product"
+FIRST_SEEN_TS = "first_seen_ts"  # the item's first event: a run as of an earlier date does not see it
 AS_OF = "as_of"
 EMBEDDING = "embedding"
 SEGMENT_ID = "segment_id"
@@ -135,6 +136,7 @@ CONTRACTS: dict[str, T.StructType] = {
         (CATEGORY_ID, T.IntegerType()),
         (CATEGORY_LABEL, T.StringType()),
         (IS_PRODUCT, T.BooleanType()),
+        (FIRST_SEEN_TS, T.TimestampType()),
     ),
     USERS: _schema(
         (USER_ID, T.StringType()),

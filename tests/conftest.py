@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
+from genre_spark import schemas as S
 from genre_spark.config import Settings, load_settings
 from genre_spark.ingest import IngestReport, run_ingest
 from genre_spark.session import build_spark_session
@@ -27,6 +29,18 @@ def retail_file(name: str) -> Path:
         if (folder / name).is_file():
             return folder / name
     raise FileNotFoundError(f"{name} is neither in {SHIPPED_DATA} nor in {SHARED_DATA}")
+
+
+def in_contract(df: DataFrame, table: str) -> DataFrame:
+    """``df`` with the columns of ``table``'s contract it lacks, as nulls: inline rows a store accepts."""
+    return df.select(
+        *[
+            F.col(f.name).cast(f.dataType)
+            if f.name in df.columns
+            else F.lit(None).cast(f.dataType).alias(f.name)
+            for f in S.CONTRACTS[table].fields
+        ]
+    )
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,8 @@ def is_product(item_id: Column, codes: Sequence[str], patterns: Sequence[str]) -
 
 
 def items_from_events(rows: DataFrame) -> DataFrame:
-    """One row per item id seen in event rows: its most frequent title and median positive price.
+    """One row per item id seen in event rows: its most frequent title, median positive price and
+    first event time.
 
     ``rows`` are parsed event rows with a usable item id; rows quarantined for other reasons (a
     missing customer id, say) still tell us the item's title and price.
@@ -31,21 +32,27 @@ def items_from_events(rows: DataFrame) -> DataFrame:
         F.mode(S.TITLE, deterministic=True).alias(S.TITLE),
         F.lit(None).cast("string").alias(S.DESCRIPTION),
         F.median(F.when(F.col(S.UNIT_PRICE) > 0, F.col(S.UNIT_PRICE))).alias(S.UNIT_PRICE),
+        F.min(S.EVENT_TS).alias(S.FIRST_SEEN_TS),
     )
 
 
 def merge_items(
     fresh: DataFrame, existing: DataFrame | None, codes: Sequence[str], patterns: Sequence[str]
 ) -> DataFrame:
-    """The new catalog: fresh rows (keeping the enrichment already computed for them) and the
-    existing items this run did not see."""
-    base = fresh.select(S.ITEM_ID, S.TITLE, S.DESCRIPTION, S.UNIT_PRICE)
+    """The new catalog: fresh rows (keeping the enrichment already computed for them and the earlier
+    first event) and the existing items this run did not see."""
+    base = fresh.select(S.ITEM_ID, S.TITLE, S.DESCRIPTION, S.UNIT_PRICE, S.FIRST_SEEN_TS)
     if existing is None:
         merged = base.select("*", *[F.lit(None).alias(c) for c in ENRICHMENT])
     else:
-        enrichment = existing.select(S.ITEM_ID, *ENRICHMENT)
+        known = existing.select(S.ITEM_ID, *ENRICHMENT, F.col(S.FIRST_SEEN_TS).alias("_seen"))
         kept = existing.join(base.select(S.ITEM_ID), S.ITEM_ID, "left_anti").drop(S.IS_PRODUCT)
-        merged = base.join(enrichment, S.ITEM_ID, "left").unionByName(kept)
+        merged = (
+            base.join(known, S.ITEM_ID, "left")
+            .withColumn(S.FIRST_SEEN_TS, F.least(S.FIRST_SEEN_TS, "_seen"))
+            .drop("_seen")
+            .unionByName(kept)
+        )
     return merged.select(
         S.ITEM_ID,
         S.TITLE,
@@ -55,6 +62,7 @@ def merge_items(
         F.col(S.CATEGORY_ID).cast("int").alias(S.CATEGORY_ID),
         F.col(S.CATEGORY_LABEL).cast("string").alias(S.CATEGORY_LABEL),
         is_product(F.col(S.ITEM_ID), codes, patterns).alias(S.IS_PRODUCT),
+        S.FIRST_SEEN_TS,
     )
 
 

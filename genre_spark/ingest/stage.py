@@ -326,7 +326,10 @@ def _items(
         listed = catalog.filter(F.col(REASON).isNull()).select(
             S.ITEM_ID, S.TITLE, S.DESCRIPTION, S.UNIT_PRICE
         )
-        fresh = listed.unionByName(fresh.join(listed.select(S.ITEM_ID), S.ITEM_ID, "left_anti"))
+        seen = fresh.select(S.ITEM_ID, S.FIRST_SEEN_TS)  # a listed item without events stays null
+        fresh = listed.join(seen, S.ITEM_ID, "left").unionByName(
+            fresh.join(listed.select(S.ITEM_ID), S.ITEM_ID, "left_anti")
+        )
     existing = store.read_table(S.ITEMS) if store.exists(S.ITEMS) else None
     return derive.merge_items(fresh, existing, settings.non_product_codes, settings.non_product_patterns)
 

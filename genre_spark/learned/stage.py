@@ -25,7 +25,7 @@ from xgboost.spark import SparkXGBRankerModel
 from genre_spark import schemas as S
 from genre_spark.config import DiscriminatorSettings
 from genre_spark.errors import RankerMissingError
-from genre_spark.history import product_purchases, purchases_between
+from genre_spark.history import items_as_of, product_purchases, purchases_between
 from genre_spark.learned import model as M
 from genre_spark.learned.features import feature_columns, pair_features
 from genre_spark.storage import TableStore, WriteResult
@@ -60,7 +60,7 @@ def write_features(
     """The ``ranker_features`` partition of ``day``: the features of the candidates the stages wrote for
     it (from before ``day`` only), labelled by the purchases of ``[day, day + label_days)`` when given."""
     on_day = F.col(S.AS_OF) == F.lit(day)
-    events, items = store.read_table(S.EVENTS), store.read_table(S.ITEMS)
+    events, items = store.read_table(S.EVENTS), items_as_of(store.read_table(S.ITEMS), day)
     segments = store.read_table(S.USER_SEGMENTS).filter(on_day)
     scores = store.read_table(S.SCORES).filter(on_day) if store.exists(S.SCORES) else None
     # read by five aggregations: one scan of the events

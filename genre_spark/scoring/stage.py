@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 from genre_spark import schemas as S
 from genre_spark.candidates import shortlist
 from genre_spark.config import ScoringSettings
+from genre_spark.history import items_as_of
 from genre_spark.scoring.scorers import Scorer, ScoringInputs, build_scorers
 from genre_spark.scoring.texts import item_texts, profile_texts
 from genre_spark.storage import TableStore, WriteResult
@@ -69,7 +70,7 @@ def run_scoring(store: TableStore, settings: ScoringSettings, as_of: dt.date, ru
         write = store.delete_where(S.SCORES, f"{S.AS_OF} = '{as_of.isoformat()}'", run_id=run_id)
         return ScoringReport(as_of, {}, write)
     on_date = F.col(S.AS_OF) == F.lit(as_of)
-    items = store.read_table(S.ITEMS)
+    items = items_as_of(store.read_table(S.ITEMS), as_of)
     profiles = profile_texts(
         store.read_table(S.USER_SEGMENTS).filter(on_date),
         store.read_table(S.USER_FEATURES).filter(on_date),

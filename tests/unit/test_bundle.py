@@ -110,3 +110,43 @@ def test_schedule_paused_in_dev_and_gpu_for_scoring(job: dict[str, Any]) -> None
     assert "gpu" in fill(gpu["spark_version"], bundle, {})
     assert {t["job_cluster_key"] for t in job["tasks"] if t["task_key"] != SCORING} == {"cpu"}
     assert bundle["artifacts"]["genre_spark_wheel"]["type"] == "whl"
+
+
+# Apache Spark of each Databricks Runtime line (Databricks release notes: "Databricks Runtime N.x
+# includes Apache Spark V"); a runtime not listed here fails the test until someone looks it up.
+RUNTIME_SPARK = {"15": (3, 5), "16": (3, 5), "17": (4, 0)}
+
+
+def setup_requirements() -> dict[str, Any]:
+    """setup.py's install_requires and extras_require, read (not executed): literals and its constants."""
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    constants = {
+        t.id: ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        for t in node.targets
+        if isinstance(t, ast.Name)
+    }
+    return {
+        node.arg: eval(
+            compile(ast.Expression(node.value), "setup.py", "eval"), {"__builtins__": {}}, constants
+        )
+        for node in ast.walk(tree)
+        if isinstance(node, ast.keyword) and node.arg in ("install_requires", "extras_require")
+    }
+
+
+def test_the_bundle_runs_on_the_spark_the_package_supports() -> None:
+    """The wheel does not pull PyPI pyspark onto a cluster that provides Spark, and every runtime the
+    bundle names carries a Spark inside the range the package is tested with."""
+    keywords = setup_requirements()
+    assert not any(r.startswith("pyspark") for r in keywords["install_requires"])
+    (pyspark,) = keywords["extras_require"]["spark"]
+    low, high = re.fullmatch(r"pyspark>=([\d.]+),<=([\d.]+)", pyspark).groups()  # type: ignore[union-attr]
+    supported = (tuple(map(int, low.split(".")))[:2], tuple(map(int, high.split(".")))[:2])
+    variables = load_bundle()["variables"]
+    runtimes = {k: str(v["default"]) for k, v in variables.items() if k.endswith("spark_version")}
+    assert len(runtimes) == 2, runtimes
+    for name, runtime in runtimes.items():
+        spark = RUNTIME_SPARK[runtime.split(".")[0]]
+        assert supported[0] <= spark <= supported[1], f"{name}: {runtime} runs Spark {spark}, not {pyspark}"

@@ -25,6 +25,7 @@ from genre_spark.candidates import (
 )
 from genre_spark.config import Settings
 from genre_spark.history import product_purchases, purchase_history
+from genre_spark.storage import TableStore
 
 AS_OF = dt.date(2011, 12, 9)
 PURCHASES = "user_id string, item_id string, order_id string, event_ts timestamp, quantity int"
@@ -297,3 +298,50 @@ def test_candidate_contract(spark: SparkSession) -> None:
         "source_rank",
         "detail",
     ]
+
+
+def test_an_item_first_seen_on_or_after_the_date_is_never_proposed(
+    spark: SparkSession, store: TableStore, settings: Settings
+) -> None:
+    """The catalog as of the date: Z, first sold at midnight of AS_OF, has A's title embedding, so the
+    content source would propose it to A's buyer; as of AS_OF it does not exist yet, a day later it does."""
+    from genre_spark.candidates import run_candidates
+    from tests.conftest import in_contract
+
+    lines = [("u1", "A", "o1", 5), ("u2", "A", "o2", 5), ("u2", "B", "o2", 5), ("u3", "Z", "o3", -1)]
+    events = purchases(spark, lines).select(
+        F.concat_ws("-", S.ORDER_ID, S.ITEM_ID).alias(S.EVENT_ID),
+        "*",
+        F.lit(S.PURCHASE).alias(S.EVENT_TYPE),
+        F.lit(1.0).alias(S.UNIT_PRICE),
+    )
+    midnight = dt.datetime.combine(AS_OF, dt.time())
+    items = spark.createDataFrame(
+        [(i, i, True, 0, day(5) if i != "Z" else midnight) for i in "ABZ"],
+        f"{S.ITEM_ID} string, {S.TITLE} string, {S.IS_PRODUCT} boolean, {S.CATEGORY_ID} int, "
+        f"{S.FIRST_SEEN_TS} timestamp",
+    )
+    vectors = {"A": [1.0, 0.0], "B": [0.0, 1.0], "Z": [1.0, 0.0]}
+    embeddings = spark.createDataFrame(
+        [(i, v, "test") for i, v in vectors.items()], S.CONTRACTS[S.ITEM_EMBEDDINGS]
+    )
+    only_content = {source: 0 for source in settings.candidates.limits} | {"content": 5}
+    candidate_settings = settings.candidates.model_copy(update={"limits": only_content})
+
+    def proposed(as_of: dt.date) -> set[tuple[str, str]]:
+        segments = spark.createDataFrame(
+            [(u, 0, as_of) for u in ("u1", "u2")], f"{S.USER_ID} string, {S.SEGMENT_ID} int, {S.AS_OF} date"
+        )
+        for table, df in [
+            (S.EVENTS, events),
+            (S.ITEMS, items),
+            (S.ITEM_EMBEDDINGS, embeddings),
+            (S.USER_SEGMENTS, segments),
+        ]:
+            store.write_table(in_contract(df, table), table, mode="overwrite", run_id=f"setup-{as_of}")
+        run_candidates(spark, store, candidate_settings, as_of, f"run-{as_of}")
+        written = store.read_table(S.CANDIDATES).filter(F.col(S.AS_OF) == as_of)
+        return {(r.user_id, r.item_id) for r in written.collect()}
+
+    assert ("u1", "Z") not in proposed(AS_OF) and ("u1", "B") in proposed(AS_OF)
+    assert ("u1", "Z") in proposed(AS_OF + dt.timedelta(days=1))

@@ -130,6 +130,14 @@ def test_rerun_is_a_no_op_and_a_new_run_sees_duplicates(
     detail = store.read_table(S.QUARANTINE).filter("run_id = 'run-2' AND reason = 'duplicate_event'").first()
     assert detail is not None and "already ingested by run run-1" in detail.detail
 
+    # an item's first event is the earliest any run saw: a later export with an older sale moves it back
+    older = "536000,85123A,WHITE HANGING HEART T-LIGHT HOLDER,1,2009-06-01 09:00:00,2.55,17850,United Kingdom"
+    run_ingest(
+        spark, store, ingest_settings(settings, c=source(write_csv(tmp_path / "c.csv", [older]))), "run-3"
+    )
+    seen = {r.item_id: str(r.first_seen_ts) for r in store.read_table(S.ITEMS).collect()}
+    assert seen["85123A"] == "2009-06-01 09:00:00" and seen["71053"] == "2010-12-01 08:26:00"
+
 
 def test_accounting_mismatch_fails_the_run(
     spark: SparkSession,
