@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,28 +63,6 @@ def _as_candidates(ranked: DataFrame, source: str) -> DataFrame:
         F.col("source_score").cast("double"),
         F.col("source_rank").cast("int"),
         F.col("detail").cast("string"),
-    )
-
-
-def normalised_score() -> Column:
-    """A candidate's source score over the user's best score from that source: 1.0 for each source's top."""
-    best = F.max("source_score").over(Window.partitionBy(S.USER_ID, "source"))
-    return F.when(best > 0, F.col("source_score") / best).otherwise(F.lit(0.0))
-
-
-def shortlist(candidates: DataFrame, n: int) -> DataFrame:
-    """(user_id, item_id, shortlist_rank): each user's ``n`` best candidates by the unweighted sum of
-    normalised source scores (strategy-independent, so one shortlist serves every strategy)."""
-    summed = (
-        candidates.withColumn("_norm", normalised_score())
-        .groupBy(S.USER_ID, S.ITEM_ID)
-        .agg(F.sum("_norm").alias("_sum"))
-    )
-    w = Window.partitionBy(S.USER_ID).orderBy(F.desc("_sum"), F.asc(S.ITEM_ID))
-    return (
-        summed.withColumn("shortlist_rank", F.row_number().over(w))
-        .filter(F.col("shortlist_rank") <= n)
-        .select(S.USER_ID, S.ITEM_ID, "shortlist_rank")
     )
 
 
@@ -376,34 +355,8 @@ def similar_users(
     (the pairs an item adds grow with the square of its buyers; a buyer for whom the item weighs little
     adds little to any cosine). Ties break by the hashed user id and the item id.
     """
-    per_order = purchases.groupBy(S.USER_ID, S.ITEM_ID, S.ORDER_ID).agg(
-        F.min(days_before(as_of, S.EVENT_TS)).alias("_age")
-    )
-    weights = per_order.groupBy(S.USER_ID, S.ITEM_ID).agg(
-        F.sum(decay(F.col("_age"), settings.half_life_days)).alias("_w")
-    )
-    norms = weights.groupBy(S.USER_ID).agg(F.sqrt(F.sum(F.col("_w") * F.col("_w"))).alias("_n"))
-    vectors = weights.join(norms, S.USER_ID).select(
-        S.USER_ID, F.xxhash64(S.USER_ID).alias("_u"), S.ITEM_ID, (F.col("_w") / F.col("_n")).alias("w")
-    )
-    heaviest = F.array_sort(F.collect_list(F.struct((-F.col("w")).alias("neg"), "_u", "w")))
-    buyers = (
-        vectors.groupBy(S.ITEM_ID)
-        .agg(F.slice(heaviest, 1, settings.max_buyers_per_item).alias("_b"))
-        .select(S.ITEM_ID, F.explode("_b").alias("_b"))
-        .select(S.ITEM_ID, F.col("_b._u").alias("_u"), F.col("_b.w").alias("_wu"))
-    )
-    others = buyers.select(S.ITEM_ID, F.col("_u").alias("_v"), F.col("_wu").alias("_wv"))
-    half = (  # each unordered pair once (u < v), then both directions (one explode: no second join)
-        buyers.join(others, S.ITEM_ID)
-        .filter(F.col("_u") < F.col("_v"))
-        .groupBy("_u", "_v")
-        .agg(F.sum(F.col("_wu") * F.col("_wv")).alias("_sim"))
-    )
-    both = F.array(
-        F.struct("_u", "_v", "_sim"), F.struct(F.col("_v").alias("_u"), F.col("_u").alias("_v"), "_sim")
-    )
-    cosine = half.select(F.explode(both).alias("_p")).select("_p.*")
+    vectors = _decayed_user_vectors(purchases, as_of, settings.half_life_days)
+    cosine = _user_cosines(vectors, settings.max_buyers_per_item)
     targets = users.select(S.USER_ID, F.xxhash64(S.USER_ID).alias("_u"))
     nearest = F.array_sort(F.collect_list(F.struct((-F.col("_sim")).alias("neg"), "_v", "_sim")))
     neighbours = (
@@ -436,6 +389,42 @@ def similar_users(
     return top_per_user(scored, "similar_users", limit)
 
 
+def _decayed_user_vectors(purchases: DataFrame, as_of: dt.date, half_life_days: float) -> DataFrame:
+    """(user_id, _u: its 64-bit hash, item_id, w): recency-decayed order counts, L2-normalised per user."""
+    per_order = purchases.groupBy(S.USER_ID, S.ITEM_ID, S.ORDER_ID).agg(
+        F.min(days_before(as_of, S.EVENT_TS)).alias("_age")
+    )
+    weights = per_order.groupBy(S.USER_ID, S.ITEM_ID).agg(
+        F.sum(decay(F.col("_age"), half_life_days)).alias("_w")
+    )
+    norms = weights.groupBy(S.USER_ID).agg(F.sqrt(F.sum(F.col("_w") * F.col("_w"))).alias("_n"))
+    return weights.join(norms, S.USER_ID).select(
+        S.USER_ID, F.xxhash64(S.USER_ID).alias("_u"), S.ITEM_ID, (F.col("_w") / F.col("_n")).alias("w")
+    )
+
+
+def _user_cosines(vectors: DataFrame, max_buyers_per_item: int) -> DataFrame:
+    """(_u, _v, _sim) both ways: cosines summed over shared items, each item's heaviest buyers only."""
+    heaviest = F.array_sort(F.collect_list(F.struct((-F.col("w")).alias("neg"), "_u", "w")))
+    buyers = (
+        vectors.groupBy(S.ITEM_ID)
+        .agg(F.slice(heaviest, 1, max_buyers_per_item).alias("_b"))
+        .select(S.ITEM_ID, F.explode("_b").alias("_b"))
+        .select(S.ITEM_ID, F.col("_b._u").alias("_u"), F.col("_b.w").alias("_wu"))
+    )
+    others = buyers.select(S.ITEM_ID, F.col("_u").alias("_v"), F.col("_wu").alias("_wv"))
+    half = (  # each unordered pair once (u < v), then both directions (one explode: no second join)
+        buyers.join(others, S.ITEM_ID)
+        .filter(F.col("_u") < F.col("_v"))
+        .groupBy("_u", "_v")
+        .agg(F.sum(F.col("_wu") * F.col("_wv")).alias("_sim"))
+    )
+    both = F.array(
+        F.struct("_u", "_v", "_sim"), F.struct(F.col("_v").alias("_u"), F.col("_u").alias("_v"), "_sim")
+    )
+    return half.select(F.explode(both).alias("_p")).select("_p.*")
+
+
 def _index(spark: SparkSession, ids: DataFrame, column: str, index: str) -> DataFrame:
     """Dense int ids for MLlib in id order (a sort, then zipWithIndex), not collected to the driver: the
     same ids get the same numbers in every run. Checkpointed (eagerly, in the executors), so the ratings
@@ -446,86 +435,105 @@ def _index(spark: SparkSession, ids: DataFrame, column: str, index: str) -> Data
     return spark.createDataFrame(rdd, schema).localCheckpoint(eager=True)
 
 
-def generate_candidates(
-    spark: SparkSession,
-    purchases: DataFrame,
-    history: DataFrame,
-    items: DataFrame,
-    segments: DataFrame,
-    embeddings: DataFrame | None,
-    settings: CandidateSettings,
-    as_of: dt.date,
-) -> DataFrame:
-    """All sources for the users in ``segments`` (one as-of date), unioned.
+@dataclass(frozen=True)
+class SourceInputs:
+    """What the sources read for one as-of date (lazy frames; the callers persist the shared ones)."""
 
-    ``purchases``: :func:`product_purchases` as of ``as_of``; every source reads it, so callers persist
-    it. ``history``: :func:`purchase_history` of those purchases, read by buy-again, the anchors and ALS
-    (persisted by callers too: ALS fits on it before the candidates are written).
+    purchases: DataFrame  # product purchases before as_of
+    history: DataFrame  # purchase_history of all users (ALS fits on everyone's)
+    segments: DataFrame  # the users to propose for, with their segment
+    items: DataFrame  # the catalog as of the date
+    embeddings: DataFrame | None
+    settings: CandidateSettings
+    as_of: dt.date
+
+    @property
+    def users(self) -> DataFrame:
+        return self.segments.select(S.USER_ID)
+
+    @property
+    def history_of_users(self) -> DataFrame:
+        return self.history.join(self.users, S.USER_ID, "left_semi")
+
+    @property
+    def anchors(self) -> DataFrame:
+        return recent_anchors(self.history_of_users, self.settings.anchor_items)
+
+    @property
+    def titles(self) -> DataFrame:
+        return self.items.select(S.ITEM_ID, S.TITLE)
+
+
+def _buy_again(i: SourceInputs, n: int) -> DataFrame:
+    return buy_again(i.history_of_users, i.as_of, i.settings.recency_half_life_days, n)
+
+
+def _popularity(i: SourceInputs, n: int) -> DataFrame:
+    s = i.settings
+    return global_popularity(
+        i.purchases, i.users, i.as_of, s.popularity_window_days, s.popularity_half_life_days, n
+    )
+
+
+def _segment_popularity(i: SourceInputs, n: int) -> DataFrame:
+    s = i.settings
+    return segment_popularity(
+        i.purchases, i.segments, i.as_of, s.popularity_window_days, s.popularity_half_life_days, n
+    )
+
+
+def _co_occurrence(i: SourceInputs, n: int) -> DataFrame:
+    s = i.settings
+    neighbours = cooccurrence_neighbours(
+        i.purchases, s.max_basket_size, s.min_co_count, s.neighbours_per_item, s.co_occurrence_max_orders
+    )
+    return from_neighbours(i.anchors, neighbours, i.titles, "co_occurrence", "often bought with %s", n)
+
+
+def _als(i: SourceInputs, n: int) -> DataFrame:
+    return als_candidates(i.history, i.users, i.settings.als, n)
+
+
+def _content(i: SourceInputs, n: int) -> DataFrame:
+    if i.embeddings is None:
+        raise ConfigError("the content source needs the item embeddings (the enrich stage)")
+    products = i.items.filter(F.col(S.IS_PRODUCT))
+    neighbours = content_neighbours(i.embeddings, products, i.settings.neighbours_per_item)
+    return from_neighbours(i.anchors, neighbours, i.titles, "content", "similar to %s", n)
+
+
+def _similar_users(i: SourceInputs, n: int) -> DataFrame:
+    return similar_users(i.purchases, i.users, i.as_of, i.settings.similar_users, n)
+
+
+# Source name (the key of candidates.limits) -> its candidates, at most n per user; unioned in this order.
+SOURCES: dict[str, Callable[[SourceInputs, int], DataFrame]] = {
+    "buy_again": _buy_again,
+    "popularity": _popularity,
+    "segment_popularity": _segment_popularity,
+    "co_occurrence": _co_occurrence,
+    "als": _als,
+    "content": _content,
+    "similar_users": _similar_users,
+}
+
+
+def generate_candidates(inputs: SourceInputs) -> DataFrame:
+    """Every source with a limit above 0, for the users of ``inputs.segments``, unioned.
+
+    ``purchases`` (read by every source) and ``history`` (buy-again, the anchors, and ALS, which fits on
+    it before the candidates are written) are persisted by the callers.
     """
-    users = segments.select(S.USER_ID)
-    history_of_users = history.join(users, S.USER_ID, "left_semi")
-    limits = settings.limits
-    titles = items.select(S.ITEM_ID, S.TITLE)
-    frames: list[DataFrame] = []
-    if limits.get("buy_again", 0):
-        frames.append(
-            buy_again(history_of_users, as_of, settings.recency_half_life_days, limits["buy_again"])
-        )
-    if limits.get("popularity", 0):
-        frames.append(
-            global_popularity(
-                purchases,
-                users,
-                as_of,
-                settings.popularity_window_days,
-                settings.popularity_half_life_days,
-                limits["popularity"],
-            )
-        )
-    if limits.get("segment_popularity", 0):
-        frames.append(
-            segment_popularity(
-                purchases,
-                segments,
-                as_of,
-                settings.popularity_window_days,
-                settings.popularity_half_life_days,
-                limits["segment_popularity"],
-            )
-        )
-    anchors = recent_anchors(history_of_users, settings.anchor_items)
-    if limits.get("co_occurrence", 0):
-        neighbours = cooccurrence_neighbours(
-            purchases,
-            settings.max_basket_size,
-            settings.min_co_count,
-            settings.neighbours_per_item,
-            settings.co_occurrence_max_orders,
-        )
-        frames.append(
-            from_neighbours(
-                anchors, neighbours, titles, "co_occurrence", "often bought with %s", limits["co_occurrence"]
-            )
-        )
-    if limits.get("als", 0):
-        frames.append(als_candidates(history, users, settings.als, limits["als"]))
-    if limits.get("content", 0):
-        if embeddings is None:
-            raise ConfigError("the content source needs the item embeddings (the enrich stage)")
-        products = items.filter(F.col(S.IS_PRODUCT))
-        neighbours = content_neighbours(embeddings, products, settings.neighbours_per_item)
-        frames.append(
-            from_neighbours(anchors, neighbours, titles, "content", "similar to %s", limits["content"])
-        )
-    if limits.get("similar_users", 0):
-        frames.append(similar_users(purchases, users, as_of, settings.similar_users, limits["similar_users"]))
+    limits = inputs.settings.limits
+    frames = [source(inputs, limits[name]) for name, source in SOURCES.items() if limits.get(name, 0)]
     if not frames:
         raise ConfigError("candidates.limits turns every source off")
-    return functools.reduce(DataFrame.unionByName, frames).withColumn(S.AS_OF, F.lit(as_of).cast("date"))
+    as_of = F.lit(inputs.as_of).cast("date")
+    return functools.reduce(DataFrame.unionByName, frames).withColumn(S.AS_OF, as_of)
 
 
 def run_candidates(
-    spark: SparkSession, store: TableStore, settings: CandidateSettings, as_of: dt.date, run_id: str
+    store: TableStore, settings: CandidateSettings, as_of: dt.date, run_id: str
 ) -> CandidateReport:
     segments = store.read_table(S.USER_SEGMENTS).filter(F.col(S.AS_OF) == F.lit(as_of))
     items = items_as_of(store.read_table(S.ITEMS), as_of)
@@ -536,8 +544,9 @@ def run_candidates(
     # one aggregation for buy-again, anchors and ALS (which fits on it before the candidates are written)
     history = purchase_history(purchases).persist(StorageLevel.MEMORY_AND_DISK)
     try:
+        embeddings = store.read_table(S.ITEM_EMBEDDINGS)
         candidates = generate_candidates(
-            spark, purchases, history, items, segments, store.read_table(S.ITEM_EMBEDDINGS), settings, as_of
+            SourceInputs(purchases, history, segments, items, embeddings, settings, as_of)
         )
         write = store.replace_date(candidates, S.CANDIDATES, as_of=as_of, run_id=run_id, stage="candidates")
     finally:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from genre_spark.config import Settings, default_run_id, load_settings
 from genre_spark.errors import ConfigError, GenreSparkError
-from genre_spark.pipeline import STAGES, RunContext, train_discriminator
+from genre_spark.pipeline import STAGES, RunContext, missing_undated, stages_before, train_discriminator
 from genre_spark.refresh import RunOutcome, backfill, completed_stages, run_once
 from genre_spark.strategy import context_for, load_strategies
 
@@ -29,7 +29,30 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}") from None
 
 
+Commands = argparse._SubParsersAction  # what add_subparsers returns
+
+
 def build_parser() -> argparse.ArgumentParser:
+    configured, common = _parents()
+    parser = argparse.ArgumentParser(prog="genre-spark", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", parents=[common], help="run the pipeline (all stages, or --stage ...)")
+    run.add_argument(
+        "--stage",
+        action="append",
+        choices=list(STAGES),
+        default=None,
+        help="run only this stage (repeatable)",
+    )
+    for stage in STAGES:
+        sub.add_parser(stage, parents=[common], help=f"run the {stage} stage alone")
+    _add_dated_commands(sub, common)
+    _add_synthetic_commands(sub, configured)
+    return parser
+
+
+def _parents() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The options of every command (config) and of the commands that run stages (date, hour, run id)."""
     configured = argparse.ArgumentParser(add_help=False)
     configured.add_argument(
         "--conf",
@@ -63,18 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="run id (default: <as-of>-<config hash>; a rerun with the same id is a no-op)",
     )
 
-    parser = argparse.ArgumentParser(prog="genre-spark", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", parents=[common], help="run the pipeline (all stages, or --stage ...)")
-    run.add_argument(
-        "--stage",
-        action="append",
-        choices=list(STAGES),
-        default=None,
-        help="run only this stage (repeatable)",
-    )
-    for stage in STAGES:
-        sub.add_parser(stage, parents=[common], help=f"run the {stage} stage alone")
+    return configured, common
+
+
+def _add_dated_commands(sub: Commands, common: argparse.ArgumentParser) -> None:
+    """backfill, evaluate and replay: commands over dates beyond one run."""
     backfill = sub.add_parser(
         "backfill",
         parents=[common],
@@ -103,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--from", dest="date_from", type=_date, required=True, metavar="YYYY-MM-DD")
     replay.add_argument("--weeks", type=int, default=None, help="weeks to replay (default: replay.weeks)")
+
+
+def _add_synthetic_commands(sub: Commands, configured: argparse.ArgumentParser) -> None:
+    """generate and fit-profile: synthetic data shaped like the sample."""
     generate = sub.add_parser(
         "generate",
         parents=[configured],
@@ -118,7 +138,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="measure the ingested events of the warehouse into a profile for `generate`",
     )
     fit.add_argument("--out", required=True, help="profile JSON to write")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -152,7 +171,7 @@ def _run(args: argparse.Namespace) -> int:
     context = context_for(as_of, args.context_hour, settings.features.hour_bands)
     run_id = args.run_id or default_run_id(settings, as_of, strategies, context.hour_band)
     if args.command == "evaluate":
-        stages: list[str] | None = list(EVALUATION_STAGES)
+        stages: list[str] | None = stages_before("discriminator")
     else:
         stages = [args.command] if args.command not in ("run", "backfill") else args.stage
     if args.command == "backfill" and (args.as_of or args.run_id):
@@ -193,21 +212,14 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-# What `evaluate` runs for its as-of date first (ingest and enrich too when their tables are missing),
-# unless `runs` records them for the run id (a `run` or an evaluate of the same date, config and strategies).
-EVALUATION_STAGES = ("features", "segments", "candidates", "scoring")
-
-
 def _evaluate(ctx: RunContext, horizon_days: int | None) -> None:
-    from genre_spark import schemas as S
+    """The stages the evaluation reads (the undated ones when their tables are missing, the dated ones
+    before the discriminator unless `runs` records them for the run id), the ranker, then the evaluation."""
     from genre_spark.evaluation import evaluate
 
     done = completed_stages(ctx.store, ctx.run_id)
-    stages = [s for s in EVALUATION_STAGES if s not in done]
-    if not ctx.store.exists(S.EVENTS):
-        stages = ["ingest", "enrich", *stages]
-    elif not ctx.store.exists(S.ITEM_EMBEDDINGS):
-        stages = ["enrich", *stages]
+    dated = [s for s in stages_before("discriminator") if s not in done]
+    stages = [*missing_undated(ctx.store), *dated]
     if stages:
         _print_outcome(run_once(ctx, stages))
     if "discriminator" in done and ctx.settings.discriminator.enabled:

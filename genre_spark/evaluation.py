@@ -37,10 +37,11 @@ from pyspark.sql import functions as F
 
 from genre_spark import __version__
 from genre_spark import schemas as S
-from genre_spark.candidates import generate_candidates
+from genre_spark.candidates import SourceInputs, generate_candidates
 from genre_spark.config import CandidateSettings, DiscriminatorSettings, EvaluationSettings, Settings
 from genre_spark.errors import ConfigError, TableNotFoundError
 from genre_spark.history import (
+    bought_pairs,
     days_before,
     decay,
     items_as_of,
@@ -61,7 +62,7 @@ from genre_spark.metrics import (
     list_metrics,
     top_k_lists,
 )
-from genre_spark.ranking import rank, rule_chooser
+from genre_spark.ranking import RankingInputs, rank, rule_chooser
 from genre_spark.storage import TableStore, WriteResult
 from genre_spark.strategy import Context, StrategyBook, new_items_book, with_ranker
 
@@ -82,8 +83,8 @@ class Truth:
 
 
 def protocol_truth(events: DataFrame, items: DataFrame, as_of: dt.date, end: dt.date) -> Truth:
-    before = purchases_between(events, items, None, as_of).select(S.USER_ID, S.ITEM_ID).distinct()
-    after = purchases_between(events, items, as_of, end).select(S.USER_ID, S.ITEM_ID).distinct()
+    before = bought_pairs(product_purchases(events, items, as_of))
+    after = bought_pairs(purchases_between(events, items, as_of, end))
     after = after.join(before.select(S.USER_ID).distinct(), S.USER_ID, "left_semi")
     new = after.join(before, [S.USER_ID, S.ITEM_ID], "left_anti")
 
@@ -278,31 +279,12 @@ def _rule_lists(
     spark: SparkSession, store: TableStore, book: StrategyBook, ctx: Context, k: int, run_id: str
 ) -> DataFrame:
     """(model, variant, user_id, items) of ``product`` and ``blend`` through the ranking of ``run``."""
-    on_date = F.col(S.AS_OF) == F.lit(ctx.as_of)
-    segments = store.read_table(S.USER_SEGMENTS).filter(on_date)
-    candidates = store.read_table(S.CANDIDATES).filter(on_date)
-    scores = store.read_table(S.SCORES).filter(on_date) if store.exists(S.SCORES) else None
-    learned = store.read_table(S.RANKER_SCORES).filter(on_date)
-    events, items = store.read_table(S.EVENTS), items_as_of(store.read_table(S.ITEMS), ctx.as_of)
+    inputs = RankingInputs.read(store, ctx.as_of)
     frames = []
     for variant, variant_book in ((VARIANT_ALL, book), (VARIANT_NEW, new_items_book(book))):
         for model, model_book in ((PRODUCT, variant_book), (BLEND, with_ranker(variant_book, "blend"))):
             choose = rule_chooser(model_book, ctx)
-            recs = rank(
-                spark,
-                candidates,
-                segments,
-                events,
-                items,
-                model_book,
-                ctx,
-                k,
-                run_id,
-                f"genre-spark {__version__}",
-                scores,
-                choose,
-                learned,
-            )
+            recs = rank(spark, inputs, model_book, ctx, k, run_id, f"genre-spark {__version__}", choose)
             frames.append(
                 recs.select(
                     F.lit(model).alias(MODEL),
@@ -327,14 +309,15 @@ def baseline_candidates(
     items = items_as_of(store.read_table(S.ITEMS), as_of)
     purchases = product_purchases(store.read_table(S.EVENTS), items, as_of)
     return generate_candidates(
-        items.sparkSession,
-        purchases,
-        purchase_history(purchases),
-        items,
-        store.read_table(S.USER_SEGMENTS).filter(on_date),
-        store.read_table(S.ITEM_EMBEDDINGS) if "content" in sources else None,
-        settings.model_copy(update={"limits": dict.fromkeys(sources, max(k, BASELINE_DEPTH))}),
-        as_of,
+        SourceInputs(
+            purchases,
+            purchase_history(purchases),
+            store.read_table(S.USER_SEGMENTS).filter(on_date),
+            items,
+            store.read_table(S.ITEM_EMBEDDINGS) if "content" in sources else None,
+            settings.model_copy(update={"limits": dict.fromkeys(sources, max(k, BASELINE_DEPTH))}),
+            as_of,
+        )
     )
 
 
@@ -361,37 +344,11 @@ def _scored_lists(
             F.coalesce(S.LEARNED_NEW_SCORE, S.LEARNED_SCORE).alias("_score_new"),
         )
     ]
-    evaluation, ranker = settings.evaluation, settings.discriminator
-    if evaluation.ablations:
-        cutoffs = ablation_cutoffs(note, evaluation)
-        started = time.perf_counter()
-        training = training_set(store, cutoffs, ranker).localCheckpoint(eager=True)  # read once for all
-        seconds["ablations' training set"] = time.perf_counter() - started
-        for ablation in ablations(ranker, present, refit=len(cutoffs) < len(note.cutoffs)):
-            started = time.perf_counter()
-            scored = ablation_scores(training, ranker, test, ablation).localCheckpoint(eager=True)
-            seconds[ablation.name] = time.perf_counter() - started
-            frames.append(scored.select(F.lit(ablation.name).alias(MODEL), S.USER_ID, S.ITEM_ID, "score"))
-    ranked = [
-        test.filter(F.col(f"{b}_rank") < MISSING_RANK).select(
-            F.lit(b).alias("source"), S.USER_ID, S.ITEM_ID, F.col(f"{b}_rank").alias("source_rank")
+    if settings.evaluation.ablations:
+        frames += _ablation_scores(
+            store, settings.discriminator, settings.evaluation, test, note, present, seconds
         )
-        for b in evaluation.baselines
-        if b in present
-    ]
-    missing = [b for b in evaluation.baselines if b not in present]
-    if missing:
-        made = baseline_candidates(store, settings.candidates, missing, as_of, k)
-        ranked.append(made.select("source", S.USER_ID, S.ITEM_ID, "source_rank"))
-    frames += [
-        r.select(
-            F.col("source").alias(MODEL),
-            S.USER_ID,
-            S.ITEM_ID,
-            (-F.col("source_rank")).cast("double").alias("score"),
-        )
-        for r in ranked
-    ]
+    frames += _baseline_scores(store, settings, test, as_of, k, present)
     purchases = product_purchases(store.read_table(S.EVENTS), store.read_table(S.ITEMS), as_of)
     frames.append(
         decayed_buy_again(purchases, as_of, half_life).select(
@@ -409,6 +366,57 @@ def _scored_lists(
         .withColumn("score", F.col("_score_new"))
     )
     return top_k_lists(both, k)
+
+
+def _ablation_scores(
+    store: TableStore,
+    ranker: DiscriminatorSettings,
+    evaluation: EvaluationSettings,
+    test: DataFrame,
+    note: ModelNote,
+    present: list[str],
+    seconds: dict[str, float],
+) -> list[DataFrame]:
+    """(model, user_id, item_id, score) of each ablation's refit, on one training set read once."""
+    cutoffs = ablation_cutoffs(note, evaluation)
+    started = time.perf_counter()
+    training = training_set(store, cutoffs, ranker).localCheckpoint(eager=True)  # read once for all
+    seconds["ablations' training set"] = time.perf_counter() - started
+    frames = []
+    for ablation in ablations(ranker, present, refit=len(cutoffs) < len(note.cutoffs)):
+        started = time.perf_counter()
+        scored = ablation_scores(training, ranker, test, ablation).localCheckpoint(eager=True)
+        seconds[ablation.name] = time.perf_counter() - started
+        frames.append(scored.select(F.lit(ablation.name).alias(MODEL), S.USER_ID, S.ITEM_ID, "score"))
+    return frames
+
+
+def _baseline_scores(
+    store: TableStore, settings: Settings, test: DataFrame, as_of: dt.date, k: int, present: list[str]
+) -> list[DataFrame]:
+    """(model, user_id, item_id, score) of the single-source baselines: the test features' source ranks
+    for the sources the product has, the candidates stage's output for those it has not."""
+    baselines = settings.evaluation.baselines
+    ranked = [
+        test.filter(F.col(f"{b}_rank") < MISSING_RANK).select(
+            F.lit(b).alias("source"), S.USER_ID, S.ITEM_ID, F.col(f"{b}_rank").alias("source_rank")
+        )
+        for b in baselines
+        if b in present
+    ]
+    missing = [b for b in baselines if b not in present]
+    if missing:
+        made = baseline_candidates(store, settings.candidates, missing, as_of, k)
+        ranked.append(made.select("source", S.USER_ID, S.ITEM_ID, "source_rank"))
+    return [
+        r.select(
+            F.col("source").alias(MODEL),
+            S.USER_ID,
+            S.ITEM_ID,
+            (-F.col("source_rank")).cast("double").alias("score"),
+        )
+        for r in ranked
+    ]
 
 
 CEILING = "recall_ceiling"  # metric of the rows model "candidates:<source>" (or "candidates:all sources")

@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 
 from genre_spark import schemas as S
 from genre_spark.config import FeatureSettings
+from genre_spark.history import midnight
 from genre_spark.storage import TableStore, WriteResult
 
 
@@ -45,16 +46,45 @@ def compute_user_features(
     top_categories: int,
 ) -> DataFrame:
     """One row per user with at least one purchase strictly before ``as_of`` (00:00 UTC)."""
-    cutoff = F.lit(as_of.isoformat()).cast("timestamp")
-    history = events.filter(F.col(S.EVENT_TS) < cutoff).join(
+    history = events.filter(F.col(S.EVENT_TS) < midnight(as_of)).join(
         F.broadcast(items.select(S.ITEM_ID, S.PRICE_BAND, S.CATEGORY_ID)), S.ITEM_ID, "left"
     )
+    aggregates = _spend_aggregates(hour_bands, n_categories)
+    per_user = history.groupBy(S.USER_ID).agg(*aggregates).filter(F.col("frequency") > 0)
+
+    monetary = F.col("monetary")
+
+    def share(col: str) -> Column:
+        return F.when(monetary > 0, F.col(col) / monetary).otherwise(F.lit(0.0))
+
+    shares = [share(f"_cat_{c}") for c in range(n_categories)]
+    ranked = _top_shares(shares, top_categories)
+    return per_user.select(
+        S.USER_ID,
+        F.lit(as_of).cast("date").alias(S.AS_OF),
+        F.datediff(F.lit(as_of), F.to_date("_last")).alias("recency_days"),
+        F.col("frequency").cast("int").alias("frequency"),
+        monetary.alias("monetary"),
+        (monetary / F.col("frequency")).alias("avg_order_value"),
+        F.col("n_distinct_items").cast("int").alias("n_distinct_items"),
+        F.datediff(F.lit(as_of), F.to_date("_first")).alias("tenure_days"),
+        F.least(share("_returned"), F.lit(1.0)).alias("return_rate"),
+        share("_weekend").alias("weekend_share"),
+        *[share(f"_hour_{name}").alias(f"share_{name}") for name in S.HOUR_BANDS],
+        *[share(f"_band_{b}").alias(f"share_{b}") for b in S.PRICE_BANDS],
+        F.array(*shares).alias("category_shares"),
+        F.transform(ranked, lambda x: x["id"]).alias("top_category_ids"),
+        F.transform(ranked, lambda x: x["s"]).alias("top_category_shares"),
+    )
+
+
+def _spend_aggregates(hour_bands: Mapping[str, tuple[int, int]], n_categories: int) -> list[Column]:
+    """RFM and the spend per return, weekend, hour band, price band and category (one pass per user)."""
     is_purchase = F.col(S.EVENT_TYPE) == S.PURCHASE
     spend = F.col(S.QUANTITY) * F.col(S.UNIT_PRICE)
     hour = F.hour(S.EVENT_TS)
     weekend = F.dayofweek(S.EVENT_TS).isin(1, 7)  # Sunday, Saturday
-
-    aggregates = [
+    return [
         F.max(F.when(is_purchase, F.col(S.EVENT_TS))).alias("_last"),
         F.min(F.when(is_purchase, F.col(S.EVENT_TS))).alias("_first"),
         F.countDistinct(F.when(is_purchase, F.col(S.ORDER_ID))).alias("frequency"),
@@ -75,47 +105,12 @@ def compute_user_features(
             for c in range(n_categories)
         ],
     ]
-    per_user = history.groupBy(S.USER_ID).agg(*aggregates).filter(F.col("frequency") > 0)
 
-    monetary = F.col("monetary")
 
-    def share(col: str) -> Column:
-        return F.when(monetary > 0, F.col(col) / monetary).otherwise(F.lit(0.0))
-
-    category_shares = F.array(*[share(f"_cat_{c}") for c in range(n_categories)])
-    ranked = F.slice(
-        F.filter(
-            F.sort_array(
-                F.array(
-                    *[
-                        F.struct(share(f"_cat_{c}").alias("s"), F.lit(c).alias("id"))
-                        for c in range(n_categories)
-                    ]
-                ),
-                asc=False,
-            ),
-            lambda x: x["s"] > 0,
-        ),
-        1,
-        top_categories,
-    )
-    return per_user.select(
-        S.USER_ID,
-        F.lit(as_of).cast("date").alias(S.AS_OF),
-        F.datediff(F.lit(as_of), F.to_date("_last")).alias("recency_days"),
-        F.col("frequency").cast("int").alias("frequency"),
-        monetary.alias("monetary"),
-        (monetary / F.col("frequency")).alias("avg_order_value"),
-        F.col("n_distinct_items").cast("int").alias("n_distinct_items"),
-        F.datediff(F.lit(as_of), F.to_date("_first")).alias("tenure_days"),
-        F.least(share("_returned"), F.lit(1.0)).alias("return_rate"),
-        share("_weekend").alias("weekend_share"),
-        *[share(f"_hour_{name}").alias(f"share_{name}") for name in S.HOUR_BANDS],
-        *[share(f"_band_{b}").alias(f"share_{b}") for b in S.PRICE_BANDS],
-        category_shares.alias("category_shares"),
-        F.transform(ranked, lambda x: x["id"]).alias("top_category_ids"),
-        F.transform(ranked, lambda x: x["s"]).alias("top_category_shares"),
-    )
+def _top_shares(shares: list[Column], top: int) -> Column:
+    """(s, id) of the ``top`` largest positive shares, largest first (ties: the higher id first)."""
+    pairs = F.array(*[F.struct(share.alias("s"), F.lit(c).alias("id")) for c, share in enumerate(shares)])
+    return F.slice(F.filter(F.sort_array(pairs, asc=False), lambda x: x["s"] > 0), 1, top)
 
 
 def run_features(

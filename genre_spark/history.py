@@ -67,5 +67,5 @@ def purchase_history(purchases: DataFrame) -> DataFrame:
 
 
 def bought_pairs(purchases: DataFrame) -> DataFrame:
-    """Distinct (user_id, item_id) of purchase lines."""
+    """Distinct (user_id, item_id) of purchase lines: what each user bought (a truth set, an exclusion)."""
     return purchases.select(S.USER_ID, S.ITEM_ID).distinct()

@@ -5,7 +5,7 @@ Inputs are keyed by ``user_id``:
 - predictions: ``(user_id, items array<string>)``, best first (:func:`ranked_lists` builds them from one
   row per recommended item, ties broken by item id);
 - truth: ``(user_id, items array<string>)``, the relevant items (:func:`purchase_lists` over
-  :func:`purchases_between` builds them from the purchases of the evaluation window).
+  :func:`genre_spark.history.purchases_between` builds them from the purchases of the evaluation window).
 
 Protocol (who is in each denominator):
 
@@ -100,23 +100,6 @@ def ranked_lists(rows: DataFrame, *, order_by: str = "rank", descending: bool = 
         .groupBy(S.USER_ID)
         .agg(F.transform(entries, lambda e: e["item"]).alias(ITEMS_COL))
     )
-
-
-def purchases_between(
-    events: DataFrame, start: dt.date | None, end: dt.date, items: DataFrame | None = None
-) -> DataFrame:
-    """Distinct ``(user_id, item_id)`` purchased in ``[start, end)`` (00:00 UTC; no start: everything before).
-
-    With ``items``, only products (``is_product``) count.
-    """
-    ts = F.col(S.EVENT_TS)
-    cond = (F.col(S.EVENT_TYPE) == S.PURCHASE) & (ts < F.lit(end.isoformat()).cast("timestamp"))
-    if start is not None:
-        cond &= ts >= F.lit(start.isoformat()).cast("timestamp")
-    pairs = events.where(cond & F.col(S.USER_ID).isNotNull() & F.col(S.ITEM_ID).isNotNull())
-    if items is not None:
-        pairs = pairs.join(items.where(F.col(S.IS_PRODUCT)).select(S.ITEM_ID), S.ITEM_ID, "left_semi")
-    return pairs.select(S.USER_ID, S.ITEM_ID).distinct()
 
 
 def purchase_lists(pairs: DataFrame) -> DataFrame:
@@ -322,41 +305,6 @@ def evaluate_lists(
     return frame.sparkSession.createDataFrame(rows, schema=S.CONTRACTS[S.METRICS])
 
 
-def evaluate_variants(
-    predictions: DataFrame,
-    truth: DataFrame,
-    history: DataFrame,
-    *,
-    ks: Sequence[int],
-    catalog: DataFrame,
-    popularity: DataFrame,
-    segments: DataFrame | None,
-    run_id: str,
-    as_of: dt.date,
-    model: str,
-) -> DataFrame:
-    """Both variants: *all* on the inputs as they are, *new* without the items in ``history``
-    (``user_id, item_id`` bought before ``as_of``) in lists and truth."""
-
-    def run(preds: DataFrame, rel: DataFrame, variant: str) -> DataFrame:
-        return evaluate_lists(
-            preds,
-            rel,
-            ks=ks,
-            catalog=catalog,
-            popularity=popularity,
-            segments=segments,
-            run_id=run_id,
-            as_of=as_of,
-            model=model,
-            variant=variant,
-        )
-
-    every = run(predictions, truth, VARIANT_ALL)
-    new = run(exclude_bought_before(predictions, history), exclude_bought_before(truth, history), VARIANT_NEW)
-    return every.unionByName(new)
-
-
 # --------------------------------------------------------------------------- many lists in one pass
 
 MODEL = "model"
@@ -373,6 +321,31 @@ def top_k_lists(scored: DataFrame, k: int, keys: Sequence[str] = (MODEL, VARIANT
         .groupBy(*keys, S.USER_ID)
         .agg(F.transform(best, lambda e: e["item"]).alias(ITEMS_COL))
     )
+
+
+def _gain(i: Column) -> Column:
+    """The DCG discount of position i = 0, 1, ..."""
+    return F.lit(1.0) / F.log2(i + 2)
+
+
+def _metrics_at(k: int) -> list[Column]:
+    """Mean ndcg, recall, precision and hit rate at ``k`` over the rows of (relevant, predicted) arrays."""
+    top = F.slice(PREDICTED, 1, k)
+    hit = F.transform(top, lambda x: F.array_contains(F.col(RELEVANT), x).cast("double"))
+    hits = F.aggregate(hit, F.lit(0.0), lambda acc, h: acc + h)
+    dcg = F.aggregate(F.transform(hit, lambda h, i: h * _gain(i)), F.lit(0.0), lambda acc, g: acc + g)
+    ideal_n = F.least(F.size(RELEVANT), F.lit(k))
+    idcg = F.aggregate(
+        F.transform(F.sequence(F.lit(0), ideal_n - 1), lambda i: _gain(i)),
+        F.lit(0.0),
+        lambda acc, g: acc + g,
+    )
+    return [
+        F.avg(dcg / idcg).alias(f"ndcg@{k}"),
+        F.avg(hits / F.size(RELEVANT)).alias(f"recall@{k}"),
+        F.avg(hits / F.lit(k)).alias(f"precision@{k}"),
+        F.avg((hits > 0).cast("double")).alias(f"{HIT_RATE}@{k}"),
+    ]
 
 
 def list_metrics(lists: DataFrame, truth: DataFrame, ks: Sequence[int]) -> DataFrame:
@@ -398,27 +371,9 @@ def list_metrics(lists: DataFrame, truth: DataFrame, ks: Sequence[int]) -> DataF
         .withColumn(PREDICTED, _clean(PREDICTED))
     )
 
-    def gain(i: Column) -> Column:  # position i = 0, 1, ...
-        return F.lit(1.0) / F.log2(i + 2)
-
     aggs = [F.count("*").cast("double").alias(f"{USERS_EVALUATED}@0")]
     for k in cuts:
-        top = F.slice(PREDICTED, 1, k)
-        hit = F.transform(top, lambda x: F.array_contains(F.col(RELEVANT), x).cast("double"))
-        hits = F.aggregate(hit, F.lit(0.0), lambda acc, h: acc + h)
-        dcg = F.aggregate(F.transform(hit, lambda h, i: h * gain(i)), F.lit(0.0), lambda acc, g: acc + g)
-        ideal_n = F.least(F.size(RELEVANT), F.lit(k))
-        idcg = F.aggregate(
-            F.transform(F.sequence(F.lit(0), ideal_n - 1), lambda i: gain(i)),
-            F.lit(0.0),
-            lambda acc, g: acc + g,
-        )
-        aggs += [
-            F.avg(dcg / idcg).alias(f"ndcg@{k}"),
-            F.avg(hits / F.size(RELEVANT)).alias(f"recall@{k}"),
-            F.avg(hits / F.lit(k)).alias(f"precision@{k}"),
-            F.avg((hits > 0).cast("double")).alias(f"{HIT_RATE}@{k}"),
-        ]
+        aggs += _metrics_at(k)
     wide = frame.groupBy(VARIANT, MODEL).agg(*aggs)
     stacked = F.explode(
         F.array(

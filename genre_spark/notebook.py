@@ -203,10 +203,3 @@ def notebook_source(stage: str | None) -> str:
         f"results = {call}",
     ]
     return HEADER + "\n" + CELL.join(cells) + "\n"
-
-
-def notebook_cells(text: str) -> list[str]:
-    """The code cells of a Databricks source notebook (the header line removed)."""
-    if not text.startswith(HEADER + "\n"):
-        raise ValueError(f"not a Databricks source notebook: first line must be {HEADER!r}")
-    return [cell.strip("\n") for cell in text[len(HEADER) + 1 :].split("# COMMAND ----------")]

@@ -1,4 +1,10 @@
-"""The stages in GENRE-loop order, and running some or all of them for one as-of date."""
+"""The stage table (GENRE-loop order, what each stage reads and writes, whether it is dated) and running
+some or all of the stages for one as-of date.
+
+Every entry point asks this table what to run: `run` and the notebooks (all stages or some), `evaluate` and
+the learned ranker's training cut-offs (the dated stages before the discriminator), `replay` and `backfill`
+(the undated stages once, the dated ones per date). A new stage is one row here and one module.
+"""
 
 from __future__ import annotations
 
@@ -65,15 +71,11 @@ def _segments(ctx: RunContext) -> str:
 
 
 def _candidates(ctx: RunContext) -> str:
-    return run_candidates(ctx.spark, ctx.store, ctx.settings.candidates, ctx.as_of, ctx.run_id).format()
+    return run_candidates(ctx.store, ctx.settings.candidates, ctx.as_of, ctx.run_id).format()
 
 
 def _scoring(ctx: RunContext) -> str:
     return run_scoring(ctx.store, ctx.settings.scoring, ctx.as_of, ctx.run_id).format()
-
-
-# What the learned ranker needs as of each training cut-off (scoring only when a scorer is enabled).
-TRAINING_STAGES = ("features", "segments", "candidates", "scoring")
 
 
 def strategy_decider(ctx: RunContext) -> Decide:
@@ -91,7 +93,7 @@ def missing_stages(ctx: RunContext, day: dt.date) -> list[str]:
     the LM scores)."""
     scored = bool(ctx.settings.scoring.scorers()) and "lm" not in ctx.settings.discriminator.without
     if not _has_partition(ctx.store, S.CANDIDATES, day):
-        return [s for s in TRAINING_STAGES if s != "scoring" or scored]
+        return stages_before("discriminator", scored=scored)
     if scored and not _has_partition(ctx.store, S.SCORES, day):
         return ["scoring"]
     return []
@@ -135,17 +137,65 @@ def _ranking(ctx: RunContext) -> str:
     return run_ranking(ctx.spark, ctx.store, book, ctx.context, k, ctx.run_id, choose).format()
 
 
-# Stage name -> function; `genre-spark run` runs them in this order.
-STAGES: dict[str, Callable[[RunContext], str]] = {
-    "ingest": _ingest,
-    "enrich": _enrich,
-    "features": _features,
-    "segments": _segments,
-    "candidates": _candidates,
-    "scoring": _scoring,
-    "discriminator": _discriminator,
-    "ranking": _ranking,
-}
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    run: Callable[[RunContext], str]  # the run context in, a printable summary out
+    dated: bool  # writes one partition per as-of date (undated stages build the warehouse's current state)
+    reads: tuple[str, ...]
+    writes: tuple[str, ...]  # the first is the table whose presence means the stage has run
+
+
+# The stages in the order `genre-spark run` runs them.
+STAGE_TABLE: tuple[Stage, ...] = (
+    Stage("ingest", _ingest, False, (), (S.EVENTS, S.QUARANTINE, S.ITEMS, S.USERS, S.INGESTED_FILES)),
+    Stage("enrich", _enrich, False, (S.ITEMS,), (S.ITEM_EMBEDDINGS, S.ITEMS)),
+    Stage("features", _features, True, (S.EVENTS, S.ITEMS), (S.USER_FEATURES,)),
+    Stage("segments", _segments, True, (S.USER_FEATURES,), (S.USER_SEGMENTS, S.SEGMENT_PROFILES)),
+    Stage(
+        "candidates",
+        _candidates,
+        True,
+        (S.EVENTS, S.ITEMS, S.USER_SEGMENTS, S.ITEM_EMBEDDINGS),
+        (S.CANDIDATES,),
+    ),
+    Stage(
+        "scoring",
+        _scoring,
+        True,
+        (S.EVENTS, S.ITEMS, S.USER_FEATURES, S.USER_SEGMENTS, S.CANDIDATES, S.ITEM_EMBEDDINGS),
+        (S.SCORES,),
+    ),
+    Stage(
+        "discriminator",
+        _discriminator,
+        True,
+        (S.EVENTS, S.ITEMS, S.USER_SEGMENTS, S.CANDIDATES, S.SCORES),
+        (S.RANKER_SCORES, S.RANKER_FEATURES),
+    ),
+    Stage(
+        "ranking",
+        _ranking,
+        True,
+        (S.EVENTS, S.ITEMS, S.USER_SEGMENTS, S.CANDIDATES, S.SCORES, S.RANKER_SCORES, S.STRATEGY_STATE),
+        (S.RECOMMENDATIONS,),
+    ),
+)
+STAGES: dict[str, Callable[[RunContext], str]] = {s.name: s.run for s in STAGE_TABLE}
+UNDATED_STAGES = tuple(s.name for s in STAGE_TABLE if not s.dated)
+
+
+def stages_before(name: str, *, scored: bool = True) -> list[str]:
+    """The dated stages ahead of ``name``: what a date needs before ``name`` can run for it (the learned
+    ranker's training cut-offs, evaluate, each week of replay); without scoring unless ``scored``."""
+    names = [s.name for s in STAGE_TABLE]
+    ahead = [s.name for s in STAGE_TABLE[: names.index(name)] if s.dated]
+    return ahead if scored else [s for s in ahead if s != "scoring"]
+
+
+def missing_undated(store: TableStore) -> list[str]:
+    """The undated stages the warehouse lacks the main table of (ingest: events, enrich: item embeddings)."""
+    return [s.name for s in STAGE_TABLE if not s.dated and not store.exists(s.writes[0])]
 
 
 def run_stages(ctx: RunContext, stages: Sequence[str] | None = None) -> list[StageResult]:

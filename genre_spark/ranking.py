@@ -15,9 +15,9 @@ from pyspark.sql import functions as F
 
 from genre_spark import __version__
 from genre_spark import schemas as S
-from genre_spark.candidates import normalised_score
+from genre_spark.candidate_scores import normalised_score
 from genre_spark.errors import RankerMissingError
-from genre_spark.history import items_as_of
+from genre_spark.history import bought_pairs, items_as_of, midnight
 from genre_spark.storage import TableStore, WriteResult
 from genre_spark.strategy import Context, StrategyBook, is_new_items, select_strategy
 
@@ -141,11 +141,11 @@ def blend(candidates: DataFrame, strategies: DataFrame, weights: DataFrame) -> D
     normalised = candidates.withColumn("_norm", normalised_score())
     weighted = (
         normalised.join(strategies, S.USER_ID)
-        .join(F.broadcast(weights), ["strategy_id", "source"])
+        .join(F.broadcast(weights), [S.STRATEGY_ID, "source"])
         .filter(F.col("weight") > 0)
         .withColumn("_part", F.col("weight") * F.col("_norm"))
     )
-    return weighted.groupBy(S.USER_ID, S.ITEM_ID, S.SEGMENT_ID, "strategy_id").agg(
+    return weighted.groupBy(S.USER_ID, S.ITEM_ID, S.SEGMENT_ID, S.STRATEGY_ID).agg(
         F.sum("_part").alias("score"),
         F.array_sort(F.collect_set("source")).alias("sources"),
         F.max_by("detail", F.struct("_part", "detail")).alias("explanation"),  # ties: by text
@@ -163,8 +163,8 @@ def add_scorer_scores(
     lo, hi = F.min("score").over(per_user), F.max("score").over(per_user)
     lm = (
         scores.withColumn("_norm", F.when(hi > lo, (F.col("score") - lo) / (hi - lo)).otherwise(F.lit(0.0)))
-        .join(strategies.select(S.USER_ID, "strategy_id"), S.USER_ID)
-        .join(F.broadcast(weights), ["strategy_id", "scorer"])
+        .join(strategies.select(S.USER_ID, S.STRATEGY_ID), S.USER_ID)
+        .join(F.broadcast(weights), [S.STRATEGY_ID, "scorer"])
         .filter(F.col("weight") > 0)
         .withColumn("_part", F.col("weight") * F.col("_norm"))
         .groupBy(S.USER_ID, S.ITEM_ID)
@@ -198,8 +198,8 @@ def apply_ranker(
     """For strategies with ``ranker: learned``, the score becomes the learned ranker's (``learned``:
     ranker_scores rows); strategies in the new-items mode take the new-items model's score where there is
     one. Candidates the ranker did not score come last."""
-    users = strategies.select(S.USER_ID, "strategy_id").join(
-        F.broadcast(rankers.filter(F.col("ranker") == "learned")), "strategy_id"
+    users = strategies.select(S.USER_ID, S.STRATEGY_ID).join(
+        F.broadcast(rankers.filter(F.col("ranker") == "learned")), S.STRATEGY_ID
     )
     new_items = F.col("_new_items") & F.col(S.LEARNED_NEW_SCORE).isNotNull()
     score = F.when(new_items, F.col(S.LEARNED_NEW_SCORE)).otherwise(F.col(S.LEARNED_SCORE))
@@ -233,8 +233,7 @@ def apply_rules(
     scored: DataFrame, events: DataFrame, items: DataFrame, rules: DataFrame, as_of: dt.date
 ) -> DataFrame:
     """Drop what the strategy's business rules forbid (returned items, recent purchases, too dear)."""
-    before = F.col(S.EVENT_TS) < F.lit(as_of.isoformat()).cast("timestamp")
-    history = events.filter(before)
+    history = events.filter(F.col(S.EVENT_TS) < midnight(as_of))
     returned = history.filter(F.col(S.EVENT_TYPE) == S.RETURN).select(S.USER_ID, S.ITEM_ID).distinct()
     purchases = history.filter(F.col(S.EVENT_TYPE) == S.PURCHASE)
     last_bought = purchases.groupBy(S.USER_ID, S.ITEM_ID).agg(
@@ -245,7 +244,7 @@ def apply_rules(
     )
     catalog = items.select(S.ITEM_ID, S.CATEGORY_ID, F.col(S.UNIT_PRICE).alias("_item_price"))
     df = (
-        scored.join(F.broadcast(rules), "strategy_id")
+        scored.join(F.broadcast(rules), S.STRATEGY_ID)
         .join(F.broadcast(catalog), S.ITEM_ID, "left")
         .join(returned.withColumn("_returned", F.lit(True)), [S.USER_ID, S.ITEM_ID], "left")
         .join(last_bought, [S.USER_ID, S.ITEM_ID], "left")
@@ -271,18 +270,16 @@ def not_recently_bought(
     promise holds for featured items too."""
     modes = [(name, is_new_items(s)) for name, s in book.strategies.items()]
     new_items = strategies.sparkSession.createDataFrame(modes, "strategy_id string, _new_items boolean")
-    bought = events.filter(
-        (F.col(S.EVENT_TYPE) == S.PURCHASE) & (F.col(S.EVENT_TS) < F.lit(as_of.isoformat()).cast("timestamp"))
-    ).select(S.USER_ID, S.ITEM_ID)
-    users = strategies.join(F.broadcast(new_items), "strategy_id").filter("_new_items").select(S.USER_ID)
-    excluded = bought.join(users, S.USER_ID, "left_semi").distinct()
+    users = strategies.join(F.broadcast(new_items), S.STRATEGY_ID).filter("_new_items").select(S.USER_ID)
+    bought = events.filter((F.col(S.EVENT_TYPE) == S.PURCHASE) & (F.col(S.EVENT_TS) < midnight(as_of)))
+    excluded = bought_pairs(bought).join(users, S.USER_ID, "left_semi")
     return featured.join(excluded, [S.USER_ID, S.ITEM_ID], "left_anti")
 
 
 def campaign_rows(strategies: DataFrame, campaign: DataFrame, products: DataFrame) -> DataFrame:
     """(user_id, item_id, position): the campaign items each user's strategy must show, at most its slots."""
     return (
-        strategies.join(F.broadcast(campaign), "strategy_id")
+        strategies.join(F.broadcast(campaign), S.STRATEGY_ID)
         .join(F.broadcast(products.select(S.ITEM_ID)), S.ITEM_ID, "left_semi")
         .filter(F.col("position") < F.col("slots"))
         .select(S.USER_ID, S.ITEM_ID, "position")
@@ -334,7 +331,7 @@ def featured_items(
             S.USER_ID,
             S.ITEM_ID,
             S.SEGMENT_ID,
-            "strategy_id",
+            S.STRATEGY_ID,
             "score",
             F.array_sort(F.array_union(F.coalesce("sources", no_sources), F.array(F.lit("campaign")))).alias(
                 "sources"
@@ -348,32 +345,52 @@ def featured_items(
     )
 
 
+@dataclass(frozen=True)
+class RankingInputs:
+    """What ranking reads for one as-of date. :meth:`read` fills it from the warehouse for the ranking
+    stage, replay and evaluate alike; tests build it from inline frames."""
+
+    candidates: DataFrame
+    segments: DataFrame
+    events: DataFrame
+    items: DataFrame  # the catalog as of the date
+    scores: DataFrame | None = None  # (user_id, item_id, scorer, score): joins the blends by scorer weight
+    learned: DataFrame | None = None  # ranker_scores of the date: the order of ``ranker: learned`` strategies
+
+    @classmethod
+    def read(cls, store: TableStore, as_of: dt.date) -> RankingInputs:
+        on_date = F.col(S.AS_OF) == F.lit(as_of)
+        return cls(
+            store.read_table(S.CANDIDATES).filter(on_date),
+            store.read_table(S.USER_SEGMENTS).filter(on_date),
+            store.read_table(S.EVENTS),
+            items_as_of(store.read_table(S.ITEMS), as_of),
+            store.read_table(S.SCORES).filter(on_date) if store.exists(S.SCORES) else None,
+            learned_scores(store, as_of),
+        )
+
+
 def rank(
     spark: SparkSession,
-    candidates: DataFrame,
-    segments: DataFrame,
-    events: DataFrame,
-    items: DataFrame,
+    inputs: RankingInputs,
     book: StrategyBook,
     ctx: Context,
     k: int,
     run_id: str,
     model_version: str,
-    scores: DataFrame | None = None,
     choose: Chooser | None = None,
-    learned: DataFrame | None = None,
 ) -> DataFrame:
-    """``recommendations`` rows for one as-of date; ``scores`` (user_id, item_id, scorer, score) join
-    the blend through the strategies' scorer weights; ``choose`` picks each segment's strategy (default:
-    the book's selection rules in ``ctx``); ``learned`` (ranker_scores of the date) ranks the candidates of
-    strategies with ``ranker: learned``."""
+    """``recommendations`` rows for one as-of date; ``choose`` picks each segment's strategy (default: the
+    book's selection rules in ``ctx``)."""
+    candidates, segments, events, items = inputs.candidates, inputs.segments, inputs.events, inputs.items
+    scores, learned = inputs.scores, inputs.learned
     decisions = segment_strategies(segments, choose or rule_chooser(book, ctx))
     strategies = user_strategies(spark, segments, decisions)
     tables = strategy_tables(spark, book)
     scored = blend(candidates, strategies, tables.source_weights)
     if scores is not None:  # the hand-set blends weigh the LM scores; the learned ranker has them as features
-        blends = tables.rankers.filter(F.col("ranker") == "blend").select("strategy_id")
-        weights = tables.scorer_weights.join(F.broadcast(blends), "strategy_id", "left_semi")
+        blends = tables.rankers.filter(F.col("ranker") == "blend").select(S.STRATEGY_ID)
+        weights = tables.scorer_weights.join(F.broadcast(blends), S.STRATEGY_ID, "left_semi")
         scored = add_scorer_scores(scored, scores, strategies, weights)
     check_learned(book, set(decisions.values()), learned, ctx.as_of)
     if learned is not None:
@@ -401,7 +418,7 @@ def rank(
         S.ITEM_ID,
         "score",
         S.SEGMENT_ID,
-        "strategy_id",
+        S.STRATEGY_ID,
         "sources",
         "explanation",
         F.lit(model_version).alias("model_version"),
@@ -426,29 +443,16 @@ def run_ranking(
     choose: Chooser | None = None,
 ) -> RankingReport:
     as_of = F.lit(ctx.as_of)
-    segments = store.read_table(S.USER_SEGMENTS).filter(F.col(S.AS_OF) == as_of)
+    inputs = RankingInputs.read(store, ctx.as_of)
+    segments = inputs.segments
     model_run = segments.select("model_run_id").first()
     model_version = f"genre-spark {__version__}; segments {model_run[0] if model_run else '-'}"
-    recs = rank(
-        spark,
-        store.read_table(S.CANDIDATES).filter(F.col(S.AS_OF) == as_of),
-        segments,
-        store.read_table(S.EVENTS),
-        items_as_of(store.read_table(S.ITEMS), ctx.as_of),
-        book,
-        ctx,
-        k,
-        run_id,
-        model_version,
-        store.read_table(S.SCORES).filter(F.col(S.AS_OF) == as_of) if store.exists(S.SCORES) else None,
-        choose,
-        learned_scores(store, ctx.as_of),
-    )
+    recs = rank(spark, inputs, book, ctx, k, run_id, model_version, choose)
     write = store.replace_date(recs, S.RECOMMENDATIONS, as_of=ctx.as_of, run_id=run_id, stage="ranking")
     served = store.read_table(S.RECOMMENDATIONS).filter(F.col(S.AS_OF) == as_of)
-    per_user = served.groupBy(S.USER_ID, "strategy_id").agg(F.count("*").alias("n"))
+    per_user = served.groupBy(S.USER_ID, S.STRATEGY_ID).agg(F.count("*").alias("n"))
     summary = (
-        per_user.groupBy("strategy_id")
+        per_user.groupBy(S.STRATEGY_ID)
         .agg(F.count("*").alias("users"), F.sum(F.when(F.col("n") < k, 1).otherwise(0)).alias("short"))
         .collect()
     )  # one row per strategy
@@ -460,7 +464,7 @@ def run_ranking(
         # users with fewer than k eligible items, including those left with none
         eligible - served_users + sum(r["short"] for r in summary),
         served.select(S.ITEM_ID).distinct().count(),
-        {r["strategy_id"]: r["users"] / max(served_users, 1) for r in summary},
+        {r[S.STRATEGY_ID]: r["users"] / max(served_users, 1) for r in summary},
         k,
         write,
     )

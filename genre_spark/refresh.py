@@ -27,12 +27,11 @@ from pyspark.sql import types as T
 
 from genre_spark import schemas as S
 from genre_spark.errors import ConfigError, TableNotFoundError
-from genre_spark.pipeline import STAGES, RunContext, StageResult, run_stages
+from genre_spark.pipeline import STAGES, UNDATED_STAGES, RunContext, StageResult, run_stages
 from genre_spark.report import write_run_report
 from genre_spark.storage import TableStore
 
 # Stages that do not depend on the as-of date: a backfill runs them once, with the first date's run.
-UNDATED_STAGES = ("ingest", "enrich")
 RANKING = "ranking"  # the stage whose output the pointer and the retention are about
 STAGE = "refresh"  # the writing stage recorded in the app-transaction ids of this module's writes
 

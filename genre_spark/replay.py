@@ -46,16 +46,15 @@ from genre_spark.feedback import (
     feedback_from_purchases,
     run_feedback,
 )
-from genre_spark.history import items_as_of
+from genre_spark.history import bought_pairs, product_purchases, purchases_between
 from genre_spark.metrics import (
     evaluate_lists,
     item_popularity,
     purchase_lists,
-    purchases_between,
     ranked_lists,
 )
-from genre_spark.pipeline import RunContext, progress, run_stages
-from genre_spark.ranking import Chooser, rank, run_ranking
+from genre_spark.pipeline import RunContext, missing_undated, progress, run_stages, stages_before
+from genre_spark.ranking import Chooser, RankingInputs, rank, run_ranking
 from genre_spark.storage import TableStore
 from genre_spark.strategy import StrategyBook, context_for, with_ranker
 
@@ -155,20 +154,14 @@ def _check_window(store: TableStore, start: dt.date, weeks: int, window_days: in
 
 def _lists(ctx: RunContext, choose: Chooser) -> DataFrame:
     """``recommendations`` rows of T with ``choose`` deciding each segment's strategy (not written)."""
-    as_of, store = F.lit(ctx.as_of), ctx.store
-    segments = store.read_table(S.USER_SEGMENTS).filter(F.col(S.AS_OF) == as_of)
     return rank(
         ctx.spark,
-        store.read_table(S.CANDIDATES).filter(F.col(S.AS_OF) == as_of),
-        segments,
-        store.read_table(S.EVENTS),
-        items_as_of(store.read_table(S.ITEMS), ctx.as_of),
+        RankingInputs.read(ctx.store, ctx.as_of),
         ctx.strategies,
         ctx.context,
         ctx.settings.ranking.k,
         ctx.run_id,
         f"genre-spark {__version__}; replay",
-        store.read_table(S.SCORES).filter(F.col(S.AS_OF) == as_of) if store.exists(S.SCORES) else None,
         choose,
     )
 
@@ -207,9 +200,9 @@ def score_policies(
         )
         .collect()  # one row per policy
     }
-    truth = purchase_lists(purchases_between(events, as_of, end, items)).persist()
+    truth = purchase_lists(bought_pairs(purchases_between(events, items, as_of, end))).persist()
     catalog = items.where(F.col(S.IS_PRODUCT)).select(S.ITEM_ID).persist()
-    popularity = item_popularity(purchases_between(events, None, as_of, items)).persist()
+    popularity = item_popularity(bought_pairs(product_purchases(events, items, as_of))).persist()
     try:
         out = []
         for policy, mix in mixes.items():
@@ -283,8 +276,7 @@ def replay(
     n_weeks = weeks or settings.replay.weeks
     if n_weeks <= 0:
         raise ConfigError(f"--weeks must be positive, got {n_weeks}")
-    window = settings.replay.window_days
-    k, ndcg_k = settings.ranking.k, settings.replay.ndcg_k
+    window, ndcg_k = settings.replay.window_days, settings.replay.ndcg_k
     # the arms are the hand-set strategies: every strategy ranks by its blend here (a weekly refit of the
     # learned ranker per arm is not part of the replay yet)
     book = with_ranker(book, "blend")
@@ -302,15 +294,11 @@ def replay(
         run_id = week_run_id(settings, as_of)
         return RunContext(spark, store, settings if week == 0 else reuse, as_of, run_id, book, ctx)
 
-    undated = [
-        stage
-        for stage, table in (("ingest", S.EVENTS), ("enrich", S.ITEM_EMBEDDINGS))
-        if not store.exists(table)
-    ]
+    undated = missing_undated(store)
     if undated:
         run_stages(context_of(0), undated)
     _check_window(store, start, n_weeks, window)
-    dated = ["features", "segments", "candidates", *(["scoring"] if settings.scoring.scorers() else [])]
+    dated = stages_before("discriminator", scored=bool(settings.scoring.scorers()))
 
     rows: list[PolicyWeek] = []
     feedback: list[FeedbackReport] = []
@@ -318,33 +306,36 @@ def replay(
         ctx = context_of(week)
         progress(f"replay week {week}: as of {ctx.as_of}, run {ctx.run_id}")
         run_stages(ctx, dated)
-        choose = adaptive_chooser_from_store(store, book, settings.feedback, ctx.context)
-        served = run_ranking(spark, store, book, ctx.context, k, ctx.run_id, choose)
-        progress(f"replay week {week}: adaptive lists served; {served.format()}")
-        on_date = F.col(S.AS_OF) == F.lit(ctx.as_of)
-        _write_lists(ctx, store.read_table(S.RECOMMENDATIONS).where(on_date), ADAPTIVE)
-        mixes = {ADAPTIVE: ", ".join(f"{n} {s:.0%}" for n, s in sorted(served.strategy_share.items()))}
-        for name in fixed:
-            _write_lists(ctx, _lists(ctx, fixed_chooser(name)), name)
-            mixes[name] = name
-        progress(f"replay week {week}: fixed-strategy lists in {S.REPLAY_LISTS}: {', '.join(fixed)}")
-        fb = run_feedback(
-            store, settings.feedback, ctx.as_of, window, ctx.run_id, context=context_key(ctx.context)
-        )
-        feedback.append(fb)
-        progress(f"replay week {week}: {fb.format()}")
-        end = ctx.as_of + dt.timedelta(days=window)
-        scored = score_policies(store, ctx.as_of, end, week, ndcg_k, mixes)
-        store.replace_date(
-            _report_rows(spark, scored, ctx.run_id, ndcg_k),
-            S.REPLAY_REPORT,
-            as_of=ctx.as_of,
-            run_id=ctx.run_id,
-            stage=STAGE,
-        )
+        scored, fb = _replay_week(ctx, week, fixed)
         rows.extend(scored)
+        feedback.append(fb)
     report = ReplayReport(start, n_weeks, ndcg_k, tuple(rows), tuple(feedback), ())
     return ReplayReport(start, n_weeks, ndcg_k, tuple(rows), tuple(feedback), write_files(store, report))
+
+
+def _replay_week(ctx: RunContext, week: int, fixed: list[str]) -> tuple[list[PolicyWeek], FeedbackReport]:
+    """One week: the adaptive lists served and their feedback (the strategy state learns), the fixed
+    strategies' lists beside them, every policy scored on the week's window and written to the report."""
+    spark, store, settings, book = ctx.spark, ctx.store, ctx.settings, ctx.strategies
+    window, k, ndcg_k = settings.replay.window_days, settings.ranking.k, settings.replay.ndcg_k
+    choose = adaptive_chooser_from_store(store, book, settings.feedback, ctx.context)
+    served = run_ranking(spark, store, book, ctx.context, k, ctx.run_id, choose)
+    progress(f"replay week {week}: adaptive lists served; {served.format()}")
+    on_date = F.col(S.AS_OF) == F.lit(ctx.as_of)
+    _write_lists(ctx, store.read_table(S.RECOMMENDATIONS).where(on_date), ADAPTIVE)
+    mixes = {ADAPTIVE: ", ".join(f"{n} {s:.0%}" for n, s in sorted(served.strategy_share.items()))}
+    for name in fixed:
+        _write_lists(ctx, _lists(ctx, fixed_chooser(name)), name)
+        mixes[name] = name
+    progress(f"replay week {week}: fixed-strategy lists in {S.REPLAY_LISTS}: {', '.join(fixed)}")
+    fb = run_feedback(
+        store, settings.feedback, ctx.as_of, window, ctx.run_id, context=context_key(ctx.context)
+    )
+    progress(f"replay week {week}: {fb.format()}")
+    scored = score_policies(store, ctx.as_of, ctx.as_of + dt.timedelta(days=window), week, ndcg_k, mixes)
+    report = _report_rows(spark, scored, ctx.run_id, ndcg_k)
+    store.replace_date(report, S.REPLAY_REPORT, as_of=ctx.as_of, run_id=ctx.run_id, stage=STAGE)
+    return scored, fb
 
 
 def write_files(store: TableStore, report: ReplayReport) -> tuple[str, ...]:

@@ -94,7 +94,7 @@ def _strategy_mix(ctx: RunContext) -> str:
     mix = (
         ctx.store.read_table(S.RECOMMENDATIONS)
         .filter((F.col(S.AS_OF) == F.lit(ctx.as_of)) & (F.col(S.RUN_ID) == ctx.run_id))
-        .groupBy("strategy_id")
+        .groupBy(S.STRATEGY_ID)
         .agg(F.countDistinct(S.USER_ID).alias("users"))
         .orderBy(F.desc("users"))
         .collect()  # one row per strategy

@@ -184,22 +184,6 @@ def shape_statistics(lines: DataFrame, counts: np.ndarray | None = None) -> dict
     }
 
 
-def export_lines(raw: DataFrame) -> DataFrame:
-    """Product lines of known customers in a generated export, with the contract's column names
-    (what ingest would keep), for :func:`shape_statistics`."""
-    c = COLUMNS
-    invoice = F.col(c[S.ORDER_ID])
-    return raw.where(
-        F.col(f"`{c[S.USER_ID]}`").isNotNull() & (F.col(c[S.ITEM_ID]) != NON_PRODUCT_CODE)
-    ).select(
-        F.col(f"`{c[S.USER_ID]}`").alias(S.USER_ID),
-        invoice.alias(S.ORDER_ID),
-        F.col(c[S.ITEM_ID]).alias(S.ITEM_ID),
-        F.when(invoice.startswith("C"), F.lit(S.RETURN)).otherwise(F.lit(S.PURCHASE)).alias(S.EVENT_TYPE),
-        F.to_timestamp(c[S.EVENT_TS], "yyyy-MM-dd HH:mm:ss").alias(S.EVENT_TS),
-    )
-
-
 def pool_parameters(repeat_share: float, rebought_per_line: float) -> dict[str, float]:
     """Pool draw probability p and pool size ratio r reproducing the two repeat statistics.
 
@@ -346,13 +330,12 @@ def _item_code(index: Column) -> Column:
 def generate_events(spark: SparkSession, profile: SyntheticProfile, users: int, seed: int) -> DataFrame:
     """Raw export rows (columns :data:`COLUMNS`) for ``users`` customers, as a lazy Spark plan."""
     p = profile
-    catalog = p.catalog_size(users)
-    span_days = (p.span_end - p.span_start).days + 1
     mean_lines = float(np.mean(p.lines_per_order))
     # guests: extra customers whose rows carry no customer id, anonymous_share of all rows
     guests = round(users * p.anonymous_share / (1 - p.anonymous_share))
     expected_rows = (users + guests) * float(np.mean(p.orders_per_user)) * mean_lines
     partitions = max(2, math.ceil(expected_rows / ROWS_PER_FILE))
+    span_days = (p.span_end - p.span_start).days + 1
 
     uid = F.col("uid")
     people = spark.range(0, users + guests, numPartitions=partitions).select(F.col("id").alias("uid"))
@@ -363,6 +346,14 @@ def generate_events(spark: SparkSession, profile: SyntheticProfile, users: int, 
         (_uniform("first", uid, seed=seed) * span_days).cast("int").alias("first_day"),
         _pick(p.countries, _uniform("country", uid, seed=seed)).alias("country"),
     )
+    lines = _order_lines(_orders(people, p, seed), p, seed, p.catalog_size(users), mean_lines)
+    rows = lines.drop("returned", "delay").unionByName(_returns(lines, p))
+    return _export_columns(rows, p, seed)
+
+
+def _orders(people: DataFrame, p: SyntheticProfile, seed: int) -> DataFrame:
+    """One row per order line number: the customer's orders, each on a day and hour drawn from the profile."""
+    uid = F.col("uid")
     orders = people.select(
         "uid",
         "anonymous",
@@ -372,7 +363,7 @@ def generate_events(spark: SparkSession, profile: SyntheticProfile, users: int, 
         F.explode(F.sequence(F.lit(1), "n_orders")).alias("seq"),
     ).withColumn("oid", uid * 10_000 + F.col("seq"))
     oid = F.col("oid")
-    remaining = span_days - F.col("first_day")
+    remaining = (p.span_end - p.span_start).days + 1 - F.col("first_day")
     date = F.date_add(
         F.lit(p.span_start), F.col("first_day") + (_uniform("day", oid, seed=seed) * remaining).cast("int")
     )
@@ -384,7 +375,7 @@ def generate_events(spark: SparkSession, profile: SyntheticProfile, users: int, 
     hour = _categorical(p.hour_weights, _uniform("hour", oid, seed=seed))
     minute = (_uniform("minute", oid, seed=seed) * 60).cast("int")
     ts = F.make_timestamp_ntz(F.year(date), F.month(date), F.dayofmonth(date), hour, minute, F.lit(0))
-    orders = orders.select(
+    return orders.select(
         "uid",
         "n_orders",
         "country",
@@ -395,9 +386,16 @@ def generate_events(spark: SparkSession, profile: SyntheticProfile, users: int, 
             F.sequence(F.lit(1), _from_quantiles(p.lines_per_order, _uniform("basket", oid, seed=seed)))
         ).alias("line"),
     )
-    key = (F.col("oid"), F.col("line"))
-    # A repeat line draws its item from the user's pool (slot -> item by a hash of user and slot), so the
-    # same items recur across the user's orders; the pool grows with the user's expected lines.
+
+
+def _order_lines(
+    orders: DataFrame, p: SyntheticProfile, seed: int, catalog: int, mean_lines: float
+) -> DataFrame:
+    """Each line's item, quantity and whether it comes back. A repeat line draws its item from the user's
+    pool (slot -> item by a hash of user and slot), so the same items recur across the user's orders; the
+    pool grows with the user's expected lines."""
+    uid, oid = F.col("uid"), F.col("oid")
+    key = (oid, F.col("line"))
     pool = F.greatest(F.lit(1), (F.col("n_orders") * (mean_lines * p.pool_ratio)).cast("long"))
     slot = (_uniform("slot", *key, seed=seed) * pool).cast("long")
     repeat = _uniform("repeat", *key, seed=seed) < p.pool_draw
@@ -407,7 +405,7 @@ def generate_events(spark: SparkSession, profile: SyntheticProfile, users: int, 
     v = F.when(repeat, _uniform("pool_v", uid, slot, seed=seed)).otherwise(
         _uniform("item_v", *key, seed=seed)
     )
-    lines = orders.select(
+    return orders.select(
         "uid",
         "country",
         oid.cast("string").alias("invoice"),
@@ -421,9 +419,13 @@ def generate_events(spark: SparkSession, profile: SyntheticProfile, users: int, 
         .cast("long")
         .alias("delay"),
     )
+
+
+def _returns(lines: DataFrame, p: SyntheticProfile) -> DataFrame:
+    """The returned product lines, as cancellation rows some days later (within the span)."""
     last_minute = F.lit(dt.datetime.combine(p.span_end, dt.time(23, 59)))
     returned_ts = F.timestamp_seconds(F.unix_timestamp(F.col("ts").cast("timestamp")) + F.col("delay"))
-    returns = lines.where(F.col("returned") & ~F.col("non_product")).select(
+    return lines.where(F.col("returned") & ~F.col("non_product")).select(
         "uid",
         "country",
         F.concat(F.lit("C"), "invoice").alias("invoice"),
@@ -433,8 +435,6 @@ def generate_events(spark: SparkSession, profile: SyntheticProfile, users: int, 
         "non_product",
         (-F.col("quantity")).alias("quantity"),
     )
-    rows = lines.drop("returned", "delay").unionByName(returns)
-    return _export_columns(rows, p, seed)
 
 
 def _export_columns(rows: DataFrame, p: SyntheticProfile, seed: int) -> DataFrame:

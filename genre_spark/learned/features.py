@@ -22,7 +22,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from genre_spark import schemas as S
-from genre_spark.candidates import normalised_score
+from genre_spark.candidate_scores import normalised_score
 from genre_spark.errors import ConfigError
 from genre_spark.history import days_before, decay
 

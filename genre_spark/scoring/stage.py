@@ -11,7 +11,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from genre_spark import schemas as S
-from genre_spark.candidates import shortlist
+from genre_spark.candidate_scores import shortlist
 from genre_spark.config import ScoringSettings
 from genre_spark.history import items_as_of
 from genre_spark.scoring.scorers import Scorer, ScoringInputs, build_scorers

@@ -262,6 +262,15 @@ def transaction_app_id(
     return app_id
 
 
+def with_added_columns(existing: T.StructType, written: T.StructType, request: WriteRequest) -> T.StructType:
+    """The schema a write may have: the table's, plus the written columns it lacks when the write replaces
+    the whole table (a column the contract gained, e.g. ``items.first_seen_ts``: the commit carries the
+    new schema). Appends and partition replacements must match the table exactly."""
+    if request.mode != "overwrite" or request.replace_where:
+        return existing
+    return T.StructType([*existing.fields, *[f for f in written.fields if f.name not in existing.names]])
+
+
 def check_unchanged(name: str, version: int | None, request: WriteRequest) -> None:
     """An append-if-absent fails before writing anything when the table moved since it was read."""
     if request.if_absent is not None and version != request.if_absent.read_version:

@@ -49,6 +49,7 @@ from genre_spark.storage.base import (
     WriteResult,
     check_schema,
     check_unchanged,
+    with_added_columns,
 )
 from genre_spark.storage.locations import Locator
 from genre_spark.storage.parquet_stats import delta_stats_json
@@ -101,7 +102,7 @@ class EmbeddedDeltaStore(TableStore):
         if table is not None:
             if table.transaction_version(request.app_id) is not None:
                 return WriteResult(name, table.version(), skipped=True)
-            self._check_compatible(name, table, df.schema, request.partition_by)
+            self._check_compatible(name, table, df.schema, request)
         check_unchanged(name, None if table is None else table.version(), request)
 
         staging = f"{_STAGING}/{uuid.uuid4().hex}"
@@ -223,13 +224,15 @@ class EmbeddedDeltaStore(TableStore):
                 fs.delete_file(path)
 
     def _check_compatible(
-        self, name: str, table: DeltaTable, schema: T.StructType, partition_by: list[str]
+        self, name: str, table: DeltaTable, schema: T.StructType, request: WriteRequest
     ) -> None:
         existing = from_arrow_schema(pa.schema(table.schema().to_arrow()))
-        check_schema(name, existing, schema)
+        check_schema(name, with_added_columns(existing, schema, request), schema)
         current = list(table.metadata().partition_columns)
-        if current != partition_by:
-            raise SchemaMismatchError(name, [f"partitioned by {current}, write asks for {partition_by}"])
+        if current != request.partition_by:
+            raise SchemaMismatchError(
+                name, [f"partitioned by {current}, write asks for {request.partition_by}"]
+            )
 
 
 def read_delta_path(spark: SparkSession, path: str, *, version: int | None = None) -> DataFrame:

@@ -147,6 +147,8 @@ class NativeDeltaStore(TableStore):
             writer = writer.partitionBy(*request.partition_by)
         if request.replace_where:
             writer = writer.option("replaceWhere", replace_where_predicate(request.replace_where, df.schema))
+        elif request.mode == "overwrite":
+            writer = writer.option("mergeSchema", "true")  # a column the contract gained (with_added_columns)
         where = self.location(name)
         if where.name is not None:
             writer.saveAsTable(where.name)

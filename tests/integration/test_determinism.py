@@ -12,18 +12,18 @@ from pyspark.sql import SparkSession
 
 from genre_spark import schemas as S
 from genre_spark.config import load_settings
-from genre_spark.pipeline import STAGES, RunContext, run_stages
+from genre_spark.pipeline import STAGE_TABLE, STAGES, RunContext, run_stages
 from genre_spark.storage.embedded import EmbeddedDeltaStore
 from genre_spark.strategy import context_for, load_strategies
 from tests.integration.test_notebooks import sample_slice, slice_conf
 
 pytestmark = pytest.mark.slow
-AS_OF = dt.date(2010, 12, 8)
+AS_OF = dt.date(2010, 12, 2)
 COMPARED = (S.USER_SEGMENTS, S.CANDIDATES, S.SCORES, S.RECOMMENDATIONS)
 
 
 def test_two_fresh_runs_write_identical_lists(spark: SparkSession, tmp_path: Path) -> None:
-    conf = slice_conf(tmp_path, sample_slice(tmp_path, rows=8_000))
+    conf = slice_conf(tmp_path, sample_slice(tmp_path, rows=4_000))
     tables = []
     for name in ("first", "second"):
         settings = load_settings([conf], [f"storage.warehouse={tmp_path / name}"])
@@ -32,6 +32,9 @@ def test_two_fresh_runs_write_identical_lists(spark: SparkSession, tmp_path: Pat
         context = context_for(AS_OF, 9, settings.features.hour_bands)
         # one run id for both (the default one hashes the settings, the warehouse path among them)
         run_stages(RunContext(spark, store, settings, AS_OF, "fresh", strategies, context), list(STAGES))
+        # the stage table says what each stage writes: it is true
+        declared = {s.name: s.writes for s in STAGE_TABLE}
+        assert all(result.table in declared[stage] for stage, result in store.write_log), store.write_log
         tables.append({t: store.read_table(t) for t in COMPARED})
     first, second = tables
     assert first[S.RECOMMENDATIONS].select(S.USER_ID).distinct().count() > 50

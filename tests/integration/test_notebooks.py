@@ -20,10 +20,12 @@ from pyspark.sql import SparkSession
 from genre_spark import schemas as S
 from genre_spark.errors import ConfigError
 from genre_spark.notebook import (
+    HEADER as NOTEBOOK_HEADER,
+)
+from genre_spark.notebook import (
     REFRESH,
     EnvWidgets,
     declare_widgets,
-    notebook_cells,
     notebook_source,
     read_params,
 )
@@ -37,6 +39,13 @@ NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 EXPECTED = {REFRESH, "ingest", "enrich", "features", "segments", "candidates", "ranking"}
 SLICE_ROWS = 20_000  # 2010-12-01 .. 2010-12-09 of the 2010-2011 export
 AS_OF = "2010-12-10"
+
+
+def notebook_cells(text: str) -> list[str]:
+    """The code cells of a Databricks source notebook (the header line removed)."""
+    if not text.startswith(NOTEBOOK_HEADER + "\n"):
+        raise ValueError(f"not a Databricks source notebook: first line must be {NOTEBOOK_HEADER!r}")
+    return [cell.strip("\n") for cell in text[len(NOTEBOOK_HEADER) + 1 :].split("# COMMAND ----------")]
 
 
 def sample_slice(folder: Path, rows: int = SLICE_ROWS) -> Path:

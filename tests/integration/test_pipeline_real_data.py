@@ -119,12 +119,11 @@ def test_reuse_of_the_saved_model(
 
 @pytest.fixture(scope="module")
 def candidates(
-    spark: SparkSession,
     settings: Settings,
     real: RealWarehouse,
     pipeline: tuple[EnrichReport, FeatureReport, SegmentReport],
 ) -> CandidateReport:
-    return run_candidates(spark, real.store, settings.candidates, AS_OF, REAL_RUN)
+    return run_candidates(real.store, settings.candidates, AS_OF, REAL_RUN)
 
 
 def test_candidate_invariants(real: RealWarehouse, settings: Settings, candidates: CandidateReport) -> None:
@@ -145,7 +144,9 @@ def test_candidate_invariants(real: RealWarehouse, settings: Settings, candidate
 
 @pytest.fixture(scope="module")
 def scoring(settings: Settings, real: RealWarehouse, candidates: CandidateReport) -> ScoringReport:
-    return run_scoring(real.store, settings.scoring, AS_OF, REAL_RUN)
+    # profiles cut at 48 tokens (96 by default): the cost is one profile encoding per user (suite budget)
+    short = settings.scoring.bi_encoder.model_copy(update={"max_length": 48})
+    return run_scoring(real.store, settings.scoring.model_copy(update={"bi_encoder": short}), AS_OF, REAL_RUN)
 
 
 def test_bi_encoder_scores_every_user_on_the_shortlist(

@@ -339,7 +339,7 @@ def test_an_item_first_seen_on_or_after_the_date_is_never_proposed(
             (S.USER_SEGMENTS, segments),
         ]:
             store.write_table(in_contract(df, table), table, mode="overwrite", run_id=f"setup-{as_of}")
-        run_candidates(spark, store, candidate_settings, as_of, f"run-{as_of}")
+        run_candidates(store, candidate_settings, as_of, f"run-{as_of}")
         written = store.read_table(S.CANDIDATES).filter(F.col(S.AS_OF) == as_of)
         return {(r.user_id, r.item_id) for r in written.collect()}
 

@@ -59,3 +59,11 @@ def test_only_a_config_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None
         pipeline.run_stages(fake_context(), ["featurs"])  # type: ignore[arg-type]
     assert report_error(info.value) == 2
     assert capsys.readouterr().err.startswith("genre-spark: error: unknown stage(s) ['featurs']")
+
+
+def test_a_config_error_exits_2_in_one_line_before_spark_starts(capsys: pytest.CaptureFixture[str]) -> None:
+    from genre_spark.cli import main
+
+    assert main(["generate", "--users", "0", "--out", "gen"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["genre-spark: error: --users must be at least 1, got 0"]

@@ -21,7 +21,7 @@ from genre_spark.learned import model as M
 from genre_spark.learned.features import MISSING_RANK, feature_columns, pair_features
 from genre_spark.learned.stage import training_cutoffs, with_labels
 from genre_spark.pipeline import RunContext, missing_stages
-from genre_spark.ranking import rank, rule_chooser
+from genre_spark.ranking import RankingInputs, rank, rule_chooser
 from genre_spark.storage import TableStore
 from genre_spark.strategy import Context, StrategyBook, load_strategies, new_items_book
 
@@ -192,7 +192,7 @@ def test_a_learned_strategy_without_scores_fails(spark: SparkSession) -> None:
     cands, segs, history, catalog = ranking_inputs(spark)
     ctx = Context(CUTOFF, None)
     with pytest.raises(RankerMissingError, match=r"strategies \['s'\] rank with the learned ranker"):
-        rank(spark, cands, segs, history, catalog, learned_book(), ctx, 3, "r", "v", None, None, None)
+        rank(spark, RankingInputs(cands, segs, history, catalog), learned_book(), ctx, 3, "r", "v")
 
 
 def test_learned_order_and_the_new_items_mode(spark: SparkSession) -> None:
@@ -207,21 +207,8 @@ def test_learned_order_and_the_new_items_mode(spark: SparkSession) -> None:
     ctx = Context(CUTOFF, None)
 
     def top(book: StrategyBook) -> list[str]:
-        recs = rank(
-            spark,
-            cands,
-            segs,
-            history,
-            catalog,
-            book,
-            ctx,
-            3,
-            "r",
-            "v",
-            None,
-            rule_chooser(book, ctx),
-            learned,
-        )
+        inputs = RankingInputs(cands, segs, history, catalog, learned=learned)
+        recs = rank(spark, inputs, book, ctx, 3, "r", "v", rule_chooser(book, ctx))
         return [r[S.ITEM_ID] for r in recs.orderBy("rank").collect()]
 
     assert top(learned_book()) == ["C", "A", "E"]  # every source's candidates, in the learned order

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from genre_spark import metrics as M
 from genre_spark import schemas as S
+from genre_spark.history import bought_pairs, purchases_between
 
 AS_OF = dt.date(2011, 9, 1)
 KS = (3, 5, 10)
@@ -197,12 +199,49 @@ def test_exclude_bought_before(spark: SparkSession) -> None:
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
 
 
+def evaluate_variants(
+    predictions: DataFrame,
+    truth: DataFrame,
+    history: DataFrame,
+    *,
+    ks: Sequence[int],
+    catalog: DataFrame,
+    popularity: DataFrame,
+    segments: DataFrame | None,
+    run_id: str,
+    as_of: dt.date,
+    model: str,
+) -> DataFrame:
+    """Both variants: *all* on the inputs as they are, *new* without the items in ``history``
+    (``user_id, item_id`` bought before ``as_of``) in lists and truth."""
+
+    def run(preds: DataFrame, rel: DataFrame, variant: str) -> DataFrame:
+        return M.evaluate_lists(
+            preds,
+            rel,
+            ks=ks,
+            catalog=catalog,
+            popularity=popularity,
+            segments=segments,
+            run_id=run_id,
+            as_of=as_of,
+            model=model,
+            variant=variant,
+        )
+
+    every = run(predictions, truth, M.VARIANT_ALL)
+    new = run(
+        M.exclude_bought_before(predictions, history), M.exclude_bought_before(truth, history), M.VARIANT_NEW
+    )
+    return every.unionByName(new)
+
+
 def test_new_variant_matches_reference_on_filtered_lists(spark: SparkSession) -> None:
     bought = {"u1": {"a"}, "u2": {"b"}, "u6": {"x", "y", "z"}}
     history = spark.createDataFrame(
         [(u, i) for u, items in bought.items() for i in sorted(items)], "user_id string, item_id string"
     )
-    got = M.evaluate_variants(
+    got = evaluate_variants(
         predictions(spark),
         lists(spark, TRUTH),
         history,
@@ -233,13 +272,13 @@ def test_purchases_between_window_and_products(spark: SparkSession) -> None:
             ("u2", "d", "purchase", dt.datetime(2011, 9, 8, 0, 0)),  # end is exclusive
         ],
         "user_id string, item_id string, event_type string, event_ts timestamp",
-    )
+    ).selectExpr("*", "'o' AS order_id", "1 AS quantity", "1.0 AS unit_price")
     items = spark.createDataFrame(
         [(i, i != "post") for i in ("a", "b", "c", "d", "post")], "item_id string, is_product boolean"
     )
-    window = M.purchases_between(events, AS_OF, dt.date(2011, 9, 8), items)
+    window = bought_pairs(purchases_between(events, items, AS_OF, dt.date(2011, 9, 8)))
     assert sorted(map(tuple, window.collect())) == [("u1", "b")]
-    before = M.purchases_between(events, None, AS_OF)
+    before = bought_pairs(purchases_between(events, items, None, AS_OF))
     assert sorted(map(tuple, before.collect())) == [("u1", "a")]
     assert M.item_popularity(window).collect()[0].asDict() == {"item_id": "b", "buyers": 1}
 

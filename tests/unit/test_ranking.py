@@ -8,6 +8,7 @@ from chispa import assert_approx_df_equality
 from pyspark.sql import DataFrame, SparkSession
 
 from genre_spark.ranking import (
+    RankingInputs,
     add_scorer_scores,
     apply_rules,
     blend,
@@ -217,9 +218,8 @@ def test_campaign_items_take_at_most_their_slots(spark: SparkSession) -> None:
         "item_id string, category_id int, unit_price double, is_product boolean",
     )
     events = spark.createDataFrame([], EVENTS + ", quantity int, order_id string")
-    recs = rank(spark, candidates, segments, events, items, b, Context(AS_OF, None), 4, "run", "v").orderBy(
-        "rank"
-    )
+    inputs = RankingInputs(candidates, segments, events, items)
+    recs = rank(spark, inputs, b, Context(AS_OF, None), 4, "run", "v").orderBy("rank")
     rows = [(r.item_id, r.rank, r.sources, r.explanation) for r in recs.collect()]
     assert [r[0] for r in rows] == ["A", "B", "C", "Z"]  # 2 slots for Z and B, 2 places for the best others
     assert rows[1][2] == ["als", "campaign"] and rows[1][3].startswith("featured in the current campaign")

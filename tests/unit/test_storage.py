@@ -313,3 +313,17 @@ def test_a_table_created_by_another_writer_is_a_conflict(
     with pytest.raises(WriteConflictError, match="created by another writer"):
         store.write_table(one_column(spark, [2]), "t", mode="append", run_id="mine")
     assert [r.v for r in store.read_table("t").collect()] == [1]
+
+
+def test_a_full_overwrite_adds_the_columns_the_contract_gained(
+    spark: SparkSession, store: TableStore
+) -> None:
+    """A warehouse written before a contract gained a column (items.first_seen_ts) takes the next full
+    overwrite with it; an append with the extra column still fails."""
+    store.write_table(one_column(spark, [1]), "t", mode="overwrite", run_id="old")
+    wider = spark.createDataFrame([(2, "x")], "v int, w string")
+    with pytest.raises(SchemaMismatchError, match=r"unexpected column\(s\) \['w'\]"):
+        store.write_table(wider, "t", mode="append", run_id="new")
+    store.write_table(wider, "t", mode="overwrite", run_id="new")
+    assert [tuple(r) for r in store.read_table("t").collect()] == [(2, "x")]
+    assert [f.name for f in DeltaTable(store.table_path("t")).schema().fields] == ["v", "w"]

@@ -1,0 +1,31 @@
+"""What the later stages read of the ``candidates`` table: each candidate's score relative to its source's
+best for the user, and the strategy-independent shortlist the language-model scorers see."""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from genre_spark import schemas as S
+
+
+def normalised_score() -> Column:
+    """A candidate's source score over the user's best score from that source: 1.0 for each source's top."""
+    best = F.max("source_score").over(Window.partitionBy(S.USER_ID, "source"))
+    return F.when(best > 0, F.col("source_score") / best).otherwise(F.lit(0.0))
+
+
+def shortlist(candidates: DataFrame, n: int) -> DataFrame:
+    """(user_id, item_id, shortlist_rank): each user's ``n`` best candidates by the unweighted sum of
+    normalised source scores (strategy-independent, so one shortlist serves every strategy)."""
+    summed = (
+        candidates.withColumn("_norm", normalised_score())
+        .groupBy(S.USER_ID, S.ITEM_ID)
+        .agg(F.sum("_norm").alias("_sum"))
+    )
+    w = Window.partitionBy(S.USER_ID).orderBy(F.desc("_sum"), F.asc(S.ITEM_ID))
+    return (
+        summed.withColumn("shortlist_rank", F.row_number().over(w))
+        .filter(F.col("shortlist_rank") <= n)
+        .select(S.USER_ID, S.ITEM_ID, "shortlist_rank")
+    )
