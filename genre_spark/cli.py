@@ -17,8 +17,8 @@ from pathlib import Path
 
 from genre_spark.config import Settings, default_run_id, load_settings
 from genre_spark.errors import ConfigError, GenreSparkError
-from genre_spark.pipeline import STAGES, RunContext, missing_undated, stages_before, train_discriminator
-from genre_spark.refresh import RunOutcome, backfill, completed_stages, run_once
+from genre_spark.pipeline import STAGES, RunContext, stages_before
+from genre_spark.refresh import RunOutcome, backfill, evaluate_date, run_once
 from genre_spark.strategy import context_for, load_strategies
 
 
@@ -203,37 +203,13 @@ def _run(args: argparse.Namespace) -> int:
 
             backfill(context_of, args.date_from, args.date_to, stages, _print_outcome)
         elif args.command == "evaluate":
-            _evaluate(ctx, args.horizon_days)
+            print(evaluate_date(ctx, args.horizon_days, _print_outcome).format())
         else:
             _print_outcome(run_once(ctx, stages))
         print(f"done in {time.perf_counter() - started:.1f} s; tables under {store.warehouse}")
     finally:
         spark.stop()
     return 0
-
-
-def _evaluate(ctx: RunContext, horizon_days: int | None) -> None:
-    """The stages the evaluation reads (the undated ones when their tables are missing, the dated ones
-    before the discriminator unless `runs` records them for the run id), the ranker, then the evaluation."""
-    from genre_spark.evaluation import evaluate
-
-    done = completed_stages(ctx.store, ctx.run_id)
-    dated = [s for s in stages_before("discriminator") if s not in done]
-    stages = [*missing_undated(ctx.store), *dated]
-    if stages:
-        _print_outcome(run_once(ctx, stages))
-    if "discriminator" in done and ctx.settings.discriminator.enabled:
-        print(f"discriminator: the ranker scores of run {ctx.run_id}")
-    else:  # evaluated whether or not discriminator.enabled
-        started = time.perf_counter()
-        print(train_discriminator(ctx))
-        print(f"stage discriminator: {time.perf_counter() - started:.1f} s")
-    started = time.perf_counter()
-    report = evaluate(
-        ctx.spark, ctx.store, ctx.settings, ctx.strategies, ctx.context, ctx.run_id, horizon_days
-    )
-    print(report.format())
-    print(f"stage evaluate: {time.perf_counter() - started:.1f} s")
 
 
 def _replay(ctx: RunContext, args: argparse.Namespace) -> None:

@@ -20,6 +20,7 @@ import datetime as dt
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -27,9 +28,22 @@ from pyspark.sql import types as T
 
 from genre_spark import schemas as S
 from genre_spark.errors import ConfigError, TableNotFoundError
-from genre_spark.pipeline import STAGES, UNDATED_STAGES, RunContext, StageResult, run_stages
+from genre_spark.pipeline import (
+    STAGES,
+    UNDATED_STAGES,
+    RunContext,
+    StageResult,
+    missing_undated,
+    progress,
+    run_stages,
+    stages_before,
+    train_discriminator,
+)
 from genre_spark.report import write_run_report
 from genre_spark.storage import TableStore
+
+if TYPE_CHECKING:
+    from genre_spark.evaluation import EvaluationReport
 
 # Stages that do not depend on the as-of date: a backfill runs them once, with the first date's run.
 RANKING = "ranking"  # the stage whose output the pointer and the retention are about
@@ -171,3 +185,30 @@ def backfill(
         report(outcome)
         outcomes.append(outcome)
     return outcomes
+
+
+def evaluate_date(
+    ctx: RunContext, horizon_days: int | None, report: Callable[[RunOutcome], None] = lambda outcome: None
+) -> EvaluationReport:
+    """`genre-spark evaluate`: the stages the evaluation reads (the undated ones when their tables are
+    missing; the dated ones before the discriminator unless ``runs`` records them for the run id), the
+    learned ranker (trained whether or not ``discriminator.enabled``, unless the run recorded it), then the
+    evaluation of the date. ``report`` receives the outcome of the stages run first."""
+    from genre_spark.evaluation import evaluate  # the evaluation's imports only where it runs
+
+    done = completed_stages(ctx.store, ctx.run_id)
+    stages = [*missing_undated(ctx.store), *[s for s in stages_before("discriminator") if s not in done]]
+    if stages:
+        report(run_once(ctx, stages))
+    if "discriminator" not in done or not ctx.settings.discriminator.enabled:
+        progress("stage discriminator: started")
+        started = time.perf_counter()
+        progress(train_discriminator(ctx))
+        progress(f"stage discriminator: done in {time.perf_counter() - started:.1f} s")
+    progress("stage evaluate: started")
+    started = time.perf_counter()
+    result = evaluate(
+        ctx.spark, ctx.store, ctx.settings, ctx.strategies, ctx.context, ctx.run_id, horizon_days
+    )
+    progress(f"stage evaluate: done in {time.perf_counter() - started:.1f} s")
+    return result

@@ -17,8 +17,9 @@ import pytest
 import yaml
 from deltalake import DeltaTable
 
+from genre_spark.config import Settings
 from tests.cluster.standalone import Cluster, java_available, standalone_cluster, submit
-from tests.conftest import PROJECT_ROOT, retail_file
+from tests.conftest import PROJECT_ROOT, customer_slice
 
 pytestmark = [
     pytest.mark.cluster,
@@ -47,14 +48,6 @@ def package_zip(target: Path) -> Path:
         for path in sorted((PROJECT_ROOT / "genre_spark").rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts:
                 archive.writestr(str(path.relative_to(PROJECT_ROOT)), path.read_bytes())
-    return target
-
-
-def sample_slice(target: Path) -> Path:
-    """All rows (valid or not) of every EVERY_NTH_CUSTOMER-th customer of the 2010-2011 export, unchanged."""
-    rows = pd.read_csv(retail_file(target.name), dtype=str, keep_default_na=False)
-    customers = sorted(set(rows["CustomerID"]) - {""})[::EVERY_NTH_CUSTOMER]
-    rows[rows["CustomerID"].isin(customers)].to_csv(target, index=False)
     return target
 
 
@@ -121,7 +114,7 @@ def python_task_executors(events: list[dict[str, Any]], udf: str) -> list[str]:
     ]
 
 
-def test_pipeline_on_standalone_cluster(cluster: Cluster, tmp_path: Path) -> None:
+def test_pipeline_on_standalone_cluster(cluster: Cluster, settings: Settings, tmp_path: Path) -> None:
     py_files = ["--py-files", str(package_zip(tmp_path / "genre_spark.zip"))]
 
     # 1. The driver and each executor Python worker import genre_spark from the shipped zip (not the
@@ -138,9 +131,10 @@ def test_pipeline_on_standalone_cluster(cluster: Cluster, tmp_path: Path) -> Non
     event_log = [f"spark.eventLog.dir=file://{events_dir}", "spark.eventLog.enabled=true"]
     event_log += ["spark.eventLog.compress=false", "spark.eventLog.rolling.enabled=false"]
     warehouse = tmp_path / "warehouse"
-    conf = job_conf(
-        tmp_path / "cluster.yaml", warehouse, sample_slice(tmp_path / "online_retail_2010_2011.csv.gz")
+    events = customer_slice(
+        "online_retail_2010_2011", settings, tmp_path / "every_nth_customer.csv.gz", EVERY_NTH_CUSTOMER
     )
+    conf = job_conf(tmp_path / "cluster.yaml", warehouse, events)
     job = [*(a for c in event_log for a in ("--conf", c)), *py_files, str(PROJECT_ROOT / "jobs" / "run.py")]
     stdout = run_submit(cluster, [*job, "--conf", str(conf), "--as-of", AS_OF.isoformat()], tmp_path)
     print(stdout)  # shown when an assertion below fails

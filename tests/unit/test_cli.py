@@ -67,3 +67,24 @@ def test_a_config_error_exits_2_in_one_line_before_spark_starts(capsys: pytest.C
     assert main(["generate", "--users", "0", "--out", "gen"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["genre-spark: error: --users must be at least 1, got 0"]
+
+
+def test_evaluate_runs_what_the_run_did_not_record_then_the_ranker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`genre-spark evaluate`: the dated stages before the discriminator that `runs` does not record for the
+    run id (and the undated ones whose tables are missing), then the ranker, then the evaluation."""
+    from genre_spark import evaluation, refresh
+
+    calls: list[object] = []
+    monkeypatch.setattr(refresh, "completed_stages", lambda store, run_id: {"features", "segments"})
+    monkeypatch.setattr(refresh, "run_once", lambda ctx, stages: calls.append(list(stages)) or "outcome")
+    monkeypatch.setattr(refresh, "train_discriminator", lambda ctx: calls.append("ranker") or "fitted")
+    monkeypatch.setattr(evaluation, "evaluate", lambda *args: calls.append("evaluate") or "report")
+    store = SimpleNamespace(exists=lambda table: table != "item_embeddings")
+    ctx = SimpleNamespace(
+        store=store, run_id="r1", settings=SimpleNamespace(discriminator=SimpleNamespace(enabled=True))
+    )
+    for name in ("spark", "strategies", "context"):
+        setattr(ctx, name, None)
+    outcomes: list[object] = []
+    assert refresh.evaluate_date(ctx, 100, outcomes.append) == "report"  # type: ignore[arg-type]
+    assert calls == [["enrich", "candidates", "scoring"], "ranker", "evaluate"] and outcomes == ["outcome"]
