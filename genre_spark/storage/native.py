@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from py4j.protocol import Py4JJavaError
+from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame
 
 from genre_spark.errors import TableNotFoundError, WriteConflictError
@@ -101,7 +103,7 @@ class NativeDeltaStore(TableStore):
                 self._merge_absent(df, request)
             else:
                 self._save(df, request)
-        except Exception as exc:
+        except (PySparkException, Py4JJavaError) as exc:  # Delta's errors, as Spark surfaces them
             if any(marker in str(exc) for marker in _CONCURRENT_COMMIT):
                 raise WriteConflictError(
                     f"table '{name}': concurrent commit, nothing written: {exc}"

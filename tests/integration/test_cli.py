@@ -19,6 +19,25 @@ LINES = [
 ]
 
 
+def one_source(tmp_path: Path, csv: Path) -> list[str]:
+    """Options of a local run into ``tmp_path/wh`` that ingests ``csv`` as the 2010-2011 export, alone."""
+    return [
+        "--conf",
+        str(ROOT / "conf" / "local.yaml"),
+        "--set",
+        "spark.master=local[1]",
+        "--set",
+        f"storage.warehouse={tmp_path / 'wh'}",
+        "--set",
+        "ingest.sources.online_retail_ii_2009_2010.enabled=false",
+        *source_path(csv),
+    ]
+
+
+def source_path(csv: Path) -> list[str]:
+    return ["--set", f"ingest.sources.online_retail_2010_2011.path={csv}"]
+
+
 def genre_spark(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "genre_spark.cli", *args], capture_output=True, text=True, timeout=300, cwd=cwd
@@ -28,34 +47,23 @@ def genre_spark(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 @pytest.mark.slow
 def test_run_ingest_then_rerun_then_bad_input(tmp_path: Path) -> None:
     (tmp_path / "tiny.csv").write_text("\n".join(LINES) + "\n")
-    common = [
-        "--conf",
-        str(ROOT / "conf" / "local.yaml"),
-        "--as-of",
-        "2011-12-09",
-        "--set",
-        "spark.master=local[1]",
-        "--set",
-        f"storage.warehouse={tmp_path / 'wh'}",
-        "--set",
-        "ingest.sources.online_retail_ii_2009_2010.enabled=false",
-    ]
-    tiny = ["--set", f"ingest.sources.online_retail_2010_2011.path={tmp_path / 'tiny.csv'}"]
+    common = ["--as-of", "2011-12-09", *one_source(tmp_path, tmp_path / "tiny.csv")]
 
-    first = genre_spark("run", "--stage", "ingest", *common, *tiny, cwd=tmp_path)
+    first = genre_spark("run", "--stage", "ingest", *common, cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "online_retail_2010_2011" in first.stdout and "missing_user_id" in first.stdout
     assert "table events      version 0: 1 rows written" in first.stdout
     assert len(DeltaTable(str(tmp_path / "wh" / "events")).history()) == 1
 
-    rerun = genre_spark("ingest", *common, *tiny, cwd=tmp_path)
+    rerun = genre_spark("ingest", *common, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "already complete, nothing to do" in rerun.stdout  # before any stage computes
     assert "stage ingest" not in rerun.stdout
     assert len(DeltaTable(str(tmp_path / "wh" / "events")).history()) == 1
 
-    missing = ["--set", f"ingest.sources.online_retail_2010_2011.path={tmp_path / 'nope.csv'}"]
-    bad = genre_spark("ingest", *common, *missing, "--run-id", "other", cwd=tmp_path)
+    bad = genre_spark(
+        "ingest", *common, *source_path(tmp_path / "nope.csv"), "--run-id", "other", cwd=tmp_path
+    )
     assert bad.returncode == 3
     last = bad.stderr.strip().splitlines()[-1]
     assert last.startswith("genre-spark: error: source 'online_retail_2010_2011'") and "nope.csv" in last
@@ -102,18 +110,7 @@ def test_two_overlapping_ingests_leave_one_copy(tmp_path: Path) -> None:
     with gzip.open(retail_file("online_retail_2010_2011.csv.gz"), "rt", encoding="utf-8") as f:
         lines = [next(f) for _ in range(2001)]
     (tmp_path / "slice.csv").write_text("".join(lines))
-    common = [
-        "--conf",
-        str(ROOT / "conf" / "local.yaml"),
-        "--set",
-        "spark.master=local[1]",
-        "--set",
-        f"storage.warehouse={tmp_path / 'wh'}",
-        "--set",
-        "ingest.sources.online_retail_ii_2009_2010.enabled=false",
-        "--set",
-        f"ingest.sources.online_retail_2010_2011.path={tmp_path / 'slice.csv'}",
-    ]
+    common = one_source(tmp_path, tmp_path / "slice.csv")
     command = [sys.executable, "-m", "genre_spark.cli", "ingest", *common, "--run-id"]
     runs = [
         subprocess.Popen(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -199,57 +198,16 @@ def test_exclude_bought_before(spark: SparkSession) -> None:
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
 
 
-def evaluate_variants(
-    predictions: DataFrame,
-    truth: DataFrame,
-    history: DataFrame,
-    *,
-    ks: Sequence[int],
-    catalog: DataFrame,
-    popularity: DataFrame,
-    segments: DataFrame | None,
-    run_id: str,
-    as_of: dt.date,
-    model: str,
-) -> DataFrame:
-    """Both variants: *all* on the inputs as they are, *new* without the items in ``history``
-    (``user_id, item_id`` bought before ``as_of``) in lists and truth."""
-
-    def run(preds: DataFrame, rel: DataFrame, variant: str) -> DataFrame:
-        return M.evaluate_lists(
-            preds,
-            rel,
-            ks=ks,
-            catalog=catalog,
-            popularity=popularity,
-            segments=segments,
-            run_id=run_id,
-            as_of=as_of,
-            model=model,
-            variant=variant,
-        )
-
-    every = run(predictions, truth, M.VARIANT_ALL)
-    new = run(
-        M.exclude_bought_before(predictions, history), M.exclude_bought_before(truth, history), M.VARIANT_NEW
-    )
-    return every.unionByName(new)
-
-
 def test_new_variant_matches_reference_on_filtered_lists(spark: SparkSession) -> None:
     bought = {"u1": {"a"}, "u2": {"b"}, "u6": {"x", "y", "z"}}
     history = spark.createDataFrame(
         [(u, i) for u, items in bought.items() for i in sorted(items)], "user_id string, item_id string"
     )
-    got = evaluate_variants(
-        predictions(spark),
-        lists(spark, TRUTH),
-        history,
-        ks=(5,),
-        **{**inputs(spark), "segments": None},
-        run_id="r",
-        as_of=AS_OF,
-        model="m",
+    common = {**inputs(spark), "segments": None, "ks": (5,), "run_id": "r", "as_of": AS_OF, "model": "m"}
+    preds, truth = predictions(spark), lists(spark, TRUTH)
+    new_only = [M.exclude_bought_before(df, history) for df in (preds, truth)]
+    got = M.evaluate_lists(preds, truth, variant=M.VARIANT_ALL, **common).unionByName(
+        M.evaluate_lists(*new_only, variant=M.VARIANT_NEW, **common)
     )
     new_preds = {u: [i for i in p if i not in bought.get(u, set())] for u, p in PREDS.items()}
     new_truth = {u: t - bought.get(u, set()) for u, t in TRUTH.items()}
