@@ -379,6 +379,21 @@ class Settings(_Strict):
     evaluation: EvaluationSettings
     replay: ReplaySettings
 
+    @model_validator(mode="before")
+    @classmethod
+    def _lm_features_need_a_scorer(cls, data: Any) -> Any:
+        """With every scorer off there are no LM scores: the ranker leaves the "lm" group out by itself,
+        so enabling a scorer is one switch (``--set scoring.bi_encoder.enabled=true``)."""
+        try:
+            scoring, ranker = data["scoring"], data["discriminator"]
+            enabled = any(scoring[name]["enabled"] for name in SCORER_NAMES)
+            without = list(ranker["without"])
+        except (KeyError, TypeError):
+            return data  # incomplete: the field validators name what is missing
+        if enabled or "lm" in without:
+            return data
+        return {**data, "discriminator": {**ranker, "without": [*without, "lm"]}}
+
     @model_validator(mode="after")
     def _segment_features_exist(self) -> Settings:
         unknown = sorted(set(self.segments.features) - set(S.USER_FEATURE_NUMBERS))

@@ -26,7 +26,9 @@ def test_two_fresh_runs_write_identical_lists(spark: SparkSession, tmp_path: Pat
     conf = slice_conf(tmp_path, sample_slice(tmp_path, rows=4_000))
     tables = []
     for name in ("first", "second"):
-        settings = load_settings([conf], [f"storage.warehouse={tmp_path / name}"])
+        # the bi-encoder on (off by default): its scores and the lists it reorders must repeat too
+        on = ["scoring.bi_encoder.enabled=true", "scoring.bi_encoder.max_length=48"]
+        settings = load_settings([conf], [f"storage.warehouse={tmp_path / name}", *on])
         store = EmbeddedDeltaStore(spark, settings.storage.warehouse)
         strategies = load_strategies(settings.strategies_file)
         context = context_for(AS_OF, 9, settings.features.hour_bands)

@@ -92,6 +92,15 @@ def test_missing_and_invalid_files(tmp_path: Path) -> None:
         load_settings([bad])
 
 
+def test_the_ranker_uses_lm_scores_exactly_when_a_scorer_is_on() -> None:
+    default = load_settings([])
+    assert not default.scoring.scorers() and default.discriminator.without == ["segment", "lm"]
+    on = load_settings([], ["scoring.bi_encoder.enabled=true"])
+    assert list(on.scoring.scorers()) == ["bi_encoder"] and on.discriminator.without == ["segment"]
+    chosen = load_settings([], ["scoring.bi_encoder.enabled=true", "discriminator.without=[segment,lm]"])
+    assert chosen.discriminator.without == ["segment", "lm"]
+
+
 def test_run_id_is_stable_and_follows_config() -> None:
     a = load_settings([])
     b = load_settings([])

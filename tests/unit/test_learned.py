@@ -223,13 +223,15 @@ def test_the_cut_offs_score_only_for_a_model_that_uses_the_lm_scores(
 ) -> None:
     day = dt.date(2011, 9, 1)
 
+    scoring = settings.scoring.model_copy(
+        update={"bi_encoder": settings.scoring.bi_encoder.model_copy(update={"enabled": True})}
+    )
+
     def missing(without: list[str]) -> list[str]:
-        tuned = settings.model_copy(
-            update={"discriminator": settings.discriminator.model_copy(update={"without": without})}
-        )
+        ranker = settings.discriminator.model_copy(update={"without": without})
+        tuned = settings.model_copy(update={"discriminator": ranker, "scoring": scoring})
         ctx = RunContext(spark, store, tuned, day, "r", load_strategies(), Context(day, None))
         return missing_stages(ctx, day)
 
-    assert settings.scoring.scorers()  # the packaged config scores with the bi-encoder
     assert missing(["segment"]) == ["features", "segments", "candidates", "scoring"]
     assert missing(["segment", "lm"]) == ["features", "segments", "candidates"]
