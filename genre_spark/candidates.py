@@ -28,7 +28,7 @@ from pyspark.sql import types as T
 from genre_spark import schemas as S
 from genre_spark.config import AlsSettings, CandidateSettings, SimilarUserSettings
 from genre_spark.errors import ConfigError
-from genre_spark.history import days_before, decay, items_as_of, product_purchases, purchase_history
+from genre_spark.history import History, days_before, decay, purchase_history
 from genre_spark.storage import TableStore, WriteResult
 
 
@@ -533,24 +533,22 @@ def generate_candidates(inputs: SourceInputs) -> DataFrame:
 
 
 def run_candidates(
-    store: TableStore, settings: CandidateSettings, as_of: dt.date, run_id: str
+    store: TableStore, history: History, settings: CandidateSettings, run_id: str
 ) -> CandidateReport:
+    as_of, items = history.as_of, history.items
     segments = store.read_table(S.USER_SEGMENTS).filter(F.col(S.AS_OF) == F.lit(as_of))
-    items = items_as_of(store.read_table(S.ITEMS), as_of)
     # read by all six sources: one scan of the events instead of one per source
-    purchases = product_purchases(store.read_table(S.EVENTS), items, as_of).persist(
-        StorageLevel.MEMORY_AND_DISK
-    )
+    purchases = history.purchases().persist(StorageLevel.MEMORY_AND_DISK)
     # one aggregation for buy-again, anchors and ALS (which fits on it before the candidates are written)
-    history = purchase_history(purchases).persist(StorageLevel.MEMORY_AND_DISK)
+    per_item = purchase_history(purchases).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         embeddings = store.read_table(S.ITEM_EMBEDDINGS)
         candidates = generate_candidates(
-            SourceInputs(purchases, history, segments, items, embeddings, settings, as_of)
+            SourceInputs(purchases, per_item, segments, items, embeddings, settings, as_of)
         )
         write = store.replace_date(candidates, S.CANDIDATES, as_of=as_of, run_id=run_id, stage="candidates")
     finally:
-        history.unpersist()
+        per_item.unpersist()
         purchases.unpersist()
     written = store.read_table(S.CANDIDATES).filter(F.col(S.AS_OF) == F.lit(as_of))
     per_source = {

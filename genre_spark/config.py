@@ -219,11 +219,14 @@ class SimilarUserSettings(_Strict):
 CANDIDATE_SOURCES = S.CANDIDATE_SOURCES
 
 
-def check_source_values(values: Mapping[str, float], what: str) -> None:
-    """Keys must be candidate sources and values >= 0 (limits in config, weights in strategies)."""
-    unknown = sorted(set(values) - set(CANDIDATE_SOURCES))
+def check_named_values(
+    values: Mapping[str, float], valid: Sequence[str], kind: str = "candidate source", what: str = "values"
+) -> None:
+    """Keys must be in ``valid`` and values >= 0 (source limits in config; source and scorer weights in
+    strategies)."""
+    unknown = sorted(set(values) - set(valid))
     if unknown:
-        raise ValueError(f"unknown candidate source(s) {unknown}; valid choices: {list(CANDIDATE_SOURCES)}")
+        raise ValueError(f"unknown {kind}(s) {unknown}; valid choices: {list(valid)}")
     negative = {k: v for k, v in values.items() if v < 0}
     if negative:
         raise ValueError(f"{what} must be >= 0, got {negative}")
@@ -245,7 +248,7 @@ class CandidateSettings(_Strict):
     @field_validator("limits")
     @classmethod
     def _known_sources(cls, limits: dict[str, int]) -> dict[str, int]:
-        check_source_values(limits, "limits (0 turns a source off)")
+        check_named_values(limits, CANDIDATE_SOURCES, what="limits (0 turns a source off)")
         return limits
 
 

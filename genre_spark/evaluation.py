@@ -40,15 +40,7 @@ from genre_spark import schemas as S
 from genre_spark.candidates import SourceInputs, generate_candidates
 from genre_spark.config import CandidateSettings, DiscriminatorSettings, EvaluationSettings, Settings
 from genre_spark.errors import ConfigError, TableNotFoundError
-from genre_spark.history import (
-    bought_pairs,
-    days_before,
-    decay,
-    items_as_of,
-    product_purchases,
-    purchase_history,
-    purchases_between,
-)
+from genre_spark.history import History, bought_pairs, days_before, decay, purchase_history, purchases_between
 from genre_spark.learned import model as M
 from genre_spark.learned.features import MISSING_RANK, feature_columns
 from genre_spark.learned.stage import MODEL_KIND, ModelNote, training_set
@@ -83,7 +75,7 @@ class Truth:
 
 
 def protocol_truth(events: DataFrame, items: DataFrame, as_of: dt.date, end: dt.date) -> Truth:
-    before = bought_pairs(product_purchases(events, items, as_of))
+    before = bought_pairs(History.of(events, items, as_of).purchases())
     after = bought_pairs(purchases_between(events, items, as_of, end))
     after = after.join(before.select(S.USER_ID).distinct(), S.USER_ID, "left_semi")
     new = after.join(before, [S.USER_ID, S.ITEM_ID], "left_anti")
@@ -114,7 +106,7 @@ def pick_half_life(
     (history before ``as_of - horizon``, truth in ``[as_of - horizon, as_of)``)."""
     start = as_of - dt.timedelta(days=horizon)
     truth = protocol_truth(events, items, start, as_of).lists.filter(F.col(VARIANT) == VARIANT_ALL)
-    purchases = product_purchases(events, items, start)
+    purchases = History.of(events, items, start).purchases()
     scored = [
         decayed_buy_again(purchases, start, h).select(
             F.lit(str(h)).alias(MODEL), F.lit(VARIANT_ALL).alias(VARIANT), S.USER_ID, S.ITEM_ID, "score"
@@ -276,10 +268,9 @@ def _model_note(store: TableStore, as_of: dt.date) -> ModelNote:
 
 
 def _rule_lists(
-    spark: SparkSession, store: TableStore, book: StrategyBook, ctx: Context, k: int, run_id: str
+    spark: SparkSession, inputs: RankingInputs, book: StrategyBook, ctx: Context, k: int, run_id: str
 ) -> DataFrame:
     """(model, variant, user_id, items) of ``product`` and ``blend`` through the ranking of ``run``."""
-    inputs = RankingInputs.read(store, ctx.as_of)
     frames = []
     for variant, variant_book in ((VARIANT_ALL, book), (VARIANT_NEW, new_items_book(book))):
         for model, model_book in ((PRODUCT, variant_book), (BLEND, with_ranker(variant_book, "blend"))):
@@ -301,19 +292,18 @@ BASELINE_DEPTH = 100  # candidates per user of a baseline made by evaluate (the 
 
 
 def baseline_candidates(
-    store: TableStore, settings: CandidateSettings, sources: list[str], as_of: dt.date, k: int
+    store: TableStore, settings: CandidateSettings, sources: list[str], history: History, k: int
 ) -> DataFrame:
     """The candidates of baseline sources the product's candidates do not hold (a source off by default
     still serves as a baseline), made as the candidates stage makes them."""
-    on_date = F.col(S.AS_OF) == F.lit(as_of)
-    items = items_as_of(store.read_table(S.ITEMS), as_of)
-    purchases = product_purchases(store.read_table(S.EVENTS), items, as_of)
+    as_of = history.as_of
+    purchases = history.purchases()
     return generate_candidates(
         SourceInputs(
             purchases,
             purchase_history(purchases),
-            store.read_table(S.USER_SEGMENTS).filter(on_date),
-            items,
+            store.read_table(S.USER_SEGMENTS).filter(F.col(S.AS_OF) == F.lit(as_of)),
+            history.items,
             store.read_table(S.ITEM_EMBEDDINGS) if "content" in sources else None,
             settings.model_copy(update={"limits": dict.fromkeys(sources, max(k, BASELINE_DEPTH))}),
             as_of,
@@ -325,7 +315,7 @@ def _scored_lists(
     store: TableStore,
     settings: Settings,
     test: DataFrame,
-    as_of: dt.date,
+    history: History,
     note: ModelNote,
     half_life: float,
     k: int,
@@ -333,6 +323,7 @@ def _scored_lists(
     seconds: dict[str, float],
 ) -> DataFrame:
     """(model, variant, user_id, items) of the models ranked straight from the test features."""
+    as_of = history.as_of
     learned = store.read_table(S.RANKER_SCORES).filter(F.col(S.AS_OF) == F.lit(as_of))
     frames = [
         learned.select(
@@ -348,8 +339,8 @@ def _scored_lists(
         frames += _ablation_scores(
             store, settings.discriminator, settings.evaluation, test, note, present, seconds
         )
-    frames += _baseline_scores(store, settings, test, as_of, k, present)
-    purchases = product_purchases(store.read_table(S.EVENTS), store.read_table(S.ITEMS), as_of)
+    frames += _baseline_scores(store, settings, test, history, k, present)
+    purchases = history.purchases()
     frames.append(
         decayed_buy_again(purchases, as_of, half_life).select(
             F.lit(DECAYED).alias(MODEL), S.USER_ID, S.ITEM_ID, "score"
@@ -358,7 +349,7 @@ def _scored_lists(
     rows = _union(
         [f if "_score_new" in f.columns else f.withColumn("_score_new", F.col("score")) for f in frames]
     )
-    bought = purchases.select(S.USER_ID, S.ITEM_ID).distinct().withColumn("_bought", F.lit(True))
+    bought = bought_pairs(purchases).withColumn("_bought", F.lit(True))
     flagged = rows.join(bought, [S.USER_ID, S.ITEM_ID], "left")
     both = flagged.withColumn(VARIANT, F.lit(VARIANT_ALL)).unionByName(
         flagged.filter(F.col("_bought").isNull())
@@ -392,7 +383,7 @@ def _ablation_scores(
 
 
 def _baseline_scores(
-    store: TableStore, settings: Settings, test: DataFrame, as_of: dt.date, k: int, present: list[str]
+    store: TableStore, settings: Settings, test: DataFrame, history: History, k: int, present: list[str]
 ) -> list[DataFrame]:
     """(model, user_id, item_id, score) of the single-source baselines: the test features' source ranks
     for the sources the product has, the candidates stage's output for those it has not."""
@@ -406,7 +397,7 @@ def _baseline_scores(
     ]
     missing = [b for b in baselines if b not in present]
     if missing:
-        made = baseline_candidates(store, settings.candidates, missing, as_of, k)
+        made = baseline_candidates(store, settings.candidates, missing, history, k)
         ranked.append(made.select("source", S.USER_ID, S.ITEM_ID, "source_rank"))
     return [
         r.select(
@@ -503,10 +494,12 @@ def _measure(inputs: _Inputs, seconds: dict[str, float]) -> DataFrame:
         seconds["half life"] = time.perf_counter() - started
         present = present_parts(test)
         started = time.perf_counter()
-        rules = _rule_lists(spark, store, inputs.book, inputs.ctx, k_max, inputs.run_id)
+        history = History.of(events, items, as_of)
+        ranking = RankingInputs.read(store, history)
+        rules = _rule_lists(spark, ranking, inputs.book, inputs.ctx, k_max, inputs.run_id)
         rules = rules.localCheckpoint(eager=True)
         seconds["product and blend lists"] = time.perf_counter() - started
-        scored = _scored_lists(store, settings, test, as_of, note, half_life, k_max, present, seconds)
+        scored = _scored_lists(store, settings, test, history, note, half_life, k_max, present, seconds)
         started = time.perf_counter()
         values = list_metrics(rules.unionByName(scored), truth_lists, evaluation.ks)
         extra = [

@@ -15,7 +15,7 @@ from pyspark.sql import functions as F
 
 from genre_spark import schemas as S
 from genre_spark.config import FeatureSettings
-from genre_spark.history import midnight
+from genre_spark.history import History
 from genre_spark.storage import TableStore, WriteResult
 
 
@@ -38,19 +38,18 @@ def _sum_if(condition: Column, value: Column) -> Column:
 
 
 def compute_user_features(
-    events: DataFrame,
-    items: DataFrame,
-    as_of: dt.date,
+    history: History,
     hour_bands: Mapping[str, tuple[int, int]],
     n_categories: int,
     top_categories: int,
 ) -> DataFrame:
-    """One row per user with at least one purchase strictly before ``as_of`` (00:00 UTC)."""
-    history = events.filter(F.col(S.EVENT_TS) < midnight(as_of)).join(
-        F.broadcast(items.select(S.ITEM_ID, S.PRICE_BAND, S.CATEGORY_ID)), S.ITEM_ID, "left"
+    """One row per user with at least one purchase before the history's date."""
+    as_of = history.as_of
+    events = history.events.join(
+        F.broadcast(history.items.select(S.ITEM_ID, S.PRICE_BAND, S.CATEGORY_ID)), S.ITEM_ID, "left"
     )
     aggregates = _spend_aggregates(hour_bands, n_categories)
-    per_user = history.groupBy(S.USER_ID).agg(*aggregates).filter(F.col("frequency") > 0)
+    per_user = events.groupBy(S.USER_ID).agg(*aggregates).filter(F.col("frequency") > 0)
 
     monetary = F.col("monetary")
 
@@ -114,16 +113,10 @@ def _top_shares(shares: list[Column], top: int) -> Column:
 
 
 def run_features(
-    store: TableStore, settings: FeatureSettings, n_categories: int, as_of: dt.date, run_id: str
+    store: TableStore, history: History, settings: FeatureSettings, n_categories: int, run_id: str
 ) -> FeatureReport:
-    features = compute_user_features(
-        store.read_table(S.EVENTS),
-        store.read_table(S.ITEMS),
-        as_of,
-        settings.hour_bands,
-        n_categories,
-        settings.top_categories,
-    )
+    as_of = history.as_of
+    features = compute_user_features(history, settings.hour_bands, n_categories, settings.top_categories)
     write = store.replace_date(features, S.USER_FEATURES, as_of=as_of, run_id=run_id, stage="features")
     users = store.read_table(S.USER_FEATURES).filter(F.col(S.AS_OF) == F.lit(as_of)).count()
     known = store.read_table(S.USERS).count()

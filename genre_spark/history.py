@@ -1,18 +1,23 @@
 """The warehouse as of a date: what the stages may read about the past, written once.
 
-"Before the as-of date" means event time strictly before 00:00 UTC of that date. A purchase is a
-``purchase`` event of a product (``items.is_product``). Candidates, scoring, the learned ranker and
-evaluation read purchases through these functions, so none of them can see a day further than another.
+"Before the as-of date" means event time strictly before 00:00 UTC of that date; the catalog as of the date
+holds the items first seen before it. A purchase is a ``purchase`` event of a product (``items.is_product``).
+:class:`History` is that view: a run builds it once per date (``RunContext.history``) and hands it to the
+features, candidates, scoring, the learned ranker and ranking; evaluation, replay and the ranker's labels read
+the windows after a date with :func:`purchases_between`. No stage cuts events by date on its own, so none
+can see a day further than another.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from genre_spark import schemas as S
+from genre_spark.storage import TableStore
 
 PURCHASE_COLUMNS = (S.USER_ID, S.ITEM_ID, S.ORDER_ID, S.EVENT_TS, S.QUANTITY, S.UNIT_PRICE)
 
@@ -53,9 +58,34 @@ def purchases_between(events: DataFrame, items: DataFrame, start: dt.date | None
     )
 
 
-def product_purchases(events: DataFrame, items: DataFrame, as_of: dt.date) -> DataFrame:
-    """Purchases of products strictly before ``as_of`` (see :func:`purchases_between`)."""
-    return purchases_between(events, items, None, as_of)
+@dataclass(frozen=True)
+class History:
+    """What a run as of ``as_of`` may see (lazy frames): every event before the date and the catalog as of
+    it. :meth:`of` makes the cut; :meth:`read` reads the warehouse's tables through it."""
+
+    as_of: dt.date
+    events: DataFrame  # events of every type strictly before as_of
+    items: DataFrame  # items_as_of: the catalog without the items first seen on or after as_of
+
+    @classmethod
+    def of(cls, events: DataFrame, items: DataFrame, as_of: dt.date) -> History:
+        return cls(as_of, events.filter(F.col(S.EVENT_TS) < midnight(as_of)), items_as_of(items, as_of))
+
+    @classmethod
+    def read(cls, store: TableStore, as_of: dt.date) -> History:
+        return cls.of(store.read_table(S.EVENTS), store.read_table(S.ITEMS), as_of)
+
+    @property
+    def products(self) -> DataFrame:
+        return self.items.filter(F.col(S.IS_PRODUCT))
+
+    def purchases(self) -> DataFrame:
+        """Purchase lines of products before the date (see :func:`purchases_between`)."""
+        return purchases_between(self.events, self.items, None, self.as_of)
+
+    def of_type(self, event_type: str) -> DataFrame:
+        """The events of one type (purchase, return, ...) before the date, products or not."""
+        return self.events.filter(F.col(S.EVENT_TYPE) == event_type)
 
 
 def purchase_history(purchases: DataFrame) -> DataFrame:

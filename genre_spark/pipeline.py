@@ -13,6 +13,7 @@ import datetime as dt
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -24,6 +25,7 @@ from genre_spark.enrich import run_enrich
 from genre_spark.errors import ConfigError
 from genre_spark.features import run_features
 from genre_spark.feedback import adaptive_chooser_from_store
+from genre_spark.history import History
 from genre_spark.ingest import run_ingest
 from genre_spark.learned.features import feature_columns
 from genre_spark.learned.stage import Decide, reusable_model, run_discriminator, training_cutoffs
@@ -44,6 +46,12 @@ class RunContext:
     strategies: StrategyBook
     context: Context  # the as-of day and the --context-hour band the lists are made for
 
+    @cached_property
+    def history(self) -> History:
+        """The events before ``as_of`` and the catalog as of it, read once (by the first dated stage, after
+        ingest and enrich) and handed to every dated stage of this run and date."""
+        return History.read(self.store, self.as_of)
+
 
 @dataclass(frozen=True)
 class StageResult:
@@ -63,7 +71,7 @@ def _enrich(ctx: RunContext) -> str:
 
 def _features(ctx: RunContext) -> str:
     s = ctx.settings
-    return run_features(ctx.store, s.features, s.enrich.n_categories, ctx.as_of, ctx.run_id).format()
+    return run_features(ctx.store, ctx.history, s.features, s.enrich.n_categories, ctx.run_id).format()
 
 
 def _segments(ctx: RunContext) -> str:
@@ -71,11 +79,11 @@ def _segments(ctx: RunContext) -> str:
 
 
 def _candidates(ctx: RunContext) -> str:
-    return run_candidates(ctx.store, ctx.settings.candidates, ctx.as_of, ctx.run_id).format()
+    return run_candidates(ctx.store, ctx.history, ctx.settings.candidates, ctx.run_id).format()
 
 
 def _scoring(ctx: RunContext) -> str:
-    return run_scoring(ctx.store, ctx.settings.scoring, ctx.as_of, ctx.run_id).format()
+    return run_scoring(ctx.store, ctx.history, ctx.settings.scoring, ctx.run_id).format()
 
 
 def strategy_decider(ctx: RunContext) -> Decide:
@@ -112,7 +120,7 @@ def train_discriminator(ctx: RunContext) -> str:
                 past = dataclasses.replace(ctx, as_of=day, run_id=f"{ctx.run_id}-train-{day}")
                 lines += [r.summary for r in run_stages(past, stages)]
     report = run_discriminator(
-        ctx.store, settings, strategy_decider(ctx), ctx.strategies, ctx.as_of, ctx.run_id
+        ctx.store, ctx.history, settings, strategy_decider(ctx), ctx.strategies, ctx.run_id
     )
     return "\n".join([*lines, report.format()])
 
@@ -134,7 +142,7 @@ def _ranking(ctx: RunContext) -> str:
     choose = None  # the selection rules
     if ctx.settings.feedback.adaptive:  # Thompson sampling from strategy_state
         choose = adaptive_chooser_from_store(ctx.store, book, ctx.settings.feedback, ctx.context)
-    return run_ranking(ctx.spark, ctx.store, book, ctx.context, k, ctx.run_id, choose).format()
+    return run_ranking(ctx.spark, ctx.store, ctx.history, book, ctx.context, k, ctx.run_id, choose).format()
 
 
 @dataclass(frozen=True)

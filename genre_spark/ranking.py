@@ -17,7 +17,7 @@ from genre_spark import __version__
 from genre_spark import schemas as S
 from genre_spark.candidate_scores import normalised_score
 from genre_spark.errors import RankerMissingError
-from genre_spark.history import bought_pairs, items_as_of, midnight
+from genre_spark.history import History, bought_pairs, days_before
 from genre_spark.storage import TableStore, WriteResult
 from genre_spark.strategy import Context, StrategyBook, is_new_items, select_strategy
 
@@ -229,20 +229,17 @@ def check_learned(book: StrategyBook, chosen: set[str], learned: DataFrame | Non
         )
 
 
-def apply_rules(
-    scored: DataFrame, events: DataFrame, items: DataFrame, rules: DataFrame, as_of: dt.date
-) -> DataFrame:
+def apply_rules(scored: DataFrame, history: History, rules: DataFrame) -> DataFrame:
     """Drop what the strategy's business rules forbid (returned items, recent purchases, too dear)."""
-    history = events.filter(F.col(S.EVENT_TS) < midnight(as_of))
-    returned = history.filter(F.col(S.EVENT_TYPE) == S.RETURN).select(S.USER_ID, S.ITEM_ID).distinct()
-    purchases = history.filter(F.col(S.EVENT_TYPE) == S.PURCHASE)
+    returned = history.of_type(S.RETURN).select(S.USER_ID, S.ITEM_ID).distinct()
+    purchases = history.of_type(S.PURCHASE)
     last_bought = purchases.groupBy(S.USER_ID, S.ITEM_ID).agg(
-        F.datediff(F.lit(as_of), F.to_date(F.max(S.EVENT_TS))).alias("_days_since")
+        days_before(history.as_of, F.max(S.EVENT_TS)).alias("_days_since")
     )
     typical_price = purchases.groupBy(S.USER_ID).agg(
         F.percentile_approx(S.UNIT_PRICE, 0.5, 1000).alias("_user_price")
     )
-    catalog = items.select(S.ITEM_ID, S.CATEGORY_ID, F.col(S.UNIT_PRICE).alias("_item_price"))
+    catalog = history.products.select(S.ITEM_ID, S.CATEGORY_ID, F.col(S.UNIT_PRICE).alias("_item_price"))
     df = (
         scored.join(F.broadcast(rules), S.STRATEGY_ID)
         .join(F.broadcast(catalog), S.ITEM_ID, "left")
@@ -264,15 +261,14 @@ def apply_rules(
 
 
 def not_recently_bought(
-    featured: DataFrame, strategies: DataFrame, events: DataFrame, as_of: dt.date, book: StrategyBook
+    featured: DataFrame, strategies: DataFrame, history: History, book: StrategyBook
 ) -> DataFrame:
     """Campaign items keep out of the lists of the new-items mode what the user bought before: the mode's
     promise holds for featured items too."""
     modes = [(name, is_new_items(s)) for name, s in book.strategies.items()]
     new_items = strategies.sparkSession.createDataFrame(modes, "strategy_id string, _new_items boolean")
     users = strategies.join(F.broadcast(new_items), S.STRATEGY_ID).filter("_new_items").select(S.USER_ID)
-    bought = events.filter((F.col(S.EVENT_TYPE) == S.PURCHASE) & (F.col(S.EVENT_TS) < midnight(as_of)))
-    excluded = bought_pairs(bought).join(users, S.USER_ID, "left_semi")
+    excluded = bought_pairs(history.of_type(S.PURCHASE)).join(users, S.USER_ID, "left_semi")
     return featured.join(excluded, [S.USER_ID, S.ITEM_ID], "left_anti")
 
 
@@ -352,19 +348,18 @@ class RankingInputs:
 
     candidates: DataFrame
     segments: DataFrame
-    events: DataFrame
-    items: DataFrame  # the catalog as of the date
+    history: History  # the events before the date and the catalog as of it
     scores: DataFrame | None = None  # (user_id, item_id, scorer, score): joins the blends by scorer weight
     learned: DataFrame | None = None  # ranker_scores of the date: the order of ``ranker: learned`` strategies
 
     @classmethod
-    def read(cls, store: TableStore, as_of: dt.date) -> RankingInputs:
+    def read(cls, store: TableStore, history: History) -> RankingInputs:
+        as_of = history.as_of
         on_date = F.col(S.AS_OF) == F.lit(as_of)
         return cls(
             store.read_table(S.CANDIDATES).filter(on_date),
             store.read_table(S.USER_SEGMENTS).filter(on_date),
-            store.read_table(S.EVENTS),
-            items_as_of(store.read_table(S.ITEMS), as_of),
+            history,
             store.read_table(S.SCORES).filter(on_date) if store.exists(S.SCORES) else None,
             learned_scores(store, as_of),
         )
@@ -382,7 +377,7 @@ def rank(
 ) -> DataFrame:
     """``recommendations`` rows for one as-of date; ``choose`` picks each segment's strategy (default: the
     book's selection rules in ``ctx``)."""
-    candidates, segments, events, items = inputs.candidates, inputs.segments, inputs.events, inputs.items
+    candidates, segments, history = inputs.candidates, inputs.segments, inputs.history
     scores, learned = inputs.scores, inputs.learned
     decisions = segment_strategies(segments, choose or rule_chooser(book, ctx))
     strategies = user_strategies(spark, segments, decisions)
@@ -395,14 +390,14 @@ def rank(
     check_learned(book, set(decisions.values()), learned, ctx.as_of)
     if learned is not None:
         scored = apply_ranker(scored, learned, strategies, tables.rankers)
-    products = items.filter(F.col(S.IS_PRODUCT))
-    eligible = apply_rules(scored, events, products, tables.rules, ctx.as_of)
+    products = history.products
+    eligible = apply_rules(scored, history, tables.rules)
     campaign = campaign_table(spark, book, set(decisions.values()))
     if campaign is None:  # no chosen strategy features items: the eligible candidates are read once
         top = diversify_top_k(eligible, k)
     else:
         featured = not_recently_bought(
-            campaign_rows(strategies, campaign, products), strategies, events, ctx.as_of, book
+            campaign_rows(strategies, campaign, products), strategies, history, book
         )
         featured_rows = featured_items(featured, strategies, eligible, products)
         others = diversify_top_k(eligible, k, featured)
@@ -436,6 +431,7 @@ def learned_scores(store: TableStore, as_of: dt.date) -> DataFrame | None:
 def run_ranking(
     spark: SparkSession,
     store: TableStore,
+    history: History,
     book: StrategyBook,
     ctx: Context,
     k: int,
@@ -443,7 +439,7 @@ def run_ranking(
     choose: Chooser | None = None,
 ) -> RankingReport:
     as_of = F.lit(ctx.as_of)
-    inputs = RankingInputs.read(store, ctx.as_of)
+    inputs = RankingInputs.read(store, history)
     segments = inputs.segments
     model_run = segments.select("model_run_id").first()
     model_version = f"genre-spark {__version__}; segments {model_run[0] if model_run else '-'}"

@@ -46,7 +46,7 @@ from genre_spark.feedback import (
     feedback_from_purchases,
     run_feedback,
 )
-from genre_spark.history import bought_pairs, product_purchases, purchases_between
+from genre_spark.history import History, bought_pairs, purchases_between
 from genre_spark.metrics import (
     evaluate_lists,
     item_popularity,
@@ -156,7 +156,7 @@ def _lists(ctx: RunContext, choose: Chooser) -> DataFrame:
     """``recommendations`` rows of T with ``choose`` deciding each segment's strategy (not written)."""
     return rank(
         ctx.spark,
-        RankingInputs.read(ctx.store, ctx.as_of),
+        RankingInputs.read(ctx.store, ctx.history),
         ctx.strategies,
         ctx.context,
         ctx.settings.ranking.k,
@@ -202,7 +202,7 @@ def score_policies(
     }
     truth = purchase_lists(bought_pairs(purchases_between(events, items, as_of, end))).persist()
     catalog = items.where(F.col(S.IS_PRODUCT)).select(S.ITEM_ID).persist()
-    popularity = item_popularity(bought_pairs(product_purchases(events, items, as_of))).persist()
+    popularity = item_popularity(bought_pairs(History.of(events, items, as_of).purchases())).persist()
     try:
         out = []
         for policy, mix in mixes.items():
@@ -319,7 +319,7 @@ def _replay_week(ctx: RunContext, week: int, fixed: list[str]) -> tuple[list[Pol
     spark, store, settings, book = ctx.spark, ctx.store, ctx.settings, ctx.strategies
     window, k, ndcg_k = settings.replay.window_days, settings.ranking.k, settings.replay.ndcg_k
     choose = adaptive_chooser_from_store(store, book, settings.feedback, ctx.context)
-    served = run_ranking(spark, store, book, ctx.context, k, ctx.run_id, choose)
+    served = run_ranking(spark, store, ctx.history, book, ctx.context, k, ctx.run_id, choose)
     progress(f"replay week {week}: adaptive lists served; {served.format()}")
     on_date = F.col(S.AS_OF) == F.lit(ctx.as_of)
     _write_lists(ctx, store.read_table(S.RECOMMENDATIONS).where(on_date), ADAPTIVE)

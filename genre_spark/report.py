@@ -53,14 +53,8 @@ def _stages_table(ctx: RunContext, results: Sequence[StageResult]) -> str:
     rows = []
     for r in results:
         out = ", ".join(f"{w.table}: {_rows(w)}" for stage, w in ctx.store.write_log if stage == r.stage)
-        rows.append(
-            f"<tr><td>{_e(r.stage)}</td><td class=n>{r.seconds:.1f}</td><td>{_e(out or '-')}</td></tr>"
-        )
-    return (
-        "<h2>Stages</h2><table><tr><th>stage</th><th>seconds</th><th>rows out (per table)</th></tr>"
-        + "".join(rows)
-        + "</table>"
-    )
+        rows.append([r.stage, _Number(f"{r.seconds:.1f}"), out or "-"])
+    return _table("Stages", ["stage", "seconds", "rows out (per table)"], rows)
 
 
 def _quarantine_table(ctx: RunContext) -> str:
@@ -76,16 +70,8 @@ def _quarantine_table(ctx: RunContext) -> str:
     )
     if not counts:
         return "<h2>Quarantine</h2><p>no row quarantined by this run</p>"
-    rows = "".join(
-        f"<tr><td>{_e(r['table'])}</td><td>{_e(r[S.SOURCE])}</td><td>{_e(r['reason'])}</td>"
-        f"<td class=n>{r['count']:,}</td></tr>"
-        for r in counts
-    )
-    return (
-        "<h2>Quarantine</h2><table><tr><th>table</th><th>source</th><th>reason</th><th>rows</th></tr>"
-        + rows
-        + "</table>"
-    )
+    rows = [[r["table"], r[S.SOURCE], r["reason"], _Number(f"{r['count']:,}")] for r in counts]
+    return _table("Quarantine", ["table", "source", "reason", "rows"], rows)
 
 
 def _strategy_mix(ctx: RunContext) -> str:
@@ -102,13 +88,11 @@ def _strategy_mix(ctx: RunContext) -> str:
     if not mix:
         return ""
     total = sum(r["users"] for r in mix)
-    rows = "".join(
-        f"<tr><td>{_e(r['strategy_id'])}</td><td class=n>{r['users']:,}</td>"
-        f"<td class=n>{100 * r['users'] / total:.1f}%</td></tr>"
+    rows = [
+        [r[S.STRATEGY_ID], _Number(f"{r['users']:,}"), _Number(f"{100 * r['users'] / total:.1f}%")]
         for r in mix
-    )
-    head = "<tr><th>strategy</th><th>users</th><th>share</th></tr>"
-    return f"<h2>Strategy mix</h2><table>{head}{rows}</table>"
+    ]
+    return _table("Strategy mix", ["strategy", "users", "share"], rows)
 
 
 def _segment_plot(ctx: RunContext) -> str:
@@ -137,9 +121,22 @@ def _metrics_table(ctx: RunContext) -> str:
     if not rows:
         return ""
     columns = [c for c in rows[0].asDict() if c != S.AS_OF]
-    head = "".join(f"<th>{_e(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{_e(_fmt(r[c]))}</td>" for c in columns) + "</tr>" for r in rows)
-    return f"<h2>Metrics</h2><table><tr>{head}</tr>{body}</table>"
+    return _table("Metrics", columns, [[_fmt(r[c]) for c in columns] for r in rows])
+
+
+class _Number(str):
+    """A cell shown right-aligned."""
+
+
+def _table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """An <h2> title and an HTML table, every cell escaped."""
+
+    def cell(value: object) -> str:
+        return f"<td class=n>{_e(value)}</td>" if isinstance(value, _Number) else f"<td>{_e(value)}</td>"
+
+    head = "".join(f"<th>{_e(c)}</th>" for c in header)
+    body = "".join("<tr>" + "".join(cell(v) for v in row) + "</tr>" for row in rows)
+    return f"<h2>{_e(title)}</h2><table><tr>{head}</tr>{body}</table>"
 
 
 def _rows(write: WriteResult) -> str:

@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import Field, field_validator, model_validator
 
-from genre_spark.config import SCORER_NAMES, _Strict, check_source_values, parse_model
+from genre_spark.config import CANDIDATE_SOURCES, SCORER_NAMES, _Strict, check_named_values, parse_model
 from genre_spark.errors import ConfigError
 
 DayKind = Literal["weekday", "weekend"]
@@ -47,7 +47,7 @@ class Strategy(_Strict):
     @field_validator("source_weights")
     @classmethod
     def _sources(cls, weights: dict[str, float]) -> dict[str, float]:
-        check_source_values(weights, "source weights")
+        check_named_values(weights, CANDIDATE_SOURCES, what="source weights")
         if not any(w > 0 for w in weights.values()):
             raise ValueError("at least one source needs a positive weight")
         return weights
@@ -55,12 +55,7 @@ class Strategy(_Strict):
     @field_validator("scorer_weights")
     @classmethod
     def _scorers(cls, weights: dict[str, float]) -> dict[str, float]:
-        unknown = sorted(set(weights) - set(SCORER_NAMES))
-        if unknown:
-            raise ValueError(f"unknown scorer(s) {unknown}; valid choices: {list(SCORER_NAMES)}")
-        negative = {k: v for k, v in weights.items() if v < 0}
-        if negative:
-            raise ValueError(f"scorer weights must be >= 0, got {negative}")
+        check_named_values(weights, SCORER_NAMES, "scorer", "scorer weights")
         return weights
 
 

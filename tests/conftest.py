@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from pyspark.sql import functions as F
 
 from genre_spark import schemas as S
 from genre_spark.config import Settings, load_settings
+from genre_spark.history import History
 from genre_spark.ingest import IngestReport, run_ingest
 from genre_spark.session import build_spark_session
 from genre_spark.storage import TableStore
@@ -42,6 +44,13 @@ def in_contract(df: DataFrame, table: str) -> DataFrame:
             for f in S.CONTRACTS[table].fields
         ]
     )
+
+
+def history_of(events: DataFrame, items: DataFrame, as_of: dt.date) -> History:
+    """:meth:`History.of` for inline frames: items without ``first_seen_ts`` are known from the start."""
+    if S.FIRST_SEEN_TS not in items.columns:
+        items = items.withColumn(S.FIRST_SEEN_TS, F.lit(None).cast("timestamp"))
+    return History.of(events, items, as_of)
 
 
 @pytest.fixture(scope="session")

@@ -169,7 +169,7 @@ def pair_features(
     """(user_id, item_id, *feature_columns()) for the candidate pairs of one cut-off.
 
     ``candidates``: the candidates table's rows for the cut-off; ``purchases``: product purchase lines
-    strictly before ``cutoff`` (:func:`genre_spark.history.product_purchases`); ``segments``: user_id,
+    strictly before ``cutoff`` (:meth:`genre_spark.history.History.purchases`); ``segments``: user_id,
     segment_id, strategy_index; ``scores``: the scorers' rows for the cut-off, or None.
     """
     pairs = _sources(candidates)

@@ -25,7 +25,7 @@ from xgboost.spark import SparkXGBRankerModel
 from genre_spark import schemas as S
 from genre_spark.config import DiscriminatorSettings
 from genre_spark.errors import RankerMissingError
-from genre_spark.history import items_as_of, product_purchases, purchases_between
+from genre_spark.history import History, purchases_between
 from genre_spark.learned import model as M
 from genre_spark.learned.features import feature_columns, pair_features
 from genre_spark.storage import TableStore, WriteResult
@@ -51,20 +51,21 @@ def strategy_indices(segments: DataFrame, decisions: dict[int, str], book: Strat
 
 def write_features(
     store: TableStore,
-    day: dt.date,
+    history: History,
     decisions: dict[int, str],
     book: StrategyBook,
     run_id: str,
     label_days: int | None = None,
 ) -> WriteResult:
-    """The ``ranker_features`` partition of ``day``: the features of the candidates the stages wrote for
-    it (from before ``day`` only), labelled by the purchases of ``[day, day + label_days)`` when given."""
+    """The ``ranker_features`` partition of the history's date: the features of the candidates the stages
+    wrote for it (from the history only), labelled by the purchases of ``[day, day + label_days)`` when
+    given."""
+    day = history.as_of
     on_day = F.col(S.AS_OF) == F.lit(day)
-    events, items = store.read_table(S.EVENTS), items_as_of(store.read_table(S.ITEMS), day)
     segments = store.read_table(S.USER_SEGMENTS).filter(on_day)
     scores = store.read_table(S.SCORES).filter(on_day) if store.exists(S.SCORES) else None
     # read by five aggregations: one scan of the events
-    purchases = product_purchases(events, items, day).persist(StorageLevel.MEMORY_AND_DISK)
+    purchases = history.purchases().persist(StorageLevel.MEMORY_AND_DISK)
     try:
         features = pair_features(
             store.read_table(S.CANDIDATES).filter(on_day),
@@ -76,7 +77,8 @@ def write_features(
         if label_days is None:
             features = features.withColumn(S.LABEL, F.lit(None).cast("double"))
         else:
-            features = with_labels(features, events, items, day, day + dt.timedelta(days=label_days))
+            end = day + dt.timedelta(days=label_days)
+            features = with_labels(features, store.read_table(S.EVENTS), history.items, day, end)
         dated = features.withColumn(S.AS_OF, F.lit(day).cast("date"))
         return store.replace_date(dated, S.RANKER_FEATURES, as_of=day, run_id=run_id, stage="discriminator")
     finally:
@@ -266,7 +268,9 @@ def fit_and_save(
     started = time.perf_counter()
     cutoffs = training_cutoffs(as_of, settings)
     for t in cutoffs:
-        write_features(store, t, decide(t), book, f"{run_id}-train-{t}", settings.label_days)
+        write_features(
+            store, History.read(store, t), decide(t), book, f"{run_id}-train-{t}", settings.label_days
+        )
     seconds["training features"] = time.perf_counter() - started
     started = time.perf_counter()
     columns = feature_columns(frozenset(settings.without))
@@ -296,13 +300,14 @@ def fit_and_save(
 
 def run_discriminator(
     store: TableStore,
+    history: History,
     settings: DiscriminatorSettings,
     decide: Decide,
     book: StrategyBook,
-    as_of: dt.date,
     run_id: str,
 ) -> DiscriminatorReport:
-    """Train (or reuse) the ranker and write its score of every candidate as of ``as_of``."""
+    """Train (or reuse) the ranker and write its score of every candidate as of the history's date."""
+    as_of = history.as_of
     columns = feature_columns(frozenset(settings.without))
     note = reusable_model(store, as_of, settings, columns)
     trained = note is None
@@ -310,7 +315,7 @@ def run_discriminator(
     if note is None:
         note = fit_and_save(store, settings, decide, book, as_of, run_id, seconds)
     started = time.perf_counter()
-    write_features(store, as_of, decide(as_of), book, run_id)
+    write_features(store, history, decide(as_of), book, run_id)
     seconds["features"] = time.perf_counter() - started
     started = time.perf_counter()
     features = store.read_table(S.RANKER_FEATURES).filter(F.col(S.AS_OF) == F.lit(as_of))

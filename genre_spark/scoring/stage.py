@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 from genre_spark import schemas as S
 from genre_spark.candidate_scores import shortlist
 from genre_spark.config import ScoringSettings
-from genre_spark.history import items_as_of
+from genre_spark.history import History
 from genre_spark.scoring.scorers import Scorer, ScoringInputs, build_scorers
 from genre_spark.scoring.texts import item_texts, profile_texts
 from genre_spark.storage import TableStore, WriteResult
@@ -61,7 +61,8 @@ def score_candidates(
     return functools.reduce(DataFrame.unionByName, frames)
 
 
-def run_scoring(store: TableStore, settings: ScoringSettings, as_of: dt.date, run_id: str) -> ScoringReport:
+def run_scoring(store: TableStore, history: History, settings: ScoringSettings, run_id: str) -> ScoringReport:
+    as_of = history.as_of
     scorers = build_scorers(settings)  # paths, tokenizers and answer tokens checked before any Spark job
     if not scorers:
         if not store.exists(S.SCORES):
@@ -70,13 +71,10 @@ def run_scoring(store: TableStore, settings: ScoringSettings, as_of: dt.date, ru
         write = store.delete_where(S.SCORES, f"{S.AS_OF} = '{as_of.isoformat()}'", run_id=run_id)
         return ScoringReport(as_of, {}, write)
     on_date = F.col(S.AS_OF) == F.lit(as_of)
-    items = items_as_of(store.read_table(S.ITEMS), as_of)
     profiles = profile_texts(
         store.read_table(S.USER_SEGMENTS).filter(on_date),
         store.read_table(S.USER_FEATURES).filter(on_date),
-        store.read_table(S.EVENTS),
-        items,
-        as_of,
+        history,
         settings.profile,
     )
     # title vectors from the enrich stage, when they came from the bi-encoder's model
@@ -88,7 +86,7 @@ def run_scoring(store: TableStore, settings: ScoringSettings, as_of: dt.date, ru
         scorers,
         store.read_table(S.CANDIDATES).filter(on_date),
         profiles,
-        item_texts(items),
+        item_texts(history.items),
         item_vectors,
     ).withColumn(S.AS_OF, F.lit(as_of).cast("date"))
     write = store.replace_date(scores, S.SCORES, as_of=as_of, run_id=run_id, stage="scoring")

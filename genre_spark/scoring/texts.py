@@ -7,14 +7,12 @@ Item: "WHITE HANGING HEART T-LIGHT HOLDER (candle / holder / light; mid price)".
 
 from __future__ import annotations
 
-import datetime as dt
-
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from genre_spark import schemas as S
 from genre_spark.config import ProfileTextSettings
-from genre_spark.history import product_purchases
+from genre_spark.history import History
 from genre_spark.scoring.scorers import ITEM_TEXT, PROFILE_TEXT
 
 
@@ -26,12 +24,11 @@ def _ordered_join(values: Column, separator: str) -> Column:
 def profile_texts(
     segments: DataFrame,
     features: DataFrame,
-    events: DataFrame,
-    items: DataFrame,
-    as_of: dt.date,
+    history: History,
     settings: ProfileTextSettings,
 ) -> DataFrame:
-    """(user_id, profile_text) for the users in ``segments`` (one as-of date), from data before ``as_of``."""
+    """(user_id, profile_text) for the users in ``segments`` (one as-of date), from the history before it."""
+    items = history.items
     labels = items.filter(F.col(S.CATEGORY_ID).isNotNull()).select(S.CATEGORY_ID, S.CATEGORY_LABEL).distinct()
     top = (
         features.select(S.USER_ID, F.posexplode("top_category_ids").alias("pos", S.CATEGORY_ID))
@@ -44,11 +41,7 @@ def profile_texts(
             )
         )
     )
-    last = (
-        product_purchases(events, items, as_of)
-        .groupBy(S.USER_ID, S.ITEM_ID)
-        .agg(F.max(S.EVENT_TS).alias("_ts"))
-    )
+    last = history.purchases().groupBy(S.USER_ID, S.ITEM_ID).agg(F.max(S.EVENT_TS).alias("_ts"))
     newest_first = Window.partitionBy(S.USER_ID).orderBy(F.desc("_ts"), F.asc(S.ITEM_ID))
     recent = (
         last.withColumn("pos", F.row_number().over(newest_first))

@@ -15,7 +15,7 @@ from genre_spark.candidates import CandidateReport, run_candidates
 from genre_spark.config import Settings
 from genre_spark.enrich import EnrichReport, run_enrich
 from genre_spark.features import FeatureReport, run_features
-from genre_spark.history import product_purchases
+from genre_spark.history import History, bought_pairs
 from genre_spark.learned.stage import training_cutoffs
 from genre_spark.pipeline import RunContext, train_discriminator
 from genre_spark.ranking import RankingReport, run_ranking
@@ -42,7 +42,8 @@ def pipeline(
 ) -> tuple[EnrichReport, FeatureReport, SegmentReport]:
     # the same run id as the ingest: one run of the whole pipeline (ingest and enrich both write items)
     enrich = run_enrich(real.store, settings.enrich, REAL_RUN)
-    features = run_features(real.store, settings.features, settings.enrich.n_categories, AS_OF, REAL_RUN)
+    history = History.read(real.store, AS_OF)  # after enrich: the catalog with its categories
+    features = run_features(real.store, history, settings.features, settings.enrich.n_categories, REAL_RUN)
     segments = run_segments(spark, real.store, settings.segments, AS_OF, REAL_RUN)
     return enrich, features, segments
 
@@ -123,7 +124,7 @@ def candidates(
     real: RealWarehouse,
     pipeline: tuple[EnrichReport, FeatureReport, SegmentReport],
 ) -> CandidateReport:
-    return run_candidates(real.store, settings.candidates, AS_OF, REAL_RUN)
+    return run_candidates(real.store, History.read(real.store, AS_OF), settings.candidates, REAL_RUN)
 
 
 def test_candidate_invariants(real: RealWarehouse, settings: Settings, candidates: CandidateReport) -> None:
@@ -147,7 +148,8 @@ def scoring(settings: Settings, real: RealWarehouse, candidates: CandidateReport
     # the bi-encoder is off by default (no measured uplift); on here, with profiles cut at 48 tokens (96 by
     # default): the cost is one profile encoding per user (suite budget)
     short = settings.scoring.bi_encoder.model_copy(update={"enabled": True, "max_length": 48})
-    return run_scoring(real.store, settings.scoring.model_copy(update={"bi_encoder": short}), AS_OF, REAL_RUN)
+    on = settings.scoring.model_copy(update={"bi_encoder": short})
+    return run_scoring(real.store, History.read(real.store, AS_OF), on, REAL_RUN)
 
 
 def test_bi_encoder_scores_every_user_on_the_shortlist(
@@ -221,7 +223,8 @@ def test_the_learned_ranker_scores_every_candidate(
 @pytest.fixture(scope="module")
 def ranking(spark: SparkSession, settings: Settings, real: RealWarehouse, learned: str) -> RankingReport:
     ctx = context_for(AS_OF, 9, settings.features.hour_bands)
-    return run_ranking(spark, real.store, load_strategies(), ctx, settings.ranking.k, REAL_RUN)
+    history = History.read(real.store, AS_OF)
+    return run_ranking(spark, real.store, history, load_strategies(), ctx, settings.ranking.k, REAL_RUN)
 
 
 def test_recommendation_invariants(real: RealWarehouse, settings: Settings, ranking: RankingReport) -> None:
@@ -262,7 +265,8 @@ def test_rerun_of_the_run_id_adds_nothing(
 ) -> None:
     version = real.store.version(S.RECOMMENDATIONS)
     ctx = context_for(AS_OF, 9, settings.features.hour_bands)
-    again = run_ranking(spark, real.store, load_strategies(), ctx, settings.ranking.k, REAL_RUN)
+    history = History.read(real.store, AS_OF)
+    again = run_ranking(spark, real.store, history, load_strategies(), ctx, settings.ranking.k, REAL_RUN)
     assert again.write.skipped and real.store.version(S.RECOMMENDATIONS) == version
 
 
@@ -271,9 +275,10 @@ def test_the_new_items_mode_never_lists_a_past_purchase(
 ) -> None:
     ctx = context_for(AS_OF, 9, settings.features.hour_bands)
     book = new_items_book(load_strategies())
-    report = run_ranking(spark, real.store, book, ctx, settings.ranking.k, "new-items-run")
+    history = History.read(real.store, AS_OF)
+    report = run_ranking(spark, real.store, history, book, ctx, settings.ranking.k, "new-items-run")
     recs = real.store.read_table(S.RECOMMENDATIONS).filter(F.col(S.AS_OF) == AS_OF)
     assert recs.select(S.RUN_ID).distinct().collect()[0][0] == "new-items-run"
-    bought = product_purchases(real.store.read_table(S.EVENTS), real.store.read_table(S.ITEMS), AS_OF)
-    assert recs.join(bought.select(S.USER_ID, S.ITEM_ID).distinct(), [S.USER_ID, S.ITEM_ID]).count() == 0
+    bought = bought_pairs(history.purchases())
+    assert recs.join(bought, [S.USER_ID, S.ITEM_ID]).count() == 0
     assert report.short_lists < report.users * 0.01

@@ -24,8 +24,9 @@ from genre_spark.candidates import (
     similar_users,
 )
 from genre_spark.config import Settings
-from genre_spark.history import product_purchases, purchase_history
+from genre_spark.history import History, purchase_history
 from genre_spark.storage import TableStore
+from tests.conftest import history_of
 
 AS_OF = dt.date(2011, 12, 9)
 PURCHASES = "user_id string, item_id string, order_id string, event_ts timestamp, quantity int"
@@ -44,7 +45,7 @@ def purchases(spark: SparkSession, rows: list[tuple[str, str, str, int]]) -> Dat
     return spark.createDataFrame([(u, i, o, day(d), 1) for u, i, o, d in rows], PURCHASES)
 
 
-def test_product_purchases_keep_products_before_as_of(spark: SparkSession) -> None:
+def test_the_history_purchases_are_products_before_as_of(spark: SparkSession) -> None:
     events = spark.createDataFrame(
         [
             ("u1", "A", "purchase", 1, 1.0, day(3), "o1"),
@@ -58,7 +59,7 @@ def test_product_purchases_keep_products_before_as_of(spark: SparkSession) -> No
     items = spark.createDataFrame(
         [("A", True), ("B", True), ("POST", False)], "item_id string, is_product boolean"
     )
-    assert [(r.user_id, r.item_id) for r in product_purchases(events, items, AS_OF).collect()] == [
+    assert [(r.user_id, r.item_id) for r in history_of(events, items, AS_OF).purchases().collect()] == [
         ("u1", "A")
     ]
 
@@ -339,7 +340,7 @@ def test_an_item_first_seen_on_or_after_the_date_is_never_proposed(
             (S.USER_SEGMENTS, segments),
         ]:
             store.write_table(in_contract(df, table), table, mode="overwrite", run_id=f"setup-{as_of}")
-        run_candidates(store, candidate_settings, as_of, f"run-{as_of}")
+        run_candidates(store, History.read(store, as_of), candidate_settings, f"run-{as_of}")
         written = store.read_table(S.CANDIDATES).filter(F.col(S.AS_OF) == as_of)
         return {(r.user_id, r.item_id) for r in written.collect()}
 

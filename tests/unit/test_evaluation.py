@@ -25,7 +25,7 @@ from genre_spark.evaluation import (
     pick_half_life,
     protocol_truth,
 )
-from genre_spark.history import product_purchases
+from genre_spark.history import History
 from genre_spark.learned.features import feature_columns
 from genre_spark.learned.stage import MODEL_KIND, ModelNote, write_features
 from genre_spark.storage import TableStore
@@ -105,7 +105,7 @@ def warehouse(spark: SparkSession, store: TableStore) -> TableStore:
 def with_ranker_tables(store: TableStore) -> TableStore:
     """The discriminator stage's tables as of AS_OF, its score standing in for a model: buy-again first."""
     decisions = {0: "balanced"}
-    write_features(store, AS_OF, decisions, load_strategies(), "setup")
+    write_features(store, History.read(store, AS_OF), decisions, load_strategies(), "setup")
     scores = store.read_table(S.RANKER_FEATURES).select(
         S.USER_ID,
         S.ITEM_ID,
@@ -140,7 +140,7 @@ def test_truth_follows_the_protocol(spark: SparkSession, warehouse: TableStore) 
 
 def test_decayed_buy_again_and_its_half_life(spark: SparkSession, warehouse: TableStore) -> None:
     events, items = warehouse.read_table(S.EVENTS), warehouse.read_table(S.ITEMS)
-    purchases = product_purchases(events, items, AS_OF)
+    purchases = History.of(events, items, AS_OF).purchases()
     got = {(r.user_id, r.item_id): r.score for r in decayed_buy_again(purchases, AS_OF, 31.0).collect()}
     assert got == {
         ("u1", "A"): pytest.approx(0.5),

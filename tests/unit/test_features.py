@@ -10,6 +10,7 @@ from pyspark.sql import functions as F
 
 from genre_spark import schemas as S
 from genre_spark.features import compute_user_features
+from tests.conftest import history_of
 
 AS_OF = dt.date(2011, 12, 9)
 HOURS = {"night": (0, 6), "morning": (6, 12), "afternoon": (12, 18), "evening": (18, 24)}
@@ -49,7 +50,7 @@ def items(spark: SparkSession) -> DataFrame:
 
 def test_features_by_hand(spark: SparkSession) -> None:
     result = compute_user_features(
-        events(spark), items(spark), AS_OF, HOURS, n_categories=2, top_categories=1
+        history_of(events(spark), items(spark), AS_OF), HOURS, n_categories=2, top_categories=1
     )
     expected = spark.createDataFrame(
         [
@@ -108,12 +109,12 @@ def test_features_by_hand(spark: SparkSession) -> None:
 
 
 def test_no_leakage_from_events_on_or_after_as_of(spark: SparkSession) -> None:
-    before = compute_user_features(events(spark), items(spark), AS_OF, HOURS, 2, 1)
+    before = compute_user_features(history_of(events(spark), items(spark), AS_OF), HOURS, 2, 1)
     future = [
         ("u1", "B", "purchase", 50, 20.0, ts("2011-12-09 00:00:00"), "f1"),
         ("u1", "B", "return", 1, 20.0, ts("2012-01-05 10:00:00"), "f2"),
         ("u2", "A", "purchase", 1, 5.0, ts("2011-12-20 10:00:00"), "f3"),
     ]
-    with_future = compute_user_features(events(spark, future), items(spark), AS_OF, HOURS, 2, 1)
+    with_future = compute_user_features(history_of(events(spark, future), items(spark), AS_OF), HOURS, 2, 1)
     assert_approx_df_equality(before.orderBy(S.USER_ID), with_future.orderBy(S.USER_ID), precision=1e-12)
     assert with_future.filter(F.col(S.USER_ID) == "u2").count() == 0

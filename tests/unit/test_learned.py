@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 from genre_spark import schemas as S
 from genre_spark.config import Settings
 from genre_spark.errors import RankerMissingError
-from genre_spark.history import product_purchases
+from genre_spark.history import History
 from genre_spark.learned import model as M
 from genre_spark.learned.features import MISSING_RANK, feature_columns, pair_features
 from genre_spark.learned.stage import training_cutoffs, with_labels
@@ -24,6 +24,7 @@ from genre_spark.pipeline import RunContext, missing_stages
 from genre_spark.ranking import RankingInputs, rank, rule_chooser
 from genre_spark.storage import TableStore
 from genre_spark.strategy import Context, StrategyBook, load_strategies, new_items_book
+from tests.conftest import history_of
 
 CUTOFF = dt.date(2011, 11, 1)  # features as of this date ...
 END = dt.date(2011, 11, 29)  # ... labels from [CUTOFF, END)
@@ -75,8 +76,7 @@ FUTURE = [
 
 
 def features(spark: SparkSession, rows: list[tuple[str, str, str]]) -> DataFrame:
-    history = events(spark, rows)
-    purchases = product_purchases(history, items(spark), CUTOFF)
+    purchases = history_of(events(spark, rows), items(spark), CUTOFF).purchases()
     return pair_features(candidates(spark), purchases, segments(spark), None, CUTOFF).orderBy(S.ITEM_ID)
 
 
@@ -176,27 +176,26 @@ def learned_book(**changes: object) -> StrategyBook:
     return StrategyBook.model_validate({"strategies": {"s": strategy}, "selection": [], "default": "s"})
 
 
-def ranking_inputs(spark: SparkSession) -> tuple[DataFrame, DataFrame, DataFrame, DataFrame]:
+def ranking_inputs(spark: SparkSession) -> tuple[DataFrame, DataFrame, History]:
     cands = candidates(spark).withColumn("detail", F.lit("because"))
     segs = spark.createDataFrame(
         [("u1", 0, "regulars")], "user_id string, segment_id int, segment_label string"
     )
-    history = events(spark, PAST)
     catalog = (
         items(spark).withColumn(S.CATEGORY_ID, F.lit(None).cast("int")).withColumn(S.UNIT_PRICE, F.lit(1.0))
     )
-    return cands, segs, history, catalog
+    return cands, segs, history_of(events(spark, PAST), catalog, CUTOFF)
 
 
 def test_a_learned_strategy_without_scores_fails(spark: SparkSession) -> None:
-    cands, segs, history, catalog = ranking_inputs(spark)
+    cands, segs, history = ranking_inputs(spark)
     ctx = Context(CUTOFF, None)
     with pytest.raises(RankerMissingError, match=r"strategies \['s'\] rank with the learned ranker"):
-        rank(spark, RankingInputs(cands, segs, history, catalog), learned_book(), ctx, 3, "r", "v")
+        rank(spark, RankingInputs(cands, segs, history), learned_book(), ctx, 3, "r", "v")
 
 
 def test_learned_order_and_the_new_items_mode(spark: SparkSession) -> None:
-    cands, segs, history, catalog = ranking_inputs(spark)
+    cands, segs, history = ranking_inputs(spark)
     # the ranker prefers C, then A (bought before), E, B (bought before), D; the new-items model ranks the
     # items u1 never bought: D, then C, then E
     scores = [("A", 4.0, None), ("B", 2.0, None), ("C", 5.0, 2.0), ("D", 1.0, 3.0), ("E", 3.0, 1.0)]
@@ -207,7 +206,7 @@ def test_learned_order_and_the_new_items_mode(spark: SparkSession) -> None:
     ctx = Context(CUTOFF, None)
 
     def top(book: StrategyBook) -> list[str]:
-        inputs = RankingInputs(cands, segs, history, catalog, learned=learned)
+        inputs = RankingInputs(cands, segs, history, learned=learned)
         recs = rank(spark, inputs, book, ctx, 3, "r", "v", rule_chooser(book, ctx))
         return [r[S.ITEM_ID] for r in recs.orderBy("rank").collect()]
 

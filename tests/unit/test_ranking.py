@@ -21,6 +21,7 @@ from genre_spark.ranking import (
     user_strategies,
 )
 from genre_spark.strategy import Context, StrategyBook
+from tests.conftest import history_of
 
 AS_OF = dt.date(2011, 12, 9)
 CANDS = "user_id string, item_id string, source string, source_score double, source_rank int, detail string"
@@ -155,12 +156,12 @@ def _scored(spark: SparkSession, items: list[str]) -> DataFrame:
 
 def _rule_run(spark: SparkSession, b: StrategyBook, events: list[tuple]) -> list[str]:  # type: ignore[type-arg]
     items = spark.createDataFrame(
-        [("A", 0, 2.0), ("B", 0, 2.0), ("C", 1, 2.0), ("D", 1, 50.0)],
-        "item_id string, category_id int, unit_price double",
+        [("A", 0, 2.0, True), ("B", 0, 2.0, True), ("C", 1, 2.0, True), ("D", 1, 50.0, True)],
+        "item_id string, category_id int, unit_price double, is_product boolean",
     )
     rules = strategy_tables(spark, b).rules
-    ev = spark.createDataFrame(events, EVENTS)
-    kept = apply_rules(_scored(spark, ["A", "B", "C", "D"]), ev, items, rules, AS_OF)
+    history = history_of(spark.createDataFrame(events, EVENTS), items, AS_OF)
+    kept = apply_rules(_scored(spark, ["A", "B", "C", "D"]), history, rules)
     return sorted(r.item_id for r in kept.collect())
 
 
@@ -218,7 +219,7 @@ def test_campaign_items_take_at_most_their_slots(spark: SparkSession) -> None:
         "item_id string, category_id int, unit_price double, is_product boolean",
     )
     events = spark.createDataFrame([], EVENTS + ", quantity int, order_id string")
-    inputs = RankingInputs(candidates, segments, events, items)
+    inputs = RankingInputs(candidates, segments, history_of(events, items, AS_OF))
     recs = rank(spark, inputs, b, Context(AS_OF, None), 4, "run", "v").orderBy("rank")
     rows = [(r.item_id, r.rank, r.sources, r.explanation) for r in recs.collect()]
     assert [r[0] for r in rows] == ["A", "B", "C", "Z"]  # 2 slots for Z and B, 2 places for the best others

@@ -30,6 +30,7 @@ from genre_spark.scoring.scorers import (
 from genre_spark.scoring.stage import run_scoring, score_candidates
 from genre_spark.scoring.texts import item_texts, profile_texts
 from genre_spark.scoring.udfs import pair_udf
+from tests.conftest import history_of
 from tests.tiny_models import save_causal_lm, save_cross_encoder
 
 ITEMS = [
@@ -234,7 +235,7 @@ def test_profile_and_item_texts(spark: SparkSession, settings: Settings) -> None
     )
     got = {
         r[S.USER_ID]: r[PROFILE_TEXT]
-        for r in profile_texts(segments, features, events, items, as_of, profile).collect()
+        for r in profile_texts(segments, features, history_of(events, items, as_of), profile).collect()
     }
     assert got == {
         "u1": "Customer in segment 'loyal'. Buys mostly: party / bunting; candle / holder. "
@@ -242,7 +243,11 @@ def test_profile_and_item_texts(spark: SparkSession, settings: Settings) -> None
         "u2": "Customer in segment 'new'.",
     }
     short = profile.model_copy(update={"max_chars": 40})
-    cut = profile_texts(segments, features, events, items, as_of, short).filter("user_id = 'u1'").first()
+    cut = (
+        profile_texts(segments, features, history_of(events, items, as_of), short)
+        .filter("user_id = 'u1'")
+        .first()
+    )
     assert cut is not None and len(cut[PROFILE_TEXT]) == 40
     described = {r[S.ITEM_ID]: r[ITEM_TEXT] for r in item_texts(items).collect()}
     assert described == {
@@ -294,7 +299,8 @@ def test_no_scorer_enabled_empties_the_dates_scores(spark: SparkSession, setting
     off = settings.scoring.model_copy(
         update={"bi_encoder": settings.scoring.bi_encoder.model_copy(update={"enabled": False})}
     )
-    report = run_scoring(store, off, day, "new")
+    empty = {t: spark.createDataFrame([], S.contract(t)) for t in (S.EVENTS, S.ITEMS)}
+    report = run_scoring(store, history_of(empty[S.EVENTS], empty[S.ITEMS], day), off, "new")
     assert "no scorer enabled" in report.format()
     left = store.read_table(S.SCORES)
     assert left.filter(F.col(S.AS_OF) == day).count() == 0
