@@ -430,12 +430,12 @@ def default_config_text() -> str:
 
 def load_settings(config_paths: Sequence[str | Path] = (), overrides: Iterable[str] = ()) -> Settings:
     """Packaged defaults, then each YAML file in order, then ``key.path=value`` overrides."""
-    merged = _yaml_mapping(default_config_text(), "<packaged default.yaml>")
+    merged = yaml_mapping(default_config_text(), "<packaged default.yaml>")
     for path in config_paths:
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"config file {str(p)!r} does not exist")
-        merged = _deep_merge(merged, _yaml_mapping(p.read_text(encoding="utf-8"), str(p)))
+        merged = _deep_merge(merged, yaml_mapping(p.read_text(encoding="utf-8"), str(p)))
     for override in overrides:
         _apply_override(merged, override)
     return parse_settings(merged)
@@ -457,9 +457,30 @@ def parse_model(model: type[ModelT], data: Mapping[str, Any], origin: str) -> Mo
         raise ConfigError(f"invalid {origin}:\n{lines}") from None
 
 
-def _yaml_mapping(text: str, origin: str) -> dict[str, Any]:
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key repeated in one mapping is an error (YAML keeps the last one
+    silently, so a knob set twice in a long file would quietly lose its first value)."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    first_line: dict[str, int] = {}
+    for key_node, _ in node.value:
+        key = str(loader.construct_object(key_node))
+        if key in first_line:
+            message = f"key {key!r} repeated (first on line {first_line[key] + 1})"
+            raise yaml.constructor.ConstructorError(None, None, message, key_node.start_mark)
+        first_line[key] = key_node.start_mark.line
+    return loader.construct_mapping(node)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def yaml_mapping(text: str, origin: str) -> dict[str, Any]:
+    """The mapping a YAML file holds ({} when empty); a ConfigError naming ``origin`` when it is not valid
+    YAML, repeats a key or is not a mapping."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise ConfigError(f"{origin}: not valid YAML: {exc}") from None
     if data is None:

@@ -15,10 +15,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import Field, field_validator, model_validator
 
-from genre_spark.config import CANDIDATE_SOURCES, SCORER_NAMES, _Strict, check_named_values, parse_model
+from genre_spark.config import (
+    CANDIDATE_SOURCES,
+    SCORER_NAMES,
+    _Strict,
+    check_named_values,
+    parse_model,
+    yaml_mapping,
+)
 from genre_spark.errors import ConfigError
 
 DayKind = Literal["weekday", "weekend"]
@@ -129,11 +135,7 @@ def load_strategies(path: str | Path | None = None) -> StrategyBook:
         if not Path(path).is_file():
             raise ConfigError(f"strategy file {origin!r} does not exist")
         text = Path(path).read_text(encoding="utf-8")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{origin}: not valid YAML: {exc}") from None
-    return parse_model(StrategyBook, data or {}, origin)
+    return parse_model(StrategyBook, yaml_mapping(text, origin), origin)
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,7 @@ def job_conf(target: Path, warehouse: Path, events_csv: Path) -> Path:
         # the suite's budget (see tests/conftest.py): fewer categories, k values and ALS iterations
         "candidates": {"limits": {"similar_users": 0}, "als": {"max_iter": 5, "rank": 16}},
         "enrich": {"n_categories": 8},
-        "segments": {"k_min": 3, "k_max": 4},
+        "segments": {"k_min": 3, "k_max": 3},  # one KMeans fit: each Spark job pays the cluster's latency
         # the learned ranker trains across the executors (barrier tasks): one cut-off, fewer trees, no LM
         # feature (the cut-off's stages then skip the scorer: the date's scoring shows the executors run it)
         "discriminator": {"cutoffs": 1, "n_estimators": 20, "without": ["segment", "lm"]},

@@ -23,7 +23,7 @@ COMPARED = (S.USER_SEGMENTS, S.CANDIDATES, S.SCORES, S.RECOMMENDATIONS)
 
 
 def test_two_fresh_runs_write_identical_lists(spark: SparkSession, tmp_path: Path) -> None:
-    conf = slice_conf(tmp_path, sample_slice(tmp_path, rows=4_000))
+    conf = slice_conf(tmp_path, sample_slice(tmp_path, rows=3_000))
     tables = []
     for name in ("first", "second"):
         # the bi-encoder on (off by default): its scores and the lists it reorders must repeat too

@@ -69,7 +69,7 @@ def slice_conf(folder: Path, csv: Path) -> Path:
                 "discriminator": {"enabled": False},
                 # fewer categories, k values and ALS iterations: the slice is small, the test should be too
                 "enrich": {"n_categories": 8},
-                "segments": {"k_min": 3, "k_max": 5},
+                "segments": {"k_min": 3, "k_max": 4},
                 "candidates": {"als": {"max_iter": 5, "rank": 16}, "limits": {"similar_users": 0}},
                 "ingest": {
                     "sources": {

@@ -1,5 +1,5 @@
-"""Enrich -> features -> segments -> candidates -> scoring -> ranking on real data (every other customer of
-the 2010-2011 export), as of 2011-12-09."""
+"""Enrich -> features -> segments -> candidates -> scoring -> ranking on real data (every third customer
+of the 2010-2011 export), as of 2011-12-09."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def real(real_2011: RealWarehouse) -> RealWarehouse:
-    """This module's real data: every other customer of the 2010-2011 export (see tests/conftest.py)."""
+    """This module's real data: every third customer of the 2010-2011 export (see tests/conftest.py)."""
     return real_2011
 
 

@@ -1,4 +1,4 @@
-"""`replay` for 2 weeks on real data (every other customer of the 2010-2011 export) from 2011-11-01, cheap
+"""`replay` for 2 weeks on real data (every third customer of the 2010-2011 export) from 2011-11-01, cheap
 stage settings (no scorer, small ALS)."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def real(real_2011: RealWarehouse) -> RealWarehouse:
-    """This module's real data: every other customer of the 2010-2011 export (see tests/conftest.py)."""
+    """This module's real data: every third customer of the 2010-2011 export (see tests/conftest.py)."""
     return real_2011
 
 

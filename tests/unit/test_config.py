@@ -90,6 +90,12 @@ def test_missing_and_invalid_files(tmp_path: Path) -> None:
     bad.write_text("storage: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_settings([bad])
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("spark:\n  shuffle_partitions: 4\n  log_level: WARN\n  shuffle_partitions: 8\n")
+    with pytest.raises(
+        ConfigError, match=r"twice.yaml: .*key 'shuffle_partitions' repeated \(first on line 2\)"
+    ):
+        load_settings([twice])
 
 
 def test_the_ranker_uses_lm_scores_exactly_when_a_scorer_is_on() -> None:
