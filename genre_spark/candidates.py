@@ -257,7 +257,7 @@ def block_neighbours(block: pd.DataFrame, per_item: int) -> pd.DataFrame:
     """Top cosine neighbours of every item in one block (embeddings are unit length)."""
     ids = block[S.ITEM_ID].to_numpy()
     if len(ids) < 2:
-        return pd.DataFrame({"item_id": [], "neighbour_id": [], "score": []})
+        return pd.DataFrame({S.ITEM_ID: [], "neighbour_id": [], "score": []})
     vectors = np.stack(block[S.EMBEDDING].to_numpy()).astype(np.float32)
     sims = vectors @ vectors.T
     np.fill_diagonal(sims, -np.inf)
@@ -266,7 +266,7 @@ def block_neighbours(block: pd.DataFrame, per_item: int) -> pd.DataFrame:
     rows = np.repeat(np.arange(len(ids)), k)
     cols = top.ravel()
     return pd.DataFrame(
-        {"item_id": ids[rows], "neighbour_id": ids[cols], "score": sims[rows, cols].astype(float)}
+        {S.ITEM_ID: ids[rows], "neighbour_id": ids[cols], "score": sims[rows, cols].astype(float)}
     )
 
 

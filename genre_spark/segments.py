@@ -215,7 +215,7 @@ def segment_statistics(
             z[f] = 0.0 if sd == 0 else (float(row[f"scaled_{f}"]) - float(overall[f"m_{f}"])) / sd
         stats.append(
             {
-                "segment_id": int(row[S.SEGMENT_ID]),
+                S.SEGMENT_ID: int(row[S.SEGMENT_ID]),
                 "size": int(row["size"]),
                 "means": {f: float(row[f"mean_{f}"]) for f in names},
                 "medians": {f: float(row[f"median_{f}"]) for f in names},
@@ -280,7 +280,7 @@ def run_segments(
     try:
         stats = segment_statistics(features, assigned, settings.features, settings.log_features)
         labels = label_segments(
-            {s["segment_id"]: s["z_scores"] for s in stats}, settings.labels, settings.default_label
+            {s[S.SEGMENT_ID]: s["z_scores"] for s in stats}, settings.labels, settings.default_label
         )
         total = sum(s["size"] for s in stats)
         label_df = spark.createDataFrame(list(labels.items()), "segment_id int, segment_label string")
@@ -292,8 +292,8 @@ def run_segments(
                 (
                     as_of,
                     run_id,
-                    s["segment_id"],
-                    labels[s["segment_id"]],
+                    s[S.SEGMENT_ID],
+                    labels[s[S.SEGMENT_ID]],
                     s["size"],
                     s["size"] / total,
                     s["means"],
@@ -322,7 +322,7 @@ def run_segments(
         as_of,
         fit,
         refitted,
-        [(s["segment_id"], labels[s["segment_id"]], s["size"]) for s in stats],
+        [(s[S.SEGMENT_ID], labels[s[S.SEGMENT_ID]], s["size"]) for s in stats],
         plot,
         writes,
     )

@@ -53,6 +53,12 @@ def history_of(events: DataFrame, items: DataFrame, as_of: dt.date) -> History:
     return History.of(events, items, as_of)
 
 
+# Small test data: compiling each plan's generated code costs more than running it (the evaluation tests
+# 89-94 s with whole-stage codegen, 79-81 s without; the suite 1,530 s -> 1,369 s with this and smaller
+# slices). Every Spark the suite starts takes it: this session, the CLI subprocesses and the cluster job.
+NO_CODEGEN = "spark.conf.spark.sql.codegen.wholeStage=false"
+
+
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     return load_settings(
@@ -61,10 +67,7 @@ def settings() -> Settings:
             "spark.master=local[2]",
             "spark.shuffle_partitions=2",
             "spark.conf.spark.driver.memory=2g",
-            # tiny inline frames: compiling each plan's generated code cost more than running it (the
-            # evaluation tests 89-94 s with whole-stage codegen, 79-81 s without); the CLI, notebook-free
-            # subprocess and cluster tests keep Spark's default
-            "spark.conf.spark.sql.codegen.wholeStage=false",
+            NO_CODEGEN,
             # the suite's budget (25 min): the similar-users source off on the full sample (checked on
             # inline data in tests/unit/test_candidates.py); with it, the ranker's integration fixture took
             # 336 s and the ranking of 2011-12-09 ran out of this 2g heap

@@ -15,7 +15,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
 from genre_spark.errors import SchemaMismatchError, WriteConflictError
-from genre_spark.schemas import contract
+from genre_spark.schemas import AS_OF, contract
 from genre_spark.storage.locations import Locator, TableLocation, normalize_path
 
 WriteMode = Literal["append", "overwrite"]
@@ -214,8 +214,8 @@ class TableStore(ABC):
             mode="overwrite",
             run_id=run_id,
             stage=stage,
-            partition_by=["as_of"],
-            replace_where={"as_of": as_of},
+            partition_by=[AS_OF],
+            replace_where={AS_OF: as_of},
         )
 
     @abstractmethod

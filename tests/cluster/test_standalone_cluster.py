@@ -54,7 +54,8 @@ def package_zip(target: Path) -> Path:
 def job_conf(target: Path, warehouse: Path, events_csv: Path) -> Path:
     """Merged over the packaged defaults; no spark.master: spark-submit decides."""
     conf = {
-        "spark": {"master": None, "shuffle_partitions": 4},
+        # no whole-stage codegen: ~16k rows (see NO_CODEGEN in tests/conftest.py)
+        "spark": {"master": None, "shuffle_partitions": 4, "conf": {"spark.sql.codegen.wholeStage": "false"}},
         "storage": {"warehouse": str(warehouse), "backend": "embedded"},
         "ingest": {
             "sources": {

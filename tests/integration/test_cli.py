@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 from deltalake import DeltaTable
 
+from tests.conftest import NO_CODEGEN
+
 ROOT = Path(__file__).resolve().parents[2]
 LINES = [
     "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country",
@@ -26,6 +28,8 @@ def one_source(tmp_path: Path, csv: Path) -> list[str]:
         str(ROOT / "conf" / "local.yaml"),
         "--set",
         "spark.master=local[1]",
+        "--set",
+        NO_CODEGEN,
         "--set",
         f"storage.warehouse={tmp_path / 'wh'}",
         "--set",
@@ -74,7 +78,14 @@ def test_generate_ingest_fit_profile_round_trip(tmp_path: Path) -> None:
     """generate -> ingest of the generated export -> fit-profile: the refit matches the packaged profile."""
     from genre_spark.synthetic import load_profile
 
-    spark = ["--set", "spark.master=local[2]", "--set", f"storage.warehouse={tmp_path / 'wh'}"]
+    spark = [
+        "--set",
+        "spark.master=local[2]",
+        "--set",
+        NO_CODEGEN,
+        "--set",
+        f"storage.warehouse={tmp_path / 'wh'}",
+    ]
     generated = genre_spark("generate", "--users", "400", "--seed", "2", "--out", "gen", *spark, cwd=tmp_path)
     assert generated.returncode == 0, generated.stderr[-3000:]
     config = tmp_path / "gen" / "genre-spark.yaml"
