@@ -219,9 +219,7 @@ class SimilarUserSettings(_Strict):
 CANDIDATE_SOURCES = S.CANDIDATE_SOURCES
 
 
-def check_named_values(
-    values: Mapping[str, float], valid: Sequence[str], kind: str = "candidate source", what: str = "values"
-) -> None:
+def check_named_values(values: Mapping[str, float], valid: Sequence[str], *, kind: str, what: str) -> None:
     """Keys must be in ``valid`` and values >= 0 (source limits in config; source and scorer weights in
     strategies)."""
     unknown = sorted(set(values) - set(valid))
@@ -248,7 +246,9 @@ class CandidateSettings(_Strict):
     @field_validator("limits")
     @classmethod
     def _known_sources(cls, limits: dict[str, int]) -> dict[str, int]:
-        check_named_values(limits, CANDIDATE_SOURCES, what="limits (0 turns a source off)")
+        check_named_values(
+            limits, CANDIDATE_SOURCES, kind="candidate source", what="limits (0 turns a source off)"
+        )
         return limits
 
 

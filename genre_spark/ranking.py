@@ -378,6 +378,8 @@ def rank(
     """``recommendations`` rows for one as-of date; ``choose`` picks each segment's strategy (default: the
     book's selection rules in ``ctx``)."""
     candidates, segments, history = inputs.candidates, inputs.segments, inputs.history
+    if history.as_of != ctx.as_of:  # the rules read one date's past, the lists are stamped with the other
+        raise ValueError(f"ranking inputs as of {history.as_of} for lists as of {ctx.as_of}")
     scores, learned = inputs.scores, inputs.learned
     decisions = segment_strategies(segments, choose or rule_chooser(book, ctx))
     strategies = user_strategies(spark, segments, decisions)

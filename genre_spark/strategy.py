@@ -53,7 +53,7 @@ class Strategy(_Strict):
     @field_validator("source_weights")
     @classmethod
     def _sources(cls, weights: dict[str, float]) -> dict[str, float]:
-        check_named_values(weights, CANDIDATE_SOURCES, what="source weights")
+        check_named_values(weights, CANDIDATE_SOURCES, kind="candidate source", what="source weights")
         if not any(w > 0 for w in weights.values()):
             raise ValueError("at least one source needs a positive weight")
         return weights
@@ -61,7 +61,7 @@ class Strategy(_Strict):
     @field_validator("scorer_weights")
     @classmethod
     def _scorers(cls, weights: dict[str, float]) -> dict[str, float]:
-        check_named_values(weights, SCORER_NAMES, "scorer", "scorer weights")
+        check_named_values(weights, SCORER_NAMES, kind="scorer", what="scorer weights")
         return weights
 
 
