@@ -76,11 +76,16 @@ SOURCE_COLUMNS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     ),
     S.ITEMS: (frozenset({S.ITEM_ID, S.TITLE}), frozenset({S.DESCRIPTION, S.UNIT_PRICE, S.CATEGORY_LABEL})),
     S.USERS: (frozenset({S.USER_ID}), frozenset({S.COUNTRY})),
+    # serving logs: which list an event is about is its run id or its as-of date (one of them is mapped)
+    S.FEEDBACK_EVENTS: (
+        frozenset({S.USER_ID, S.ITEM_ID, S.EVENT_TYPE, S.EVENT_TS}),
+        frozenset({S.RUN_ID, S.AS_OF}),
+    ),
 }
 
 
 class SourceSettings(_Strict):
-    table: Literal["events", "items", "users"]
+    table: Literal["events", "items", "users", "feedback_events"]
     format: Literal["csv", "parquet", "delta"]
     path: str
     columns: dict[str, str] = Field(description="contract column -> column name in the source")
@@ -126,6 +131,11 @@ class IngestSettings(_Strict):
 
     @model_validator(mode="after")
     def _some_events_source(self) -> IngestSettings:
+        for name, source in self.sources.items():
+            if source.table == S.FEEDBACK_EVENTS:
+                raise ValueError(
+                    f"sources.{name}: serving logs are read by the feedback stage (feedback.source)"
+                )
         if not any(s.enabled and s.table == S.EVENTS for s in self.sources.values()):
             raise ValueError("sources: at least one enabled source must feed table 'events'")
         return self
@@ -350,10 +360,27 @@ class EvaluationSettings(_Strict):
         return sorted(set(ks))
 
 
+class FeedbackSourceSettings(SourceSettings):
+    """A serving log (impressions, clicks, add-to-carts, purchases of listed items): CSV, Parquet or Delta."""
+
+    table: Literal["events", "items", "users", "feedback_events"] = "feedback_events"
+    as_of_format: str = "yyyy-MM-dd"  # of the as_of column when it is text
+
+    @model_validator(mode="after")
+    def _names_the_list(self) -> FeedbackSourceSettings:
+        if self.table != S.FEEDBACK_EVENTS:
+            raise ValueError(f"a feedback source feeds table '{S.FEEDBACK_EVENTS}', not '{self.table}'")
+        if S.RUN_ID not in self.columns and S.AS_OF not in self.columns:
+            raise ValueError("a feedback source maps run_id or as_of (which served list an event is about)")
+        return self
+
+
 class FeedbackSettings(_Strict):
-    prior_alpha: float = Field(gt=0)
-    prior_beta: float = Field(gt=0)
-    decay: float = Field(gt=0, le=1)  # weight of past evidence at each update
+    source: FeedbackSourceSettings | None  # null: purchases of listed items, derived from events
+    window_days: int = Field(gt=0)  # lists of the last N days before the run receive feedback
+    prior_mean: float = Field(gt=0, lt=1)  # conversion a strategy is expected to have before any feedback
+    prior_strength: float = Field(gt=0)  # the prior weighs as much as this many served items
+    half_life_days: float = Field(gt=0)  # evidence this many days old weighs half
     exploration_floor: float = Field(ge=0, le=0.5)  # least selection probability of each allowed strategy
     seed: int
     adaptive: bool  # the ranking stage picks strategies by Thompson sampling instead of the selection rules

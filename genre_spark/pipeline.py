@@ -24,7 +24,7 @@ from genre_spark.config import Settings
 from genre_spark.enrich import run_enrich
 from genre_spark.errors import ConfigError
 from genre_spark.features import run_features
-from genre_spark.feedback import adaptive_chooser_from_store
+from genre_spark.feedback import adaptive_chooser_from_store, run_feedback
 from genre_spark.history import History
 from genre_spark.ingest import run_ingest
 from genre_spark.learned.features import feature_columns
@@ -136,6 +136,18 @@ def _discriminator(ctx: RunContext) -> str:
     return train_discriminator(ctx)
 
 
+def _feedback(ctx: RunContext) -> str:
+    s = ctx.settings
+    return run_feedback(
+        ctx.store,
+        s.feedback,
+        ctx.as_of,
+        ctx.run_id,
+        hour_band=ctx.context.hour_band,
+        fold_item_case=s.ingest.fold_item_id_case,
+    ).format()
+
+
 def _ranking(ctx: RunContext) -> str:
     k = ctx.settings.ranking.k
     book = new_items_book(ctx.strategies) if ctx.settings.ranking.new_items else ctx.strategies
@@ -180,6 +192,13 @@ STAGE_TABLE: tuple[Stage, ...] = (
         True,
         (S.EVENTS, S.ITEMS, S.USER_SEGMENTS, S.CANDIDATES, S.SCORES),
         (S.RANKER_SCORES, S.RANKER_FEATURES),
+    ),
+    Stage(
+        "feedback",  # what happened to earlier lists, before today's lists are chosen
+        _feedback,
+        True,
+        (S.RECOMMENDATIONS, S.USER_SEGMENTS, S.EVENTS, S.FEEDBACK_EVENTS, S.STRATEGY_STATE),
+        (S.STRATEGY_STATE, S.FEEDBACK_EVENTS, S.QUARANTINE),
     ),
     Stage(
         "ranking",

@@ -5,22 +5,23 @@ For week w = 0..N-1 and T = D + 7w (``replay.window_days`` apart):
 1. the dated stages for T (features, segments, candidates, and scoring when a scorer is enabled) under the
    week's run id ``replay-<T>-<config hash>`` (ingest and enrich once first, when their tables are missing);
    the segment model is fitted (per ``segments.refit``) in the first week only and reused by the later weeks
-   (``refit: if_missing``), so a segment id - the key of ``strategy_state`` - means the same users' kind
-   all along;
-2. the **adaptive** policy serves the lists: the ranking stage with Thompson sampling per segment from
+   (``refit: if_missing``: cheaper, and the same users' kind keeps its label);
+2. the ``feedback`` stage of T, as a nightly run does it: the purchases of ``[T - window, T)`` of the items
+   on the lists served the week before become ``feedback_events`` and update ``strategy_state``
+   (:func:`genre_spark.feedback.run_feedback`, window ``replay.window_days``);
+3. the **adaptive** policy serves the lists: the ranking stage with Thompson sampling per segment from
    ``strategy_state`` as known on T (:func:`genre_spark.feedback.adaptive_chooser_from_store`) writes the
    ``recommendations`` partition of T;
-3. each **fixed** policy (``replay.strategies``; null = every strategy the adaptive policy may pick) ranks
+4. each **fixed** policy (``replay.strategies``; null = every strategy the adaptive policy may pick) ranks
    the same candidates with every segment forced to that strategy; those lists go to ``replay_lists`` only
    (partition ``(as_of, policy)``, beside a copy of the served lists under policy ``adaptive``), never to
    ``recommendations``;
-4. the purchases of ``[T, T + window)`` become feedback on the served lists
-   (:func:`genre_spark.feedback.run_feedback`: ``feedback_events``, ``quarantine``, ``strategy_state``), so
-   week w + 1 samples from posteriors that saw week w;
-5. every policy is scored on the same purchases: conversion (served items bought / served items, and users
-   who bought a served item / users served) and NDCG@k (:func:`genre_spark.metrics.evaluate_lists`, every
-   user who bought a product in the window is evaluated; no list = 0) -> ``replay_report`` (partition T).
+5. every policy is scored on the same purchases of ``[T, T + window)``: conversion (served items bought /
+   served items, and users who bought a served item / users served) and NDCG@k
+   (:func:`genre_spark.metrics.evaluate_lists`, every user who bought a product in the window is evaluated;
+   no list = 0) -> ``replay_report`` (partition T).
 
+After the last week, one more feedback stage (as of D + 7N) feeds its lists back too.
 At the end the report is printed and written as Markdown and PNG under ``<warehouse>/_reports/``. Every
 write carries the week's run id, so rerunning a replay commits nothing new.
 """
@@ -37,12 +38,11 @@ from pyspark.sql import functions as F
 
 from genre_spark import __version__
 from genre_spark import schemas as S
-from genre_spark.config import Settings, default_run_id
+from genre_spark.config import FeedbackSettings, Settings, default_run_id
 from genre_spark.errors import ConfigError
 from genre_spark.feedback import (
     FeedbackReport,
     adaptive_chooser_from_store,
-    context_key,
     feedback_from_purchases,
     run_feedback,
 )
@@ -187,7 +187,8 @@ def score_policies(
     events = store.read_table(S.EVENTS)
     items = store.read_table(S.ITEMS)
     # the policy rides in run_id through feedback_from_purchases
-    feedback = feedback_from_purchases(lists.withColumn(S.RUN_ID, F.col(S.POLICY)), events, as_of, end)
+    window = (end - as_of).days
+    feedback = feedback_from_purchases(lists.withColumn(S.RUN_ID, F.col(S.POLICY)), events, window, end)
     bought = F.col(S.EVENT_TYPE) == S.PURCHASE
     counts = {
         r[S.RUN_ID]: r
@@ -283,10 +284,11 @@ def replay(
     fixed = fixed_policies(book, settings)
     hours = settings.features.hour_bands
 
-    # the first week's segment model is reused afterwards: segment ids (strategy_state keys) stay put
+    # the first week's segment model is reused afterwards; feedback arrives for a week's lists at the next
     reuse = settings.model_copy(
         update={"segments": settings.segments.model_copy(update={"refit": "if_missing"})}
     )
+    weekly = settings.feedback.model_copy(update={"window_days": window})
 
     def context_of(week: int) -> RunContext:
         as_of = start + dt.timedelta(days=7 * week)
@@ -306,16 +308,30 @@ def replay(
         ctx = context_of(week)
         progress(f"replay week {week}: as of {ctx.as_of}, run {ctx.run_id}")
         run_stages(ctx, dated)
-        scored, fb = _replay_week(ctx, week, fixed)
-        rows.extend(scored)
-        feedback.append(fb)
+        feedback.append(_feedback(ctx, weekly))
+        rows.extend(_replay_week(ctx, week, fixed))
+    feedback.append(_feedback(context_of(n_weeks), weekly))
     report = ReplayReport(start, n_weeks, ndcg_k, tuple(rows), tuple(feedback), ())
     return ReplayReport(start, n_weeks, ndcg_k, tuple(rows), tuple(feedback), write_files(store, report))
 
 
-def _replay_week(ctx: RunContext, week: int, fixed: list[str]) -> tuple[list[PolicyWeek], FeedbackReport]:
-    """One week: the adaptive lists served and their feedback (the strategy state learns), the fixed
-    strategies' lists beside them, every policy scored on the week's window and written to the report."""
+def _feedback(ctx: RunContext, settings: FeedbackSettings) -> FeedbackReport:
+    """The feedback stage of the week's run (on the lists of the week before)."""
+    fb = run_feedback(
+        ctx.store,
+        settings,
+        ctx.as_of,
+        ctx.run_id,
+        hour_band=ctx.context.hour_band,
+        fold_item_case=ctx.settings.ingest.fold_item_id_case,
+    )
+    progress(f"replay: {fb.format()}")
+    return fb
+
+
+def _replay_week(ctx: RunContext, week: int, fixed: list[str]) -> list[PolicyWeek]:
+    """One week: the adaptive lists served, the fixed strategies' lists beside them, every policy scored on
+    the week's window and written to the report."""
     spark, store, settings, book = ctx.spark, ctx.store, ctx.settings, ctx.strategies
     window, k, ndcg_k = settings.replay.window_days, settings.ranking.k, settings.replay.ndcg_k
     choose = adaptive_chooser_from_store(store, book, settings.feedback, ctx.context)
@@ -328,14 +344,10 @@ def _replay_week(ctx: RunContext, week: int, fixed: list[str]) -> tuple[list[Pol
         _write_lists(ctx, _lists(ctx, fixed_chooser(name)), name)
         mixes[name] = name
     progress(f"replay week {week}: fixed-strategy lists in {S.REPLAY_LISTS}: {', '.join(fixed)}")
-    fb = run_feedback(
-        store, settings.feedback, ctx.as_of, window, ctx.run_id, context=context_key(ctx.context)
-    )
-    progress(f"replay week {week}: {fb.format()}")
     scored = score_policies(store, ctx.as_of, ctx.as_of + dt.timedelta(days=window), week, ndcg_k, mixes)
     report = _report_rows(spark, scored, ctx.run_id, ndcg_k)
     store.replace_date(report, S.REPLAY_REPORT, as_of=ctx.as_of, run_id=ctx.run_id, stage=STAGE)
-    return scored, fb
+    return scored
 
 
 def write_files(store: TableStore, report: ReplayReport) -> tuple[str, ...]:

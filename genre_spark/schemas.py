@@ -92,8 +92,10 @@ EVENT_TYPES = (PURCHASE, RETURN, VIEW, CLICK)
 FEEDBACK_EVENTS = "feedback_events"
 STRATEGY_STATE = "strategy_state"
 METRICS = "metrics"
+RECORDED_RUN_ID = "recorded_run_id"
 IMPRESSION = "impression"
-FEEDBACK_EVENT_TYPES = (IMPRESSION, CLICK, PURCHASE)
+ADD_TO_CART = "add_to_cart"
+FEEDBACK_EVENT_TYPES = (IMPRESSION, CLICK, ADD_TO_CART, PURCHASE)
 STRATEGY_ID = "strategy_id"
 # Feedback replay (genre_spark/replay.py): every replayed policy's lists, the report per week x policy
 REPLAY_LISTS = "replay_lists"
@@ -228,14 +230,16 @@ CONTRACTS: dict[str, T.StructType] = {
         (ITEM_ID, T.StringType()),
         (EVENT_TYPE, T.StringType()),  # one of FEEDBACK_EVENT_TYPES
         (EVENT_TS, T.TimestampType()),
+        (SOURCE, T.StringType()),  # the feedback source, or "purchases" (derived from events)
+        (RECORDED_RUN_ID, T.StringType()),  # the run whose feedback stage recorded it
     ),
     STRATEGY_STATE: _schema(
-        (SEGMENT_ID, T.IntegerType()),
+        (SEGMENT_LABEL, T.StringType()),  # stable across refits (segment ids are not)
         ("context", T.StringType()),  # "<weekday|weekend>/<hour band|any>"
         (STRATEGY_ID, T.StringType()),
         ("alpha", T.DoubleType()),  # Beta posterior: prior alpha + conversions
         ("beta", T.DoubleType()),  # prior beta + impressions - conversions
-        ("impressions", T.DoubleType()),  # decayed sums (decay per update)
+        ("impressions", T.DoubleType()),  # decayed sums as of updated_as_of (half-life in days)
         ("conversions", T.DoubleType()),
         ("updated_as_of", T.DateType()),
         (RUN_ID, T.StringType()),

@@ -226,9 +226,14 @@ def segment_statistics(
 
 
 def label_segments(
-    z_scores: Mapping[int, Mapping[str, float]], rules: Sequence[LabelRule], default: str
+    z_scores: Mapping[int, Mapping[str, float]],
+    rules: Sequence[LabelRule],
+    default: str,
+    sizes: Mapping[int, int] | None = None,
 ) -> dict[int, str]:
-    """First matching rule per segment; repeated labels get ' (2)', ' (3)' in segment order."""
+    """First matching rule per segment; repeated labels get ' (2)', ' (3)' from the largest segment down
+    (ties: segment order), so a refit that only renumbers the segments gives each the same label (the key
+    of ``strategy_state``)."""
     labels: dict[int, str] = {}
     for sid in sorted(z_scores):
         z = z_scores[sid]
@@ -242,7 +247,7 @@ def label_segments(
                 break
         labels[sid] = label
     seen: dict[str, int] = {}
-    for sid in sorted(labels):
+    for sid in sorted(labels, key=lambda s: (-(sizes or {}).get(s, 0), s)):
         seen[labels[sid]] = seen.get(labels[sid], 0) + 1
         if seen[labels[sid]] > 1:
             labels[sid] = f"{labels[sid]} ({seen[labels[sid]]})"
@@ -280,7 +285,10 @@ def run_segments(
     try:
         stats = segment_statistics(features, assigned, settings.features, settings.log_features)
         labels = label_segments(
-            {s[S.SEGMENT_ID]: s["z_scores"] for s in stats}, settings.labels, settings.default_label
+            {s[S.SEGMENT_ID]: s["z_scores"] for s in stats},
+            settings.labels,
+            settings.default_label,
+            {s[S.SEGMENT_ID]: s["size"] for s in stats},
         )
         total = sum(s["size"] for s in stats)
         label_df = spark.createDataFrame(list(labels.items()), "segment_id int, segment_label string")

@@ -1,21 +1,16 @@
-"""Feedback: served lists and real purchases become feedback events, which update a Beta-Bernoulli posterior
-per (segment, context, strategy), and Thompson sampling picks the next strategy per segment (issue 6).
+"""Feedback: what happened to served lists updates a Beta posterior per (segment label, context, strategy),
+and Thompson sampling picks the next strategy per segment (the GENRE loop's last arrow).
 
-- :func:`feedback_from_purchases`: one ``impression`` per served item, one ``purchase`` where the user bought
-  that item in the feedback window (Spark built-ins).
-- :func:`split_feedback`: feedback about users or items a run never served is quarantined (``quarantine``
-  contract, rule ids below), never dropped: ``count(in) == count(valid) + count(quarantined)``.
-- :func:`arm_outcomes` and :func:`update_strategy_state`: per (segment, strategy), impressions are the served
-  items with an impression event and conversions those of them also bought; the state keeps decayed sums
-  (``impressions' = decay x impressions + new``, same for conversions) and
-  ``alpha = prior_alpha + conversions``, ``beta = prior_beta + impressions - conversions``.
-- :func:`thompson_select`: on the driver, over one row per segment x strategy: with probability
-  ``floor x n`` a uniform pick among the n allowed strategies, else the strategy with the highest draw from
-  its posterior; so every allowed strategy is picked with probability >= ``exploration_floor``.
-- :func:`adaptive_chooser`: the ranking's :data:`~genre_spark.ranking.Chooser` of the adaptive policy: per
-  segment, :func:`thompson_select` over the strategies the book allows it (``adaptive:`` in strategies.yaml).
-- :func:`run_feedback`: the feedback step for the lists served as of T: purchases in ``[T, T + window)``
-  (and any incoming feedback rows) -> ``feedback_events`` + ``quarantine``, then ``strategy_state``.
+- :func:`run_feedback` (the ``feedback`` stage of a run as of T): the serving log (``feedback.source``) or
+  the purchases of listed items (derived from ``events``) on the lists of the ``window_days`` before T ->
+  ``feedback_events`` + ``quarantine`` (every row lands in one, with a rule id), then ``strategy_state``.
+- :func:`split_feedback`: feedback about lists, users or items a run never served, dated on or after the
+  run, or already counted, is quarantined (rule ids below), never dropped.
+- :func:`arm_outcomes` and :func:`update_arms`: per arm, the served items newly shown and newly bought
+  (each counts once, a late purchase too), added to the arm's evidence decayed by its age
+  (``half_life_days``); the prior is pooled from the segment's other arms (:func:`prior_mean`).
+- :func:`thompson_pick` / :func:`adaptive_chooser`: on the driver, per segment: with probability
+  ``floor x n`` a uniform pick among its n allowed strategies, else the highest posterior draw.
 """
 
 from genre_spark.feedback.chooser import (
@@ -23,36 +18,50 @@ from genre_spark.feedback.chooser import (
     adaptive_chooser_from_store,
     context_key,
     segment_rng,
-    selection_rng,
-    thompson_select,
+    thompson_pick,
 )
 from genre_spark.feedback.events import (
     BAD_EVENT_TYPE,
+    DUPLICATE,
     FEEDBACK_RULES,
+    NOT_YET,
+    UNKNOWN_LIST,
     UNKNOWN_USER,
     UNSERVED_ITEM,
     FeedbackSplit,
     feedback_from_purchases,
     split_feedback,
 )
-from genre_spark.feedback.stage import PURCHASES_SOURCE, STAGE, FeedbackReport, run_feedback
+from genre_spark.feedback.stage import (
+    LOG_SOURCE,
+    PURCHASES_SOURCE,
+    STAGE,
+    FeedbackReport,
+    run_feedback,
+    served_lists,
+)
 from genre_spark.feedback.state import (
     CONTEXT,
     Arm,
     arm_outcomes,
-    arms_from_rows,
+    beta_params,
     current_state,
     load_arms,
-    posterior_step,
-    update_strategy_state,
+    prior_mean,
+    state_rows,
+    update_arms,
 )
 
 __all__ = [
     "BAD_EVENT_TYPE",
     "CONTEXT",
+    "DUPLICATE",
     "FEEDBACK_RULES",
+    "LOG_SOURCE",
+    "NOT_YET",
     "PURCHASES_SOURCE",
     "STAGE",
+    "UNKNOWN_LIST",
     "UNKNOWN_USER",
     "UNSERVED_ITEM",
     "Arm",
@@ -61,16 +70,17 @@ __all__ = [
     "adaptive_chooser",
     "adaptive_chooser_from_store",
     "arm_outcomes",
-    "arms_from_rows",
+    "beta_params",
     "context_key",
     "current_state",
     "feedback_from_purchases",
     "load_arms",
-    "posterior_step",
+    "prior_mean",
     "run_feedback",
     "segment_rng",
-    "selection_rng",
+    "served_lists",
     "split_feedback",
-    "thompson_select",
-    "update_strategy_state",
+    "state_rows",
+    "thompson_pick",
+    "update_arms",
 ]

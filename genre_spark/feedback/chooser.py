@@ -1,16 +1,17 @@
 """The adaptive policy: Thompson sampling per segment over the strategies the book allows it, on the
-driver (one row per segment x strategy)."""
+driver, from the arms of ``strategy_state`` (keyed by segment label and context)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+import zlib
+from collections.abc import Sequence
 
 import numpy as np
 
 from genre_spark.config import FeedbackSettings
 from genre_spark.errors import ConfigError
-from genre_spark.feedback.state import Arm, load_arms
+from genre_spark.feedback.state import Arm, beta_params, load_arms, prior_mean
 from genre_spark.ranking import Chooser
 from genre_spark.storage import TableStore
 from genre_spark.strategy import Context, StrategyBook, allowed_strategies
@@ -21,49 +22,45 @@ def context_key(ctx: Context) -> str:
     return f"{ctx.day}/{ctx.hour_band or 'any'}"
 
 
-def selection_rng(settings: FeedbackSettings, as_of: dt.date) -> np.random.Generator:
-    """The seeded generator of one run's selection (same config and date, same picks)."""
-    return np.random.default_rng([settings.seed, as_of.toordinal()])
+def segment_rng(settings: FeedbackSettings, as_of: dt.date, segment: str) -> np.random.Generator:
+    """The seeded generator of one segment's pick on one date (whatever order segments are visited in, and
+    whatever id a refit gives the segment)."""
+    return np.random.default_rng([settings.seed, as_of.toordinal(), zlib.crc32(segment.encode("utf-8"))])
 
 
-def thompson_select(
-    arms: Iterable[Arm],
-    allowed: Mapping[int, Sequence[str]],
+def thompson_pick(
+    arms: Sequence[Arm],
+    segment: str,
+    allowed: Sequence[str],
     settings: FeedbackSettings,
     rng: np.random.Generator,
-) -> dict[int, str]:
-    """The strategy per segment: a uniform pick with probability ``min(1, floor x n)`` among the segment's n
-    allowed strategies, else the one with the highest posterior draw (ties: first listed). Allowed strategies
-    without a state row draw from the prior. Segments are visited in id order, so a seeded ``rng`` replays."""
-    posterior = {(a.segment_id, a.strategy_id): (a.alpha, a.beta) for a in arms}
-    prior = (settings.prior_alpha, settings.prior_beta)
-    picks: dict[int, str] = {}
-    for segment in sorted(allowed):
-        names = list(dict.fromkeys(allowed[segment]))
-        if not names:
-            raise ConfigError(f"segment {segment} allows no strategy")
-        explore = rng.random() < min(1.0, settings.exploration_floor * len(names))
-        params = np.array([posterior.get((segment, n), prior) for n in names], dtype=float)
-        draws = rng.beta(params[:, 0], params[:, 1])
-        picks[segment] = names[int(rng.integers(len(names)))] if explore else names[int(np.argmax(draws))]
-    return picks
-
-
-def segment_rng(settings: FeedbackSettings, as_of: dt.date, segment_id: int) -> np.random.Generator:
-    """The seeded generator of one segment's pick (independent of the order segments are visited in)."""
-    return np.random.default_rng([settings.seed, as_of.toordinal(), segment_id])
+) -> str:
+    """One segment's strategy: a uniform pick with probability ``min(1, floor x n)`` among its n allowed
+    strategies, else the one with the highest draw from its Beta posterior (``arms``: one context's; a
+    strategy without evidence draws from the segment's pooled prior). Ties: first listed."""
+    names = list(dict.fromkeys(allowed))
+    if not names:
+        raise ConfigError(f"segment {segment!r} allows no strategy")
+    mean = prior_mean(arms, segment, settings)
+    evidence = {a.strategy_id: (a.impressions, a.conversions) for a in arms if a.segment == segment}
+    explore = rng.random() < min(1.0, settings.exploration_floor * len(names))
+    params = np.array([beta_params(*evidence.get(n, (0.0, 0.0)), mean, settings) for n in names], dtype=float)
+    draws = rng.beta(params[:, 0], params[:, 1])
+    return names[int(rng.integers(len(names)))] if explore else names[int(np.argmax(draws))]
 
 
 def adaptive_chooser(
-    book: StrategyBook, arms: Iterable[Arm], settings: FeedbackSettings, as_of: dt.date
+    book: StrategyBook, arms: Sequence[Arm], settings: FeedbackSettings, ctx: Context
 ) -> Chooser:
     """Thompson sampling per segment among its allowed strategies (:func:`~genre_spark.strategy.
-    allowed_strategies`), from ``arms`` (one context's posteriors; missing arms draw from the prior)."""
-    known = list(arms)
+    allowed_strategies`), from the ``arms`` of ``ctx``'s context (other contexts' arms are ignored)."""
+    mine = [a for a in arms if a.context == context_key(ctx)]
 
     def choose(segment_id: int, segment_label: str) -> str:
-        allowed = {segment_id: allowed_strategies(book, segment_id, segment_label)}
-        return thompson_select(known, allowed, settings, segment_rng(settings, as_of, segment_id))[segment_id]
+        allowed = allowed_strategies(book, segment_id, segment_label)
+        return thompson_pick(
+            mine, segment_label, allowed, settings, segment_rng(settings, ctx.as_of, segment_label)
+        )
 
     return choose
 
@@ -71,5 +68,5 @@ def adaptive_chooser(
 def adaptive_chooser_from_store(
     store: TableStore, book: StrategyBook, settings: FeedbackSettings, ctx: Context
 ) -> Chooser:
-    """The adaptive chooser of a ranking run in ``ctx``, from ``strategy_state`` as of ``ctx.as_of``."""
-    return adaptive_chooser(book, load_arms(store, context_key(ctx), ctx.as_of), settings, ctx.as_of)
+    """The adaptive chooser of a ranking run in ``ctx``, from ``strategy_state`` as known on ``ctx.as_of``."""
+    return adaptive_chooser(book, load_arms(store, ctx.as_of, settings), settings, ctx)

@@ -1,13 +1,21 @@
-"""The strategy state: per (segment, context, strategy) decayed impressions and conversions and the
-Beta posterior they give; what the chooser reads back."""
+"""The strategy state: per (segment label, context, strategy) the impressions and conversions seen so far,
+decayed by their age (``feedback.half_life_days``), and the Beta posterior they give.
+
+An arm's prior mean is pooled from the evidence of its segment's arms in the same context, shrunk toward the
+whole context's, shrunk toward ``feedback.prior_mean`` (empirical Bayes, each level weighing
+``feedback.prior_strength`` served items): a strategy a segment never tried starts near that segment's
+conversion, not at a guess. The state is keyed by
+the segment's label (stable when a refit renumbers the segments), and the chooser reads it on the driver
+(one row per segment x context x strategy).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 
-from pyspark.sql import DataFrame, Row, Window
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from genre_spark import schemas as S
@@ -15,118 +23,161 @@ from genre_spark.config import FeedbackSettings
 from genre_spark.storage import TableStore
 
 CONTEXT = "context"
-
-
-_STATE_COLUMNS = [f.name for f in S.CONTRACTS[S.STRATEGY_STATE].fields]
-_ARM = [S.SEGMENT_ID, S.STRATEGY_ID]
-
-
-def arm_outcomes(feedback: DataFrame, served: DataFrame) -> DataFrame:
-    """``(segment_id, strategy_id, impressions, conversions)`` from valid feedback and the served lists.
-
-    The unit is a served item: it counts as an impression when it has an impression event and as a conversion
-    when it also has a purchase event (clicks are kept in feedback_events but do not convert), so
-    conversions <= impressions whatever duplicates the feedback holds.
-    """
-    keys = [S.RUN_ID, S.USER_ID, S.ITEM_ID]
-    per_item = feedback.groupBy(*keys).agg(
-        F.max((F.col(S.EVENT_TYPE) == S.IMPRESSION).cast("int")).alias("_seen"),
-        F.max((F.col(S.EVENT_TYPE) == S.PURCHASE).cast("int")).alias("_bought"),
-    )
-    arms = served.select(*keys, S.SEGMENT_ID, S.STRATEGY_ID).dropDuplicates(keys)
-    return (
-        per_item.where(F.col("_seen") == 1)
-        .join(arms, keys)
-        .groupBy(*_ARM)
-        .agg(F.count(F.lit(1)).alias("impressions"), F.sum("_bought").cast("long").alias("conversions"))
-    )
-
-
-def current_state(state: DataFrame) -> DataFrame:
-    """The latest row per (segment, context, strategy) of the append-only ``strategy_state`` table."""
-    latest = Window.partitionBy(S.SEGMENT_ID, CONTEXT, S.STRATEGY_ID).orderBy(
-        F.col("updated_as_of").desc(), F.col(S.RUN_ID).desc()
-    )
-    return state.withColumn("_n", F.row_number().over(latest)).where(F.col("_n") == 1).drop("_n")
-
-
-def update_strategy_state(
-    previous: DataFrame | None,
-    outcomes: DataFrame,
-    settings: FeedbackSettings,
-    *,
-    context: str,
-    as_of: dt.date,
-    run_id: str,
-) -> DataFrame:
-    """The new ``strategy_state`` rows of ``context``: every arm of the previous state (its latest rows) and
-    every arm in ``outcomes``, past evidence decayed once, new outcomes added (arms without new feedback
-    decay too; new arms start from the prior). Rows of other contexts are untouched (append the result)."""
-    spark = outcomes.sparkSession
-    if previous is None:
-        previous = spark.createDataFrame([], S.CONTRACTS[S.STRATEGY_STATE])
-    prev = (
-        current_state(previous)
-        .where(F.col(CONTEXT) == context)
-        .select(*_ARM, F.col("impressions").alias("_pi"), F.col("conversions").alias("_pc"))
-        .alias("p")
-    )
-    new = outcomes.select(*_ARM, F.col("impressions").alias("_ni"), F.col("conversions").alias("_nc")).alias(
-        "n"
-    )
-    same_arm = F.col(f"p.{S.SEGMENT_ID}").eqNullSafe(F.col(f"n.{S.SEGMENT_ID}")) & F.col(
-        f"p.{S.STRATEGY_ID}"
-    ).eqNullSafe(F.col(f"n.{S.STRATEGY_ID}"))
-    decay = F.lit(float(settings.decay))
-    impressions = decay * F.coalesce(F.col("_pi"), F.lit(0.0)) + F.coalesce(F.col("_ni"), F.lit(0.0))
-    conversions = decay * F.coalesce(F.col("_pc"), F.lit(0.0)) + F.coalesce(F.col("_nc"), F.lit(0.0))
-    merged = prev.join(new, same_arm, "full_outer").select(
-        F.coalesce(f"p.{S.SEGMENT_ID}", f"n.{S.SEGMENT_ID}").cast("int").alias(S.SEGMENT_ID),
-        F.lit(context).alias(CONTEXT),
-        F.coalesce(f"p.{S.STRATEGY_ID}", f"n.{S.STRATEGY_ID}").alias(S.STRATEGY_ID),
-        impressions.cast("double").alias("impressions"),
-        conversions.cast("double").alias("conversions"),
-    )
-    return merged.select(
-        S.SEGMENT_ID,
-        CONTEXT,
-        S.STRATEGY_ID,
-        (F.lit(float(settings.prior_alpha)) + F.col("conversions")).alias("alpha"),
-        (F.lit(float(settings.prior_beta)) + F.col("impressions") - F.col("conversions")).alias("beta"),
-        "impressions",
-        "conversions",
-        F.lit(as_of).cast("date").alias("updated_as_of"),
-        F.lit(run_id).alias(S.RUN_ID),
-    )
+ARM_KEY = [S.SEGMENT_LABEL, CONTEXT, S.STRATEGY_ID]
 
 
 @dataclass(frozen=True)
 class Arm:
-    segment_id: int
+    segment: str  # the segment's label
+    context: str  # "<weekday|weekend>/<hour band|any>" of the served lists
     strategy_id: str
-    alpha: float
-    beta: float
+    impressions: float  # served items with an impression, decayed to updated_as_of
+    conversions: float  # of them, bought
+    updated_as_of: dt.date
+
+    def decayed(self, day: dt.date, half_life_days: float) -> Arm:
+        """The evidence as it weighs on ``day`` (halved every ``half_life_days``)."""
+        factor = 0.5 ** (max((day - self.updated_as_of).days, 0) / half_life_days)
+        return replace(
+            self,
+            impressions=self.impressions * factor,
+            conversions=self.conversions * factor,
+            updated_as_of=day,
+        )
 
 
-def arms_from_rows(rows: Iterable[Row]) -> list[Arm]:
-    """Arms from collected ``strategy_state`` rows of one context (one row per segment x strategy)."""
-    return [
-        Arm(int(r[S.SEGMENT_ID]), str(r[S.STRATEGY_ID]), float(r["alpha"]), float(r["beta"])) for r in rows
-    ]
+def prior_mean(arms: Iterable[Arm], segment: str, settings: FeedbackSettings) -> float:
+    """The conversion an arm of ``segment`` is expected to have before its own evidence: the pooled
+    conversion of the segment's arms, shrunk toward that of every arm given (one context), itself shrunk
+    toward ``prior_mean`` (each pool weighs ``prior_strength`` served items against its evidence)."""
+    arms = list(arms)
+
+    def pooled(pool: list[Arm], toward: float) -> float:
+        strength = settings.prior_strength
+        return (sum(a.conversions for a in pool) + strength * toward) / (
+            sum(a.impressions for a in pool) + strength
+        )
+
+    return pooled([a for a in arms if a.segment == segment], pooled(arms, settings.prior_mean))
 
 
-def posterior_step(arm: Arm, impressions: float, conversions: float, settings: FeedbackSettings) -> Arm:
-    """One update of one arm on the driver: the formula of :func:`update_strategy_state`."""
-    alpha = settings.prior_alpha + settings.decay * (arm.alpha - settings.prior_alpha) + conversions
-    beta = settings.prior_beta + settings.decay * (arm.beta - settings.prior_beta) + impressions - conversions
-    return Arm(arm.segment_id, arm.strategy_id, alpha, beta)
+def beta_params(
+    impressions: float, conversions: float, mean: float, settings: FeedbackSettings
+) -> tuple[float, float]:
+    """Beta(alpha, beta) of an arm: the prior (``mean`` x strength) plus its evidence."""
+    strength = settings.prior_strength
+    return mean * strength + conversions, (1 - mean) * strength + impressions - conversions
 
 
-def load_arms(store: TableStore, context: str, as_of: dt.date) -> list[Arm]:
-    """The posteriors of ``context`` known on ``as_of`` (state rows updated on or before it; latest per arm).
-    One row per segment x strategy reaches the driver; none before the first feedback."""
+def arm_outcomes(new: DataFrame, recorded: DataFrame | None, served: DataFrame) -> DataFrame:
+    """``(segment_label, context, strategy_id, impressions, conversions)`` that ``new`` valid feedback adds
+    to what ``recorded`` (earlier ``feedback_events``) already counted.
+
+    The unit is a served item (run, user, item): an impression once it has an impression event, a conversion
+    once it also has a purchase (clicks and add-to-carts are recorded but do not convert); each counts in the
+    update where it first holds, so a late purchase of an item shown before converts then, and duplicates
+    count nothing. ``served``: run_id, user_id, item_id and the arm columns.
+    """
+    keys = [S.RUN_ID, S.USER_ID, S.ITEM_ID]
+    rows = new.select(*keys, S.EVENT_TYPE, F.lit(False).alias("_old"))
+    if recorded is not None:
+        runs = served.select(S.RUN_ID).distinct()
+        rows = rows.unionByName(
+            recorded.join(runs, S.RUN_ID, "left_semi").select(*keys, S.EVENT_TYPE, F.lit(True).alias("_old"))
+        )
+    seen, bought = F.col(S.EVENT_TYPE) == S.IMPRESSION, F.col(S.EVENT_TYPE) == S.PURCHASE
+
+    def flag(condition: F.Column) -> F.Column:
+        return F.max(condition.cast("int"))
+
+    per_item = rows.groupBy(*keys).agg(
+        flag(seen & F.col("_old")).alias("_seen_before"),
+        flag(seen).alias("_seen"),
+        flag(bought & F.col("_old")).alias("_bought_before"),
+        flag(bought).alias("_bought"),
+    )
+    shown = F.col("_seen") - F.col("_seen_before")
+    converted = F.col("_seen") * F.col("_bought") - F.col("_seen_before") * F.col("_bought_before")
+    arms = served.select(*keys, *ARM_KEY).dropDuplicates(keys)
+    return (
+        per_item.join(arms, keys)
+        .groupBy(*ARM_KEY)
+        .agg(
+            F.sum(shown).cast("double").alias("impressions"),
+            F.sum(converted).cast("double").alias("conversions"),
+        )
+        .where((F.col("impressions") > 0) | (F.col("conversions") > 0))
+    )
+
+
+def current_state(state: DataFrame) -> DataFrame:
+    """The latest row per (segment label, context, strategy) of the append-only ``strategy_state`` table."""
+    latest = Window.partitionBy(*ARM_KEY).orderBy(F.col("updated_as_of").desc(), F.col(S.RUN_ID).desc())
+    return state.withColumn("_n", F.row_number().over(latest)).where(F.col("_n") == 1).drop("_n")
+
+
+def load_arms(
+    store: TableStore, as_of: dt.date, settings: FeedbackSettings, *, exclude_run: str = ""
+) -> list[Arm]:
+    """Every arm known on ``as_of`` (state rows updated on or before it, latest per arm), decayed to it;
+    rows of ``exclude_run`` are left out (a rerun of a run must not see its own update). One row per segment
+    x context x strategy reaches the driver; none before the first feedback."""
     if not store.exists(S.STRATEGY_STATE):
         return []
-    known = store.read_table(S.STRATEGY_STATE).where(F.col("updated_as_of") <= F.lit(as_of))
-    rows = current_state(known).where(F.col(CONTEXT) == context).collect()  # segments x strategies
-    return arms_from_rows(rows)
+    known = store.read_table(S.STRATEGY_STATE).where(
+        (F.col("updated_as_of") <= F.lit(as_of)) & (F.col(S.RUN_ID) != F.lit(exclude_run))
+    )
+    rows = current_state(known).collect()  # segments x contexts x strategies
+    arms = [
+        Arm(r[S.SEGMENT_LABEL], r[CONTEXT], r[S.STRATEGY_ID], r.impressions, r.conversions, r.updated_as_of)
+        for r in rows
+    ]
+    return [a.decayed(as_of, settings.half_life_days) for a in arms]
+
+
+def update_arms(
+    known: Sequence[Arm], outcomes: Iterable[tuple[str, str, str, float, float]], as_of: dt.date
+) -> list[Arm]:
+    """The arms ``outcomes`` (segment, context, strategy, impressions, conversions) touch, with their new
+    evidence added to what ``known`` (decayed to ``as_of``) held; new arms start from none."""
+    by_key = {(a.segment, a.context, a.strategy_id): a for a in known}
+    updated = []
+    for segment, context, strategy, impressions, conversions in outcomes:
+        old = by_key.get((segment, context, strategy), Arm(segment, context, strategy, 0.0, 0.0, as_of))
+        updated.append(
+            Arm(
+                segment,
+                context,
+                strategy,
+                old.impressions + impressions,
+                old.conversions + conversions,
+                as_of,
+            )
+        )
+    return updated
+
+
+def state_rows(
+    spark: SparkSession, updated: Sequence[Arm], known: Sequence[Arm], settings: FeedbackSettings, run_id: str
+) -> DataFrame:
+    """``strategy_state`` rows of the ``updated`` arms, their posteriors with priors pooled from every arm
+    (``known`` overridden by ``updated``) of the same context."""
+    merged = {(a.segment, a.context, a.strategy_id): a for a in [*known, *updated]}.values()
+    rows = []
+    for arm in updated:
+        mean = prior_mean((a for a in merged if a.context == arm.context), arm.segment, settings)
+        alpha, beta = beta_params(arm.impressions, arm.conversions, mean, settings)
+        rows.append(
+            (
+                arm.segment,
+                arm.context,
+                arm.strategy_id,
+                alpha,
+                beta,
+                arm.impressions,
+                arm.conversions,
+                arm.updated_as_of,
+                run_id,
+            )
+        )
+    return spark.createDataFrame(rows, S.CONTRACTS[S.STRATEGY_STATE])

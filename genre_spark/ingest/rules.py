@@ -15,7 +15,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from genre_spark import schemas as S
-from genre_spark.config import SourceSettings
+from genre_spark.config import FeedbackSourceSettings, SourceSettings
 from genre_spark.ingest.sources import CORRUPT
 
 # Bookkeeping columns of a classified row (besides the contract columns it parses into).
@@ -135,6 +135,34 @@ def item_rules(source: SourceSettings, n_columns: int) -> tuple[Rule, ...]:
 
 def user_rules(source: SourceSettings, n_columns: int) -> tuple[Rule, ...]:
     return (_malformed_rule(n_columns), _missing(source, S.USER_ID))
+
+
+def feedback_rules(source: FeedbackSourceSettings, n_columns: int) -> tuple[Rule, ...]:
+    """Serving-log rows: the list they are about is checked later, against the lists served."""
+    named = [c for c in (S.RUN_ID, S.AS_OF) if c in source.columns]
+    return (
+        _malformed_rule(n_columns),
+        _missing(source, S.USER_ID),
+        _missing(source, S.ITEM_ID),
+        Rule(
+            "bad_event_type",
+            f"event type not one of {list(S.FEEDBACK_EVENT_TYPES)}",
+            lambda: F.coalesce(~F.col(S.EVENT_TYPE).isin(*S.FEEDBACK_EVENT_TYPES), F.lit(True)),
+            _value(source, S.EVENT_TYPE, f" (expected one of {', '.join(S.FEEDBACK_EVENT_TYPES)})"),
+        ),
+        Rule(
+            "bad_timestamp",
+            "event time missing or not in the configured format",
+            lambda: F.col(S.EVENT_TS).isNull(),
+            _value(source, S.EVENT_TS, f" (expected format {source.timestamp_format})"),
+        ),
+        Rule(
+            "missing_list",
+            "neither a run id nor an as-of date (in the configured format) names the served list",
+            lambda: F.col(S.RUN_ID).isNull() & F.col(S.AS_OF).isNull(),
+            lambda: F.concat_ws(" ", *[_value(source, c)() for c in named]),
+        ),
+    )
 
 
 def classify(parsed: DataFrame, rules: tuple[Rule, ...]) -> DataFrame:
@@ -265,6 +293,43 @@ def parse_items(raw: DataFrame, source: SourceSettings, name: str, fold_case: bo
         text(S.DESCRIPTION).alias(S.DESCRIPTION),
         price.alias(S.UNIT_PRICE),
         text(S.CATEGORY_LABEL).alias(S.CATEGORY_LABEL),
+    )
+
+
+def parse_feedback(raw: DataFrame, source: FeedbackSourceSettings, name: str, fold_case: bool) -> DataFrame:
+    """A serving log's rows as ``feedback_events`` columns plus ``as_of`` (the served list's date, when the
+    log names lists by date rather than run id)."""
+    cols = source.columns
+
+    def text(column: str) -> Column:
+        return _text(F.col(f"`{cols[column]}`")) if column in cols else F.lit(None).cast("string")
+
+    ts, ts_type = _source_column(raw, source, S.EVENT_TS)
+    if S.AS_OF in cols:
+        day, day_type = _source_column(raw, source, S.AS_OF)
+        as_of = _timestamp(day, day_type, source.as_of_format).cast("date")
+    else:
+        as_of = F.lit(None).cast("date")
+    return raw.select(
+        *_prelude(raw, source, name),
+        text(S.RUN_ID).alias(S.RUN_ID),
+        _user_id(F.col(f"`{cols[S.USER_ID]}`")).alias(S.USER_ID),
+        _item_id(F.col(f"`{cols[S.ITEM_ID]}`"), fold_case).alias(S.ITEM_ID),
+        F.lower(text(S.EVENT_TYPE)).alias(S.EVENT_TYPE),
+        _timestamp(ts, ts_type, source.timestamp_format).alias(S.EVENT_TS),
+        as_of.alias(S.AS_OF),
+    )
+
+
+def quarantined(classified: DataFrame, table: str, run_id: str) -> DataFrame:
+    """The ``quarantine`` rows of a classified source: the rows with a reason."""
+    return classified.filter(F.col(REASON).isNotNull()).select(
+        F.lit(table).alias("table"),
+        F.col(SOURCE_COL).alias(S.SOURCE),
+        F.col(RAW).alias("raw"),
+        F.col(REASON).alias("reason"),
+        F.col(DETAIL).alias("detail"),
+        F.lit(run_id).alias(S.RUN_ID),
     )
 
 

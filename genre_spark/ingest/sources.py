@@ -29,6 +29,7 @@ _ACCEPTED_TYPES: Mapping[str, tuple[type[T.DataType], ...]] = {
     S.QUANTITY: (T.StringType, T.IntegralType, T.DecimalType, T.DoubleType, T.FloatType),
     S.UNIT_PRICE: (T.StringType, T.NumericType),
     S.EVENT_TS: (T.StringType, T.TimestampType, T.TimestampNTZType, T.DateType),
+    S.AS_OF: (T.StringType, T.TimestampType, T.TimestampNTZType, T.DateType),
 }
 _DEFAULT_ACCEPTED = (T.StringType, T.IntegralType)  # ids, texts
 

@@ -301,18 +301,7 @@ def _valid_events(events: DataFrame, run_id: str) -> DataFrame:
 
 
 def _quarantine(frames: list[tuple[str, DataFrame | None]], run_id: str) -> DataFrame:
-    return _union(
-        df.filter(F.col(REASON).isNotNull()).select(
-            F.lit(table).alias("table"),
-            F.col(SOURCE_COL).alias(S.SOURCE),
-            F.col(RAW).alias("raw"),
-            F.col(REASON).alias("reason"),
-            F.col(DETAIL).alias("detail"),
-            F.lit(run_id).alias(S.RUN_ID),
-        )
-        for table, df in frames
-        if df is not None
-    )
+    return _union(rules.quarantined(df, table, run_id) for table, df in frames if df is not None)
 
 
 def _items(

@@ -12,10 +12,12 @@ from pyspark.sql import SparkSession
 
 from genre_spark import feedback as FB
 from genre_spark import schemas as S
-from genre_spark.config import Settings
+from genre_spark.config import FeedbackSourceSettings, LabelRule, Settings
 from genre_spark.errors import ConfigError
+from genre_spark.feedback import current_state
+from genre_spark.segments import label_segments
 from genre_spark.storage import TableStore
-from genre_spark.strategy import StrategyBook, allowed_strategies, load_strategies
+from genre_spark.strategy import Context, StrategyBook, allowed_strategies, load_strategies
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVED_AS_OF = dt.date(2011, 9, 1)  # a Thursday
@@ -51,8 +53,12 @@ def at(day: int, hour: int = 12) -> dt.datetime:
     return dt.datetime(2011, 9, day, hour)
 
 
+RUN_AS_OF = dt.date(2011, 9, 8)  # the run whose feedback stage reads the lists of the week before
+
+
 def seed_tables(spark: SparkSession, store: TableStore) -> None:
-    """Run r1 served u1 [a, b] (segment 0, good) and u2 [c, d] (segment 1, poor) as of 2011-09-01."""
+    """Run r1 served u1 [a, b] (segment 0 "loyal", good) and u2 [c, d] (segment 1 "lapsing", poor) as of
+    2011-09-01; events hold purchases around it."""
     recs = [
         ("r1", SERVED_AS_OF, "u1", 1, "a", 0.9, 0, "good", ["als"], "x", "v"),
         ("r1", SERVED_AS_OF, "u1", 2, "b", 0.8, 0, "good", ["als"], "x", "v"),
@@ -66,6 +72,17 @@ def seed_tables(spark: SparkSession, store: TableStore) -> None:
         run_id="r1",
         stage="ranking",
     )
+    segments = [
+        ("u1", SERVED_AS_OF, 0, "loyal", 0.0, 0.0, 0.0, "m1"),
+        ("u2", SERVED_AS_OF, 1, "lapsing", 0.0, 0.0, 0.0, "m1"),
+    ]
+    store.replace_date(
+        spark.createDataFrame(segments, S.CONTRACTS[S.USER_SEGMENTS]),
+        S.USER_SEGMENTS,
+        as_of=SERVED_AS_OF,
+        run_id="r1",
+        stage="segments",
+    )
 
     def event(i: int, user: str, item: str, ts: dt.datetime, kind: str = S.PURCHASE) -> tuple[Any, ...]:
         return (f"e{i}", user, item, kind, 1, 1.0, ts, f"o{i}", "UK", "test", "ingest")
@@ -77,96 +94,217 @@ def seed_tables(spark: SparkSession, store: TableStore) -> None:
         event(4, "u2", "c", at(9)),  # after the 7-day window
         event(5, "u2", "d", at(4), S.RETURN),  # not a purchase
         event(6, "u9", "a", at(2)),  # a user the run never served
+        event(7, "u1", "b", at(6)),  # bought after the first feedback run (as of 09-05): a late conversion
     ]
     store.write_table(
         spark.createDataFrame(events, S.CONTRACTS[S.EVENTS]), S.EVENTS, mode="append", run_id="r0"
     )
 
 
-def test_feedback_step_writes_events_quarantine_and_state(
-    spark: SparkSession, store: TableStore, settings: Settings
+def state_of(store: TableStore) -> list[tuple[Any, ...]]:
+    return sorted(
+        (r.segment_label, r.context, r.strategy_id, r.impressions, r.conversions, r.updated_as_of)
+        for r in current_state(store.read_table(S.STRATEGY_STATE)).collect()
+    )
+
+
+LOG = """list_run,list_date,customer,sku,action,ts
+r1,,u1,a,impression,2011-09-01 08:00:00
+r1,,u1,a,click,2011-09-01 08:01:00
+,2011-09-01,u1,b,impression,2011-09-01 08:00:00
+r1,,u1,a,purchase,2011-09-02 10:00:00
+r1,,u1,a,purchase,2011-09-02 10:00:00
+r1,,u2,c,impression,2011-09-01 09:00:00
+r1,,u2,c,add_to_cart,2011-09-03 09:00:00
+r7,,u1,a,click,2011-09-02 10:00:00
+,2011-08-01,u1,a,click,2011-09-02 10:00:00
+r1,,u1,a,like,2011-09-02 10:00:00
+r1,,u1,,click,2011-09-02 10:00:00
+r1,,u1,a,click,yesterday
+,,u1,a,click,2011-09-02 10:00:00
+r1,,u1,a,click,2011-09-08 10:00:00
+r1,,u1,a,click,2011-09-02 10:00:00,surplus
+"""
+
+
+def test_feedback_stage_reads_a_serving_log(
+    spark: SparkSession, store: TableStore, settings: Settings, tmp_path: Path
 ) -> None:
     seed_tables(spark, store)
-    incoming = spark.createDataFrame(
-        [
-            ("r1", "u2", "c", S.CLICK, at(2)),  # valid: a click on a served item
-            ("r1", "u9", "a", S.CLICK, at(2)),  # unknown user
-            ("r1", "u1", "z", S.CLICK, at(3)),  # not on u1's list
-            ("r1", "u1", "b", "like", at(3)),  # not a feedback event type
-        ],
-        S.CONTRACTS[S.FEEDBACK_EVENTS],
+    log = tmp_path / "serving_log.csv"
+    log.write_text(LOG)
+    source = FeedbackSourceSettings(
+        format="csv",
+        path=str(log),
+        columns={
+            S.RUN_ID: "list_run",
+            S.AS_OF: "list_date",
+            S.USER_ID: "customer",
+            S.ITEM_ID: "sku",
+            S.EVENT_TYPE: "action",
+            S.EVENT_TS: "ts",
+        },
     )
-    fb = settings.feedback.model_copy(update={"prior_alpha": 1.0, "prior_beta": 19.0})
-    report = FB.run_feedback(store, fb, SERVED_AS_OF, 7, "fb1", context=CONTEXT, incoming=incoming)
+    fb = settings.feedback.model_copy(update={"source": source, "window_days": 14})
+    report = FB.run_feedback(store, fb, RUN_AS_OF, "fb1", fold_item_case=False)  # lower-case ids here
 
-    # 4 impressions + 1 purchase derived from the lists, 4 incoming rows
-    assert (report.feedback_in, report.valid, report.quarantined) == (9, 6, 3)
+    rows_in = len(LOG.strip().splitlines()) - 1
+    assert (report.feedback_in, report.valid, report.quarantined) == (rows_in, 6, rows_in - 6)
     events = store.read_table(S.FEEDBACK_EVENTS)
     quarantine = store.read_table(S.QUARANTINE)
-    assert events.count() + quarantine.count() == report.feedback_in
-    kinds = sorted(tuple(r) for r in events.groupBy(S.EVENT_TYPE).count().collect())
-    assert kinds == [(S.CLICK, 1), (S.IMPRESSION, 4), (S.PURCHASE, 1)]
-    assert sorted(r.reason for r in quarantine.collect()) == [
-        FB.BAD_EVENT_TYPE,
-        FB.UNKNOWN_USER,
-        FB.UNSERVED_ITEM,
+    assert events.count() + quarantine.count() == rows_in  # every row lands somewhere
+    assert sorted((r.user_id, r.item_id, r.event_type) for r in events.collect()) == [
+        ("u1", "a", "click"),
+        ("u1", "a", "impression"),
+        ("u1", "a", "purchase"),
+        ("u1", "b", "impression"),  # named by its list's date: run r1's
+        ("u2", "c", "add_to_cart"),
+        ("u2", "c", "impression"),
     ]
-    assert {(r.table, r.run_id) for r in quarantine.collect()} == {(S.FEEDBACK_EVENTS, "fb1")}
-
-    state = sorted(
-        (r.segment_id, r.strategy_id, r.impressions, r.conversions, r.alpha, r.beta, r.context)
-        for r in store.read_table(S.STRATEGY_STATE).collect()
+    assert {(r.run_id, r.source, r.recorded_run_id) for r in events.collect()} == {
+        ("r1", FB.LOG_SOURCE, "fb1")
+    }
+    reasons = sorted(r.reason for r in quarantine.collect())
+    assert reasons == sorted(
+        [
+            FB.DUPLICATE,  # the purchase logged twice
+            FB.UNKNOWN_LIST,  # run r7
+            FB.UNKNOWN_LIST,  # no list served on 2011-08-01
+            FB.BAD_EVENT_TYPE,  # like
+            "missing_item_id",
+            "bad_timestamp",
+            "missing_list",  # neither run id nor date
+            FB.NOT_YET,  # on the run's date
+            "malformed_row",  # one field too many
+        ]
     )
-    assert state == [(0, "good", 2.0, 1.0, 2.0, 20.0, CONTEXT), (1, "poor", 2.0, 0.0, 1.0, 21.0, CONTEXT)]
+    details = {r.detail for r in quarantine.collect()}
+    assert "ts=yesterday (expected format yyyy-MM-dd HH:mm:ss)" in details
+    assert "run_id=<list of 2011-08-01> (no such list served in the feedback window)" in details
+
+    # the state: per segment label; u1's list (loyal, good) shown 2, 1 bought; u2's (lapsing, poor) 1, 0
+    assert state_of(store) == [
+        ("lapsing", "weekday/any", "poor", 1.0, 0.0, RUN_AS_OF),
+        ("loyal", "weekday/any", "good", 2.0, 1.0, RUN_AS_OF),
+    ]
     assert report.arms == 2
-    assert {r.updated_as_of for r in store.read_table(S.STRATEGY_STATE).collect()} == {dt.date(2011, 9, 8)}
 
     # a rerun of the run id commits nothing
     versions = {t: store.version(t) for t in (S.FEEDBACK_EVENTS, S.QUARANTINE, S.STRATEGY_STATE)}
-    again = FB.run_feedback(store, fb, SERVED_AS_OF, 7, "fb1", context=CONTEXT, incoming=incoming)
+    again = FB.run_feedback(store, fb, RUN_AS_OF, "fb1", fold_item_case=False)
     assert all(w.skipped for w in again.writes)
+    assert (again.valid, again.quarantined) == (report.valid, report.quarantined)
     assert {t: store.version(t) for t in versions} == versions
-    assert store.read_table(S.FEEDBACK_EVENTS).count() == 6
+
+    # the next run reads the same log: every event is already counted, the one of 2011-09-08 is due now
+    later = FB.run_feedback(store, fb, dt.date(2011, 9, 9), "fb2", fold_item_case=False)
+    assert (later.valid, later.arms) == (1, 0)  # the click converts nothing
+    assert store.read_table(S.FEEDBACK_EVENTS).count() == 7
 
     # the chooser reads the state known on its date only
-    assert FB.load_arms(store, CONTEXT, dt.date(2011, 9, 7)) == []
-    arms = FB.load_arms(store, CONTEXT, dt.date(2011, 9, 8))
-    assert sorted((a.segment_id, a.strategy_id, a.alpha, a.beta) for a in arms) == [
-        (0, "good", 2.0, 20.0),
-        (1, "poor", 1.0, 21.0),
+    assert FB.load_arms(store, dt.date(2011, 9, 7), fb) == []
+    assert {(a.segment, a.strategy_id) for a in FB.load_arms(store, RUN_AS_OF, fb)} == {
+        ("lapsing", "poor"),
+        ("loyal", "good"),
+    }
+
+
+def test_feedback_stage_derives_purchases_and_counts_late_ones(
+    spark: SparkSession, store: TableStore, settings: Settings
+) -> None:
+    seed_tables(spark, store)
+    fb = settings.feedback
+    assert fb.source is None
+    first = FB.run_feedback(store, fb, dt.date(2011, 9, 5), "fb1")
+    # 4 impressions + the purchase of (u1, a); u9's purchase and the unlisted z are not about a list
+    assert (first.feedback_in, first.valid, first.quarantined) == (5, 5, 0)
+    assert state_of(store) == [
+        ("lapsing", "weekday/any", "poor", 2.0, 0.0, dt.date(2011, 9, 5)),
+        ("loyal", "weekday/any", "good", 2.0, 1.0, dt.date(2011, 9, 5)),
     ]
-    assert FB.load_arms(store, "weekend/any", dt.date(2011, 9, 8)) == []
+    # three days later: only (u1, b)'s purchase of 09-06 is new; the impressions are not derived again
+    second = FB.run_feedback(store, fb, RUN_AS_OF, "fb2")
+    assert (second.feedback_in, second.valid, second.quarantined, second.arms) == (1, 1, 0, 1)
+    half = 0.5 ** (3 / fb.half_life_days)
+    loyal = next(a for a in FB.load_arms(store, RUN_AS_OF, fb) if a.segment == "loyal")
+    assert (loyal.impressions, loyal.conversions) == pytest.approx((2 * half, 1 * half + 1))
+    # no lists in the window, no log: nothing to do, nothing written
+    assert FB.run_feedback(store, fb, dt.date(2011, 10, 1), "fb3").writes == ()
+
+
+def test_state_survives_a_refit_that_renumbers_segments(
+    spark: SparkSession, store: TableStore, settings: Settings
+) -> None:
+    seed_tables(spark, store)
+    b = book(
+        {"allowed": {"loyal": ["good", "poor"], "lapsing": ["good", "poor"]}, "default_allowed": ["base"]}
+    )
+    fb = settings.feedback.model_copy(update={"exploration_floor": 0.0})
+    # the loyal segment learned that good converts (strategy_state rows keyed by its label)
+    known = [
+        FB.Arm("loyal", "weekday/any", "good", 1000.0, 80.0, RUN_AS_OF),
+        FB.Arm("loyal", "weekday/any", "poor", 1000.0, 5.0, RUN_AS_OF),
+        FB.Arm("lapsing", "weekday/any", "good", 1000.0, 2.0, RUN_AS_OF),
+        FB.Arm("lapsing", "weekday/any", "poor", 1000.0, 40.0, RUN_AS_OF),
+    ]
+    store.write_table(
+        FB.state_rows(spark, known, [], fb, "fb1"), S.STRATEGY_STATE, mode="append", run_id="fb1"
+    )
+    ctx = Context(RUN_AS_OF, None)
+    before = FB.adaptive_chooser_from_store(store, b, fb, ctx)
+    assert (before(0, "loyal"), before(1, "lapsing")) == ("good", "poor")
+    # a refit swaps the ids: each label keeps what it learned
+    after = FB.adaptive_chooser_from_store(store, b, fb, ctx)
+    assert (after(1, "loyal"), after(0, "lapsing")) == ("good", "poor")
+    assert (after(7, "loyal"), after(3, "lapsing")) == ("good", "poor")
+
+
+def test_repeated_labels_are_numbered_by_size_not_id() -> None:
+    z = {0: {"recency": 2.0}, 1: {"recency": 2.0}, 2: {"recency": -1.0}}
+    rules = [LabelRule(label="lapsing", when={"recency": (1.0, None)})]
+    sizes = {0: 10, 1: 50, 2: 5}
+    assert label_segments(z, rules, "regulars", sizes) == {0: "lapsing (2)", 1: "lapsing", 2: "regulars"}
+    # the same segments under other ids get the same labels
+    renumbered = {5: z[1], 6: z[0], 7: z[2]}
+    assert label_segments(renumbered, rules, "regulars", {5: 50, 6: 10, 7: 5}) == {
+        5: "lapsing",
+        6: "lapsing (2)",
+        7: "regulars",
+    }
 
 
 def test_adaptive_chooser_prefers_the_arm_that_converts(settings: Settings) -> None:
     b = book({"allowed": {"loyal": ["good", "poor"]}, "default_allowed": ["base"]})
     fb = settings.feedback.model_copy(update={"exploration_floor": 0.05})
-    arms = [FB.Arm(0, "good", 1 + 150.0, 19 + 850.0), FB.Arm(0, "poor", 1 + 30.0, 19 + 970.0)]
+    arms = [
+        FB.Arm("loyal", CONTEXT, "good", 1000.0, 150.0, SERVED_AS_OF),
+        FB.Arm("loyal", CONTEXT, "poor", 1000.0, 30.0, SERVED_AS_OF),
+    ]
+    ctx = Context(SERVED_AS_OF, None)
     picks = [
-        FB.adaptive_chooser(b, arms, fb.model_copy(update={"seed": seed}), SERVED_AS_OF)(0, "loyal")
+        FB.adaptive_chooser(b, arms, fb.model_copy(update={"seed": seed}), ctx)(0, "loyal")
         for seed in range(200)
     ]
     assert picks.count("good") / len(picks) > 0.9
     assert set(picks) <= {"good", "poor"}
     # another segment (not listed): its default list, whatever the state says
-    assert FB.adaptive_chooser(b, arms, fb, SERVED_AS_OF)(3, "new") == "base"
+    assert FB.adaptive_chooser(b, arms, fb, ctx)(3, "new") == "base"
     # the same config and date pick the same, in whatever order segments are asked
-    forward = FB.adaptive_chooser(b, arms, fb, SERVED_AS_OF)
-    backward = FB.adaptive_chooser(b, arms, fb, SERVED_AS_OF)
-    picked = {s: forward(s, "loyal") for s in (0, 1, 2)}
-    assert {s: backward(s, "loyal") for s in (2, 1, 0)} == picked
+    forward = FB.adaptive_chooser(b, arms, fb, ctx)
+    backward = FB.adaptive_chooser(b, arms, fb, ctx)
+    picked = {s: forward(s, label) for s, label in ((0, "loyal"), (1, "x"), (2, "y"))}
+    assert {s: backward(s, label) for s, label in ((2, "y"), (1, "x"), (0, "loyal"))} == picked
 
 
 def test_adaptive_chooser_without_state_samples_the_prior_among_the_allowed(settings: Settings) -> None:
     b = book({"allowed": {"loyal": ["good", "poor"], 7: ["other"]}, "default_allowed": ["base", "good"]})
+    ctx = Context(SERVED_AS_OF, None)
     picks = {
-        FB.adaptive_chooser(b, [], settings.feedback.model_copy(update={"seed": seed}), SERVED_AS_OF)(
-            0, "loyal"
-        )
+        FB.adaptive_chooser(b, [], settings.feedback.model_copy(update={"seed": seed}), ctx)(0, "loyal")
         for seed in range(100)
     }
     assert picks == {"good", "poor"}
-    assert FB.adaptive_chooser(b, [], settings.feedback, SERVED_AS_OF)(7, "loyal") == "other"  # id wins
+    assert FB.adaptive_chooser(b, [], settings.feedback, ctx)(7, "loyal") == "other"  # id wins
     # no `adaptive` section: every strategy of the book is allowed
     open_book = book(None)
     assert allowed_strategies(open_book, 0, "loyal") == ["base", "good", "poor", "other"]
