@@ -391,6 +391,7 @@ class ReplaySettings(_Strict):
     window_days: int = Field(gt=0)  # purchases in [T, T + window) are the feedback on the lists of T
     ndcg_k: int = Field(gt=0)  # cut-off of the NDCG in the report
     strategies: list[str] | None  # fixed-strategy policies to compare with; null = every strategy
+    ranker: Literal["book", "blend"]  # book: each strategy's own ranker; blend: every strategy by its blend
 
 
 class Settings(_Strict):

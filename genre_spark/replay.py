@@ -2,10 +2,12 @@
 
 For week w = 0..N-1 and T = D + 7w (``replay.window_days`` apart):
 
-1. the dated stages for T (features, segments, candidates, and scoring when a scorer is enabled) under the
-   week's run id ``replay-<T>-<config hash>`` (ingest and enrich once first, when their tables are missing);
-   the segment model is fitted (per ``segments.refit``) in the first week only and reused by the later weeks
-   (``refit: if_missing``: cheaper, and the same users' kind keeps its label);
+1. the dated stages for T (features, segments, candidates, scoring when a scorer is enabled, and the
+   discriminator when the book's strategies rank by the learned ranker and ``replay.ranker`` is ``book``;
+   ``blend`` orders every strategy by its hand-set blend instead) under the week's run id
+   ``replay-<T>-<config hash>`` (ingest and enrich once first, when their tables are missing); the segment
+   model is fitted (per ``segments.refit``) in the first week only and reused by the later weeks (``refit:
+   if_missing``: cheaper, and the same users' kind keeps its label);
 2. the ``feedback`` stage of T, as a nightly run does it: the purchases of ``[T - window, T)`` of the items
    on the lists served the week before become ``feedback_events`` and update ``strategy_state``
    (:func:`genre_spark.feedback.run_feedback`, window ``replay.window_days``);
@@ -278,9 +280,11 @@ def replay(
     if n_weeks <= 0:
         raise ConfigError(f"--weeks must be positive, got {n_weeks}")
     window, ndcg_k = settings.replay.window_days, settings.replay.ndcg_k
-    # the arms are the hand-set strategies: every strategy ranks by its blend here (a weekly refit of the
-    # learned ranker per arm is not part of the replay yet)
-    book = with_ranker(book, "blend")
+    # the arms are the book's strategies, each with its own ranker (the learned ones need the discriminator
+    # every week) or, with replay.ranker: blend, each by its hand-set blend
+    learned = settings.replay.ranker == "book" and settings.discriminator.enabled
+    if not learned:
+        book = with_ranker(book, "blend")
     fixed = fixed_policies(book, settings)
     hours = settings.features.hour_bands
 
@@ -300,7 +304,7 @@ def replay(
     if undated:
         run_stages(context_of(0), undated)
     _check_window(store, start, n_weeks, window)
-    dated = stages_before("discriminator", scored=bool(settings.scoring.scorers()))
+    dated = stages_before("feedback" if learned else "discriminator", scored=bool(settings.scoring.scorers()))
 
     rows: list[PolicyWeek] = []
     feedback: list[FeedbackReport] = []

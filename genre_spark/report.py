@@ -3,19 +3,23 @@
 
 Built generically from the run's :class:`StageResult` list and the store's write log (every stage, also
 ones added later, shows up with its time, summary and the rows it wrote), plus what the tables say about
-the run: quarantine reasons, the strategy mix of the lists, the segment plot, and the ``metrics`` rows of
-the run when evaluation wrote any. Only aggregates bounded by config reach the driver.
+the run: quarantine reasons, the strategy mix of the lists, the segment plot, the strategy posteriors per
+segment (``strategy_state`` as known on the run's date), and the ``metrics`` rows of the run when evaluation
+wrote any. Only aggregates bounded by config reach the driver.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import html
+import io
 from collections.abc import Sequence
 
+import numpy as np
 from pyspark.sql import functions as F
 
 from genre_spark import schemas as S
+from genre_spark.feedback import Arm, beta_params, context_key, load_arms, prior_mean
 from genre_spark.pipeline import STAGES, RunContext, StageResult
 from genre_spark.segments import segment_plot_name
 from genre_spark.storage import WriteResult
@@ -40,6 +44,7 @@ def write_run_report(
         _quarantine_table(ctx),
         _strategy_mix(ctx),
         _segment_plot(ctx),
+        _posteriors(ctx),
         _metrics_table(ctx),
         "<h2>After the stages</h2><ul>" + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>",
         "<h2>Stage summaries</h2>"
@@ -104,6 +109,66 @@ def _segment_plot(ctx: RunContext) -> str:
     return (
         f'<h2>Segments</h2><img src="{_e(name)}" alt="segments on PC1/PC2 and silhouette by k" width="100%">'
     )
+
+
+def _posteriors(ctx: RunContext) -> str:
+    """Each segment's strategies in the run's context: evidence, posterior mean and its 90% interval (a
+    table and a small plot); nothing before the first feedback."""
+    settings = ctx.settings.feedback
+    context = context_key(ctx.context)
+    arms = [a for a in load_arms(ctx.store, ctx.as_of, settings) if a.context == context]
+    if not arms:
+        return ""
+    rng = np.random.default_rng(settings.seed)
+    rows, stats = [], []
+    for arm in sorted(arms, key=lambda a: (a.segment, a.strategy_id)):
+        alpha, beta = beta_params(
+            arm.impressions, arm.conversions, prior_mean(arms, arm.segment, settings), settings
+        )
+        low, high = np.quantile(rng.beta(alpha, beta, 4000), [0.05, 0.95])
+        mean = alpha / (alpha + beta)
+        stats.append((arm, mean, low, high))
+        rows.append(
+            [
+                arm.segment,
+                arm.strategy_id,
+                _Number(f"{arm.impressions:,.0f}"),
+                _Number(f"{arm.conversions:,.1f}"),
+                _Number(f"{mean:.2%}"),
+                _Number(f"{low:.2%} - {high:.2%}"),
+            ]
+        )
+    name = "strategy_posteriors.png"
+    ctx.store.write_report(f"{ctx.run_id}/{name}", _posterior_plot(stats, context))
+    header = ["segment", "strategy", "impressions (decayed)", "conversions", "posterior mean", "90% interval"]
+    return _table(f"Strategy posteriors ({context})", header, rows) + (
+        f'<img src="{_e(name)}" alt="conversion posterior per segment and strategy" width="80%">'
+    )
+
+
+def _posterior_plot(stats: Sequence[tuple[Arm, float, float, float]], context: str) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    segments = sorted({a.segment for a, *_ in stats})
+    fig, axes = plt.subplots(1, len(segments), figsize=(3.2 * len(segments), 2.8), squeeze=False)
+    for ax, segment in zip(axes[0], segments, strict=True):
+        mine = [s for s in stats if s[0].segment == segment]
+        y = np.arange(len(mine))
+        means = np.array([m for _, m, _, _ in mine])
+        errors = np.array([[m - lo for _, m, lo, _ in mine], [hi - m for _, m, _, hi in mine]])
+        ax.errorbar(100 * means, y, xerr=100 * errors, fmt="o", capsize=3)
+        ax.set_yticks(y, [a.strategy_id for a, *_ in mine], fontsize=8)
+        ax.set_title(segment, fontsize=9)
+        ax.set_xlabel("% of served items bought", fontsize=8)
+    fig.suptitle(f"strategy posteriors, {context} (mean, 90% interval)", fontsize=10)
+    fig.tight_layout()
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=90)
+    plt.close(fig)
+    return png.getvalue()
 
 
 def _metrics_table(ctx: RunContext) -> str:

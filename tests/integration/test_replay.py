@@ -42,7 +42,8 @@ def cheap(settings: Settings) -> Settings:
             "scoring": s.scoring.model_copy(update=off),
             "candidates": s.candidates.model_copy(update={"als": als, "limits": limits}),
             "segments": s.segments.model_copy(update={"k_min": 4, "k_max": 5, "silhouette_sample": 3000}),
-            "replay": s.replay.model_copy(update={"strategies": FIXED}),
+            # the strategies by their blends: no ranker to train every week in the suite
+            "replay": s.replay.model_copy(update={"strategies": FIXED, "ranker": "blend"}),
         }
     )
 
@@ -91,13 +92,16 @@ def test_replay_two_weeks(real: RealWarehouse, settings: Settings) -> None:
     assert feedback.where(F.col(S.EVENT_TYPE) == S.PURCHASE).count() == adaptive0.purchased_items
     assert all(f.valid == f.feedback_in and f.quarantined == 0 for f in report.feedback)
 
-    # the later week reuses the first week's segment model: the state's segment ids keep their meaning
+    # the later week reuses the first week's segment model
     profiles = store.read_table(S.SEGMENT_PROFILES).where(F.col(S.AS_OF).isin(*weeks))
     assert profiles.select("model_run_id").distinct().count() == 1
 
-    # strategy_state grew: one update per week, the second one decays the first
+    # strategy_state grew: the feedback stage of each later run (and one after the last week) fed the week
+    # before back, keyed by the segments' labels
     state = store.read_table(S.STRATEGY_STATE)
     assert state.count() > state_before
     updates = {r[0] for r in state.select("updated_as_of").distinct().collect()}
     assert {dt.date(2011, 11, 8), dt.date(2011, 11, 15)} <= updates
+    assert {r[0] for r in state.select(S.SEGMENT_LABEL).distinct().collect()} <= {label for _, label in segments}
+    assert [f.as_of for f in report.feedback] == [*weeks, dt.date(2011, 11, 15)]
     assert all(Path(f).is_file() for f in report.files) and len(report.files) == 2

@@ -13,6 +13,7 @@ from pyspark.sql import SparkSession
 
 from genre_spark import schemas as S
 from genre_spark.config import Settings
+from genre_spark.feedback import Arm, state_rows
 from genre_spark.pipeline import RunContext, StageResult
 from genre_spark.report import write_run_report
 from genre_spark.segments import segment_plot_name
@@ -73,6 +74,14 @@ def report(spark: SparkSession, settings: Settings, store: TableStore) -> Path:
         stage="evaluate",
     )
     store.write_report(segment_plot_name(AS_OF), plot())
+    arms = [
+        Arm("lapsing", "weekday/morning", "win_back", 900.0, 12.0, AS_OF),
+        Arm("lapsing", "weekday/morning", "balanced", 400.0, 3.0, AS_OF),
+        Arm("loyal", "weekday/morning", "loyal", 1200.0, 40.0, AS_OF),
+        Arm("loyal", "weekend/any", "loyal", 50.0, 1.0, AS_OF),  # another context: not in this report
+    ]
+    state = state_rows(spark, arms, [], settings.feedback, "fb")
+    store.write_table(state, S.STRATEGY_STATE, mode="append", run_id="fb", stage="feedback")
     ctx = RunContext(
         spark,
         store,
@@ -107,9 +116,14 @@ def test_report_has_stages_quarantine_mix_plot_and_metrics(report: Path) -> None
         "0.1234",
         "ingest summary &lt;4 rows&gt;",  # summaries are escaped
         "latest: moved",
+        "Strategy posteriors (weekday/morning)",
+        "<td>lapsing</td><td>win_back</td><td class=n>900</td><td class=n>12.0</td>",
+        '<img src="strategy_posteriors.png"',
     ]:
         assert needle in page, needle
+    assert page.count("<td>loyal</td><td>loyal</td>") == 1
     assert (report.parent / "segments_2011-12-09.png").is_file()  # the folder stands alone
+    assert (report.parent / "strategy_posteriors.png").is_file()
 
 
 @pytest.mark.slow

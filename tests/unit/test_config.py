@@ -189,3 +189,41 @@ def test_cli_rejects_a_missing_scorer_model_before_spark_starts(tmp_path: Path) 
     assert len(lines) == 1, proc.stderr
     assert "scoring.cross_encoder.model" in lines[0] and "/no/such/cross-encoder" in lines[0]
     assert "SparkContext" not in proc.stdout + proc.stderr and not (tmp_path / "wh").exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        (
+            "feedback.source={format: csv, path: x, columns: {user_id: u, item_id: i, event_type: t, "
+            "event_ts: ts}}",
+            "a feedback source maps run_id or as_of",
+        ),
+        (
+            "feedback.source={format: csv, path: x, columns: {user_id: u, item_id: i, event_type: t, "
+            "event_ts: ts, run_id: r, quantity: q}}",
+            "unknown contract column(s) ['quantity'] for table 'feedback_events'",
+        ),
+        (
+            "ingest.sources.log={table: feedback_events, format: csv, path: x, columns: {user_id: u, "
+            "item_id: i, event_type: t, event_ts: ts, run_id: r}}",
+            "sources.log: serving logs are read by the feedback stage (feedback.source)",
+        ),
+    ],
+    ids=["no-list-column", "unknown-column", "log-as-ingest-source"],
+)
+def test_feedback_source_is_checked(override: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings([], [override])
+    assert fragment in str(err.value), str(err.value)
+
+
+def test_feedback_source_by_date() -> None:
+    settings = load_settings(
+        [],
+        [
+            "feedback.source={format: parquet, path: /logs, columns: {user_id: u, item_id: i, "
+            "event_type: t, event_ts: ts, as_of: d}}"
+        ],
+    )
+    assert settings.feedback.source is not None and settings.feedback.source.table == "feedback_events"
