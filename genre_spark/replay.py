@@ -109,9 +109,36 @@ class ReplayReport:
             )
         return "\n".join(lines)
 
+    def conversion(self, policy: str, first_week: int = 0) -> float:
+        """Served items bought / served items of ``policy``, pooled over the weeks from ``first_week``."""
+        mine = [r for r in self.rows if r.policy == policy and r.week >= first_week]
+        shown = sum(r.impressions for r in mine)
+        return sum(r.purchased_items for r in mine) / shown if shown else 0.0
+
+    def summary(self) -> str:
+        """Per policy, the item conversion over all weeks and over the later half (where the adaptive policy
+        should have learned), and the adaptive policy against the fixed ones' mean and the best of them."""
+        later = self.weeks // 2
+        policies = list(dict.fromkeys(r.policy for r in self.rows))
+        lines = [
+            f"| policy | item conv., all weeks | item conv., weeks {later}-{self.weeks - 1} |",
+            "|---|---|---|",
+        ]
+        lines += [f"| {p} | {self.conversion(p):.3%} | {self.conversion(p, later):.3%} |" for p in policies]
+        fixed = {p: self.conversion(p, later) for p in policies if p != ADAPTIVE}
+        best = max(fixed, key=lambda p: fixed[p]) if fixed else None
+        if best is not None and fixed[best] > 0:
+            mine, mean = self.conversion(ADAPTIVE, later), sum(fixed.values()) / len(fixed)
+            lines.append(
+                f"\nweeks {later}-{self.weeks - 1}: adaptive {mine:.3%}, mean of the fixed strategies "
+                f"{mean:.3%} ({mine / mean - 1:+.1%}), best fixed ({best}) {fixed[best]:.3%} "
+                f"({mine / fixed[best] - 1:+.1%})"
+            )
+        return "\n".join(lines)
+
     def format(self) -> str:
         files = "".join(f"\n  report: {f}" for f in self.files)
-        return f"replay from {self.start}, {self.weeks} week(s):\n{self.table()}{files}"
+        return f"replay from {self.start}, {self.weeks} week(s):\n{self.table()}\n\n{self.summary()}{files}"
 
 
 def week_run_id(settings: Settings, as_of: dt.date) -> str:
@@ -358,6 +385,7 @@ def write_files(store: TableStore, report: ReplayReport) -> tuple[str, ...]:
     """``replay-<start>-<weeks>w.md`` and ``.png`` under the warehouse's reports (local or remote)."""
     name = f"replay-{report.start}-{report.weeks}w"
     text = f"# Feedback replay from {report.start}, {report.weeks} week(s)\n\n{report.table()}\n"
+    text += f"\n{report.summary()}\n"
     text += f"\n![conversion and NDCG per week]({name}.png)\n"
     md = store.write_report(f"{name}.md", text.encode("utf-8"))
     return (md, store.write_report(f"{name}.png", _plot(report)))

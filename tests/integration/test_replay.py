@@ -102,6 +102,8 @@ def test_replay_two_weeks(real: RealWarehouse, settings: Settings) -> None:
     assert state.count() > state_before
     updates = {r[0] for r in state.select("updated_as_of").distinct().collect()}
     assert {dt.date(2011, 11, 8), dt.date(2011, 11, 15)} <= updates
-    assert {r[0] for r in state.select(S.SEGMENT_LABEL).distinct().collect()} <= {label for _, label in segments}
+    assert {r[0] for r in state.select(S.SEGMENT_LABEL).distinct().collect()} <= {
+        label for _, label in segments
+    }
     assert [f.as_of for f in report.feedback] == [*weeks, dt.date(2011, 11, 15)]
     assert all(Path(f).is_file() for f in report.files) and len(report.files) == 2

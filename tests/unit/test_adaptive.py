@@ -354,3 +354,30 @@ def test_replay_policies(settings: Settings) -> None:
     typo = settings.model_copy(update={"replay": settings.replay.model_copy(update={"strategies": ["godo"]})})
     with pytest.raises(ConfigError, match=r"replay.strategies names unknown strategy \['godo'\]"):
         fixed_policies(book(None), typo)
+
+
+def test_replay_summary_compares_the_later_weeks() -> None:
+    from genre_spark.replay import ADAPTIVE, PolicyWeek, ReplayReport
+
+    def week(w: int, policy: str, shown: int, bought: int) -> PolicyWeek:
+        return PolicyWeek(
+            w, SERVED_AS_OF + dt.timedelta(days=7 * w), policy, 10, shown, bought, 1, 0.1, policy
+        )
+
+    rows = [
+        week(0, ADAPTIVE, 100, 0),  # learning: left out of the later half
+        week(0, "a", 100, 2),
+        week(0, "b", 100, 1),
+        week(1, ADAPTIVE, 100, 3),
+        week(1, "a", 100, 4),
+        week(1, "b", 100, 2),
+    ]
+    report = ReplayReport(SERVED_AS_OF, 2, 10, tuple(rows), (), ())
+    assert report.conversion(ADAPTIVE) == pytest.approx(3 / 200)
+    assert report.conversion("a", 1) == pytest.approx(0.04)
+    summary = report.summary()
+    assert "| adaptive | 1.500% | 3.000% |" in summary
+    assert (
+        "weeks 1-1: adaptive 3.000%, mean of the fixed strategies 3.000% (+0.0%), "
+        "best fixed (a) 4.000% (-25.0%)" in summary
+    )
