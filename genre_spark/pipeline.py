@@ -198,7 +198,7 @@ STAGE_TABLE: tuple[Stage, ...] = (
         _feedback,
         True,
         (S.RECOMMENDATIONS, S.USER_SEGMENTS, S.EVENTS, S.FEEDBACK_EVENTS, S.STRATEGY_STATE),
-        (S.STRATEGY_STATE, S.FEEDBACK_EVENTS, S.QUARANTINE),
+        (S.STRATEGY_STATE, S.FEEDBACK_EVENTS, S.QUARANTINE, S.INGESTED_FILES),
     ),
     Stage(
         "ranking",

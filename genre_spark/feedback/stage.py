@@ -6,11 +6,15 @@ Feedback comes from the configured serving log (``feedback.source``: impressions
 purchases, each naming its list by run id or as-of date) or, without one, from the events: an impression
 per served item and a purchase where the user bought it within the window. Each event counts once: an
 event already recorded by an earlier run is quarantined as a duplicate (a derived one is simply not derived
-again), an event dated on or after T waits for a later run; every write is idempotent per run id.
+again), an event dated on or after T is quarantined for this run (``after_run_date``). A log file is read
+whole every run, so such an event counts at a later one; the files of a log folder are read once each (as
+ingest reads its folder sources), so a folder's files should hold the events before the run that reads them,
+as a nightly export does. Every write is idempotent per run id.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 from dataclasses import dataclass
@@ -27,12 +31,15 @@ from genre_spark.feedback.events import EVENT_COLUMNS, feedback_from_purchases, 
 from genre_spark.feedback.state import CONTEXT, arm_outcomes, load_arms, state_rows, update_arms
 from genre_spark.ingest import rules
 from genre_spark.ingest.sources import read_source
+from genre_spark.ingest.stage import ingested_files, unread_files
 from genre_spark.storage import TableStore, WriteResult
 from genre_spark.strategy import Context
 
 STAGE = "feedback"  # the writing stage of this step's writes (app-transaction ids)
 PURCHASES_SOURCE = "purchases"  # source of feedback derived from the events' purchases
-LOG_SOURCE = "feedback"  # source (and quarantine.source) of the configured serving log's rows
+LOG_SOURCE = (
+    "feedback.source"  # source of the serving log's rows (feedback_events, quarantine, ingested_files)
+)
 
 
 @dataclass(frozen=True)
@@ -79,13 +86,19 @@ def served_lists(store: TableStore, start: dt.date, end: dt.date, hour_band: str
 
 
 def _serving_log(
-    store: TableStore, settings: FeedbackSettings, served: DataFrame, run_id: str, fold_item_case: bool
+    store: TableStore,
+    settings: FeedbackSettings,
+    served: DataFrame,
+    files: list[str] | None,
+    run_id: str,
+    fold_item_case: bool,
 ) -> tuple[DataFrame, DataFrame]:
-    """The serving log's rows that pass the row rules (event columns + ``_source``/``_raw``; a list named by
-    its date gets the run id that served that date) and the ``quarantine`` rows of those that do not."""
+    """The serving log's rows (``files`` of a folder, else all) that pass the row rules (event columns +
+    ``_source``/``_raw``; a list named by its date gets the run id that served that date) and the
+    ``quarantine`` rows of those that do not."""
     assert settings.source is not None
     source = settings.source
-    raw = read_source(store.spark, LOG_SOURCE, source)
+    raw = read_source(store.spark, LOG_SOURCE, source, files)
     classified = rules.classify(
         rules.parse_feedback(raw, source, LOG_SOURCE, fold_item_case),
         rules.feedback_rules(source, len(raw.columns) - 1),
@@ -119,11 +132,17 @@ def run_feedback(
     """The feedback stage as of ``as_of`` (see the module docstring). Nothing to do (no log, no lists in the
     window) writes nothing."""
     start = as_of - dt.timedelta(days=settings.window_days)
+    nothing = FeedbackReport(as_of, start, 0, 0, 0, 0, 0, ())
+    files = None  # a folder log: only the files no earlier run read (like ingest's folder sources)
+    if settings.source is not None:
+        files = unread_files(store.spark, store, [(LOG_SOURCE, settings.source)], run_id).get(LOG_SOURCE)
+        if files == []:
+            return nothing
     served = served_lists(store, start, as_of, hour_band).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         n_dates = served.select(S.AS_OF).distinct().count()
         if settings.source is None and n_dates == 0:
-            return FeedbackReport(as_of, start, 0, 0, 0, 0, 0, ())
+            return nothing
         recorded = None
         if store.exists(S.FEEDBACK_EVENTS):  # what earlier runs recorded (a rerun must not see its own rows)
             recorded = store.read_table(S.FEEDBACK_EVENTS).where(F.col(S.RECORDED_RUN_ID) != F.lit(run_id))
@@ -138,10 +157,15 @@ def run_feedback(
             )
             rejected = None
         else:
-            incoming, rejected = _serving_log(store, settings, served, run_id, fold_item_case)
-        return _record(store, settings, served, incoming, rejected, recorded, as_of, start, n_dates, run_id)
+            incoming, rejected = _serving_log(store, settings, served, files, run_id, fold_item_case)
+        report = _record(store, settings, served, incoming, rejected, recorded, as_of, start, n_dates, run_id)
     finally:
         served.unpersist()
+    if files:  # only once every row is accounted for: a failed run reads them again
+        read = ingested_files(store.spark, {LOG_SOURCE: files}, run_id)
+        wrote = store.write_table(read, S.INGESTED_FILES, mode="append", run_id=run_id, stage=STAGE)
+        report = dataclasses.replace(report, writes=(*report.writes, wrote))
+    return report
 
 
 def _rows(result: WriteResult, df: DataFrame) -> int:

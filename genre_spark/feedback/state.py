@@ -144,16 +144,10 @@ def update_arms(
     updated = []
     for segment, context, strategy, impressions, conversions in outcomes:
         old = by_key.get((segment, context, strategy), Arm(segment, context, strategy, 0.0, 0.0, as_of))
-        updated.append(
-            Arm(
-                segment,
-                context,
-                strategy,
-                old.impressions + impressions,
-                old.conversions + conversions,
-                as_of,
-            )
-        )
+        shown = old.impressions + impressions
+        # a late purchase converts an impression that has decayed since: never more conversions than shown
+        bought = min(old.conversions + conversions, shown)
+        updated.append(Arm(segment, context, strategy, shown, bought, as_of))
     return updated
 
 

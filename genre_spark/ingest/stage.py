@@ -82,7 +82,7 @@ def _n(value: int | None) -> str:
 
 def run_ingest(spark: SparkSession, store: TableStore, settings: IngestSettings, run_id: str) -> IngestReport:
     sources = [(name, src) for name, src in settings.sources.items() if src.enabled]
-    new_files = _new_files(spark, store, sources, run_id)
+    new_files = unread_files(spark, store, sources, run_id)
     sources = [(name, src) for name, src in sources if new_files.get(name, True)]
     counts = {name: len(files) for name, files in new_files.items()}
     if not any(src.table == S.EVENTS for _, src in sources):
@@ -129,7 +129,7 @@ def run_ingest(spark: SparkSession, store: TableStore, settings: IngestSettings,
         )
         accounted = _account(store, run_id, sources, rows_in, events, items, users)
         if any(new_files.values()):  # only once every row is accounted for: a failed run reads them again
-            writes.append(write(_ingested_files(spark, new_files, run_id), S.INGESTED_FILES, mode="append"))
+            writes.append(write(ingested_files(spark, new_files, run_id), S.INGESTED_FILES, mode="append"))
         report = IngestReport(run_id, accounted, writes, counts)
     finally:
         for df in cached:
@@ -140,10 +140,11 @@ def run_ingest(spark: SparkSession, store: TableStore, settings: IngestSettings,
 # --------------------------------------------------------------------------- steps
 
 
-def _new_files(
+def unread_files(
     spark: SparkSession, store: TableStore, sources: list[tuple[str, SourceSettings]], run_id: str
 ) -> dict[str, list[str]]:
-    """Folder sources (CSV/Parquet): the files not ingested by an earlier run, per source name."""
+    """Folder sources (CSV/Parquet): the files not read by an earlier run (``ingested_files``), per source
+    name (ingest's sources, and the feedback stage's serving log)."""
     folders = [(n, s) for n, s in sources if s.format in ("csv", "parquet") and is_folder(s.path)]
     if not folders:
         return {}
@@ -155,7 +156,8 @@ def _new_files(
     return {name: [f for f in list_files(spark, name, src) if (name, f) not in done] for name, src in folders}
 
 
-def _ingested_files(spark: SparkSession, new_files: dict[str, list[str]], run_id: str) -> DataFrame:
+def ingested_files(spark: SparkSession, new_files: dict[str, list[str]], run_id: str) -> DataFrame:
+    """``ingested_files`` rows recording the files a run read (written once its rows are accounted for)."""
     now = dt.datetime.now(dt.timezone.utc)
     rows = [(name, path, run_id, now) for name, files in new_files.items() for path in files]
     return spark.createDataFrame(rows, S.contract(S.INGESTED_FILES))

@@ -227,7 +227,8 @@ def test_feedback_stage_derives_purchases_and_counts_late_ones(
     assert (second.feedback_in, second.valid, second.quarantined, second.arms) == (1, 1, 0, 1)
     half = 0.5 ** (3 / fb.half_life_days)
     loyal = next(a for a in FB.load_arms(store, RUN_AS_OF, fb) if a.segment == "loyal")
-    assert (loyal.impressions, loyal.conversions) == pytest.approx((2 * half, 1 * half + 1))
+    # both shown items are bought now: conversions never exceed the (decayed) impressions
+    assert (loyal.impressions, loyal.conversions) == pytest.approx((2 * half, 2 * half))
     # no lists in the window, no log: nothing to do, nothing written
     assert FB.run_feedback(store, fb, dt.date(2011, 10, 1), "fb3").writes == ()
 
@@ -381,3 +382,27 @@ def test_replay_summary_compares_the_later_weeks() -> None:
         "weeks 1-1: adaptive 3.000%, mean of the fixed strategies 3.000% (+0.0%), "
         "best fixed (a) 4.000% (-25.0%)" in summary
     )
+
+
+def test_a_log_folder_is_read_file_by_file(
+    spark: SparkSession, store: TableStore, settings: Settings, tmp_path: Path
+) -> None:
+    seed_tables(spark, store)
+    folder = tmp_path / "log"
+    folder.mkdir()
+    header = "list_run,customer,sku,action,ts\n"
+    (folder / "day1.csv").write_text(header + "r1,u1,a,impression,2011-09-01 08:00:00\n")
+    columns = {S.RUN_ID: "list_run", S.USER_ID: "customer", S.ITEM_ID: "sku", S.EVENT_TYPE: "action"}
+    source = FeedbackSourceSettings(format="csv", path=f"{folder}/", columns={**columns, S.EVENT_TS: "ts"})
+    fb = settings.feedback.model_copy(update={"source": source})
+    first = FB.run_feedback(store, fb, dt.date(2011, 9, 2), "fb1", fold_item_case=False)
+    assert (first.feedback_in, first.valid) == (1, 1)
+    # the next day's file only; a run with no new file writes nothing
+    (folder / "day2.csv").write_text(header + "r1,u1,a,purchase,2011-09-02 09:00:00\n")
+    second = FB.run_feedback(store, fb, dt.date(2011, 9, 3), "fb2", fold_item_case=False)
+    assert (second.feedback_in, second.valid, second.arms) == (1, 1, 1)
+    assert FB.run_feedback(store, fb, dt.date(2011, 9, 4), "fb3").writes == ()
+    files = {(r.source, Path(r.path).name, r.run_id) for r in store.read_table(S.INGESTED_FILES).collect()}
+    assert files == {(FB.LOG_SOURCE, "day1.csv", "fb1"), (FB.LOG_SOURCE, "day2.csv", "fb2")}
+    decayed = 0.5 ** (1 / fb.half_life_days)  # the impression of the day before, now bought
+    assert state_of(store) == [("loyal", "weekday/any", "good", decayed, decayed, dt.date(2011, 9, 3))]
