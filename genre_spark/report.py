@@ -123,7 +123,10 @@ def _posteriors(ctx: RunContext) -> str:
     rows, stats = [], []
     for arm in sorted(arms, key=lambda a: (a.segment, a.strategy_id)):
         alpha, beta = beta_params(
-            arm.impressions, arm.conversions, prior_mean(arms, arm.segment, settings), settings
+            arm.impressions,
+            arm.conversions,
+            prior_mean(arms, arm.segment, arm.strategy_id, settings),
+            settings,
         )
         low, high = np.quantile(rng.beta(alpha, beta, 4000), [0.05, 0.95])
         mean = alpha / (alpha + beta)

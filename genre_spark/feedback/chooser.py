@@ -37,14 +37,19 @@ def thompson_pick(
 ) -> str:
     """One segment's strategy: a uniform pick with probability ``min(1, floor x n)`` among its n allowed
     strategies, else the one with the highest draw from its Beta posterior (``arms``: one context's; a
-    strategy without evidence draws from the segment's pooled prior). Ties: first listed."""
+    strategy without evidence in the segment draws from its prior, :func:`prior_mean`). Ties: first listed."""
     names = list(dict.fromkeys(allowed))
     if not names:
         raise ConfigError(f"segment {segment!r} allows no strategy")
-    mean = prior_mean(arms, segment, settings)
     evidence = {a.strategy_id: (a.impressions, a.conversions) for a in arms if a.segment == segment}
     explore = rng.random() < min(1.0, settings.exploration_floor * len(names))
-    params = np.array([beta_params(*evidence.get(n, (0.0, 0.0)), mean, settings) for n in names], dtype=float)
+    params = np.array(
+        [
+            beta_params(*evidence.get(n, (0.0, 0.0)), prior_mean(arms, segment, n, settings), settings)
+            for n in names
+        ],
+        dtype=float,
+    )
     draws = rng.beta(params[:, 0], params[:, 1])
     return names[int(rng.integers(len(names)))] if explore else names[int(np.argmax(draws))]
 

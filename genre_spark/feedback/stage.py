@@ -37,9 +37,7 @@ from genre_spark.strategy import Context
 
 STAGE = "feedback"  # the writing stage of this step's writes (app-transaction ids)
 PURCHASES_SOURCE = "purchases"  # source of feedback derived from the events' purchases
-LOG_SOURCE = (
-    "feedback.source"  # source of the serving log's rows (feedback_events, quarantine, ingested_files)
-)
+LOG_SOURCE = "feedback.source"  # the serving log's rows' source (feedback_events, quarantine, ingested_files)
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,10 @@
 """The strategy state: per (segment label, context, strategy) the impressions and conversions seen so far,
 decayed by their age (``feedback.half_life_days``), and the Beta posterior they give.
 
-An arm's prior mean is pooled from the evidence of its segment's arms in the same context, shrunk toward the
-whole context's, shrunk toward ``feedback.prior_mean`` (empirical Bayes, each level weighing
-``feedback.prior_strength`` served items): a strategy a segment never tried starts near that segment's
-conversion, not at a guess. The state is keyed by
+An arm's prior mean is its segment's base rate times its strategy's lift over the segments that tried it
+(empirical Bayes over the context's arms, each level weighing ``feedback.prior_strength`` served items): a
+strategy a segment never tried starts near what it does elsewhere relative to that segment's conversion,
+not at a guess. The state is keyed by
 the segment's label (stable when a refit renumbers the segments), and the chooser reads it on the driver
 (one row per segment x context x strategy).
 """
@@ -46,19 +46,31 @@ class Arm:
         )
 
 
-def prior_mean(arms: Iterable[Arm], segment: str, settings: FeedbackSettings) -> float:
-    """The conversion an arm of ``segment`` is expected to have before its own evidence: the pooled
-    conversion of the segment's arms, shrunk toward that of every arm given (one context), itself shrunk
-    toward ``prior_mean`` (each pool weighs ``prior_strength`` served items against its evidence)."""
+def prior_mean(arms: Iterable[Arm], segment: str, strategy: str, settings: FeedbackSettings) -> float:
+    """The conversion an arm is expected to have before its own evidence: its segment's base rate times its
+    strategy's lift (empirical Bayes over ``arms``, one context's).
+
+    The base rate is the segment's pooled conversion, shrunk toward the context's, itself shrunk toward
+    ``prior_mean``; the lift is the strategy's conversions over what its segments' base rates predict for
+    its impressions, shrunk toward 1. Every pool weighs ``prior_strength`` served items against its evidence,
+    so a strategy that converts half as well in every other segment starts at half in this one too.
+    """
     arms = list(arms)
+    strength = settings.prior_strength
 
     def pooled(pool: list[Arm], toward: float) -> float:
-        strength = settings.prior_strength
         return (sum(a.conversions for a in pool) + strength * toward) / (
             sum(a.impressions for a in pool) + strength
         )
 
-    return pooled([a for a in arms if a.segment == segment], pooled(arms, settings.prior_mean))
+    context = pooled(arms, settings.prior_mean)
+    base = {
+        s: pooled([a for a in arms if a.segment == s], context) for s in {segment, *(a.segment for a in arms)}
+    }
+    mine = [a for a in arms if a.strategy_id == strategy]
+    expected = sum(a.impressions * base[a.segment] for a in mine)
+    lift = (sum(a.conversions for a in mine) + strength * context) / (expected + strength * context)
+    return min(base[segment] * lift, 0.5)
 
 
 def beta_params(
@@ -159,7 +171,9 @@ def state_rows(
     merged = {(a.segment, a.context, a.strategy_id): a for a in [*known, *updated]}.values()
     rows = []
     for arm in updated:
-        mean = prior_mean((a for a in merged if a.context == arm.context), arm.segment, settings)
+        mean = prior_mean(
+            (a for a in merged if a.context == arm.context), arm.segment, arm.strategy_id, settings
+        )
         alpha, beta = beta_params(arm.impressions, arm.conversions, mean, settings)
         rows.append(
             (

@@ -180,18 +180,32 @@ def test_evidence_decays_by_age_and_priors_pool_the_segment(spark: SparkSession,
         FB.Arm("loyal", WEEKDAY, "s", 30.0, 5.0, START),
         FB.Arm("new", WEEKDAY, "t", 5.0, 0.0, START),  # a new arm starts from no evidence
     ]
-    # the prior of an arm: its segment's pooled conversion shrunk toward the context's, toward prior_mean
+    # the prior of an arm: its segment's base rate (shrunk toward the context's, toward prior_mean) times its
+    # strategy's lift in the segments that tried it (shrunk toward 1)
     arms = [*updated, *known[1:]]
     context = (5 + 2 + 0 + 0 + 100 * 0.05) / (30 + 80 + 100 + 5 + 100)
-    loyal_mean = (5 + 2 + 100 * context) / (30 + 80 + 100)
-    assert FB.prior_mean(arms, "loyal", fb) == pytest.approx(loyal_mean)
-    assert FB.prior_mean(arms, "new", fb) == pytest.approx((0 + 100 * context) / (5 + 100))
-    assert FB.prior_mean(arms, "unseen", fb) == pytest.approx(context)
-    assert FB.prior_mean([], "loyal", fb) == pytest.approx(0.05)  # before any feedback
+    base = {
+        "loyal": (5 + 2 + 100 * context) / (30 + 80 + 100),
+        "lapsing": (0 + 100 * context) / (100 + 100),
+        "new": (0 + 100 * context) / (5 + 100),
+        "unseen": context,
+    }
+    t_lift = (0 + 100 * context) / (100 * base["lapsing"] + 5 * base["new"] + 100 * context)
+    s_lift = (5 + 100 * context) / (30 * base["loyal"] + 100 * context)
+    assert FB.prior_mean(arms, "loyal", "s", fb) == pytest.approx(base["loyal"] * s_lift)
+    assert FB.prior_mean(arms, "loyal", "t", fb) == pytest.approx(
+        base["loyal"] * t_lift
+    )  # t did worse elsewhere
+    assert t_lift < 1 < s_lift
+    assert FB.prior_mean(arms, "unseen", "x", fb) == pytest.approx(
+        context
+    )  # no segment, no strategy evidence
+    assert FB.prior_mean([], "loyal", "s", fb) == pytest.approx(0.05)  # before any feedback
     state = FB.state_rows(spark, updated, known, fb, "r1")
     assert fields(state) == fields_of(S.STRATEGY_STATE)
     loyal = next(r for r in state.collect() if r.segment_label == "loyal")
-    assert (loyal.alpha, loyal.beta) == pytest.approx((100 * loyal_mean + 5, 100 * (1 - loyal_mean) + 25))
+    mean = base["loyal"] * s_lift
+    assert (loyal.alpha, loyal.beta) == pytest.approx((100 * mean + 5, 100 * (1 - mean) + 25))
     assert (loyal.context, loyal.updated_as_of, loyal.run_id) == (WEEKDAY, START, "r1")
 
 
