@@ -24,7 +24,7 @@ from pathlib import Path
 
 from genre_spark.config import FeedbackSettings, load_settings
 from genre_spark.feedback import Arm, segment_rng, thompson_pick, update_arms
-from genre_spark.strategy import allowed_strategies, load_strategies
+from genre_spark.strategy import Context, allowed_strategies, load_strategies, select_strategy
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONTEXT = "weekday/any"  # the replay's dates are all Thursdays without an hour band
@@ -103,6 +103,17 @@ def fixed(outcomes: Outcomes, days: list[str], strategy: str) -> float:
     return sum(b for _, b in cells) / sum(n for n, _ in cells)
 
 
+def by_rules(outcomes: Outcomes, days: list[str]) -> float:
+    """The book's selection rules (what `run` serves with feedback.adaptive off), per segment and week."""
+    book = load_strategies()
+    cells = []
+    for day in days:
+        for segment in sorted({s for d, s, _ in outcomes if d == day}):
+            pick = select_strategy(book, -1, segment, Context(dt.date.fromisoformat(day), None))
+            cells.append(outcomes[(day, segment, pick)])
+    return sum(b for _, b in cells) / sum(n for n, _ in cells)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--warehouse", help="a replay's warehouse (to collect the outcomes table)")
@@ -135,7 +146,8 @@ def main() -> None:
         f"Weeks {days[0]} .. {days[-1]} ({len(days)}); later half from {later[0]}. Fixed strategies, item",
         "conversion in the later half: "
         + ", ".join(f"{s} {fixed_later[s]:.3%}" for s in strategies)
-        + f"; mean {mean:.3%}, best {best}.",
+        + f"; mean {mean:.3%}, best {best}. The book's selection rules (feedback.adaptive off): "
+        + f"{by_rules(outcomes, later):.3%}.",
         "",
         f"| feedback settings | adaptive, later half (mean of {args.seeds} seeds) | 10th-90th pct | vs mean "
         f"of fixed | vs best ({best}) | seeds >= mean | seeds within 10% of best |",
