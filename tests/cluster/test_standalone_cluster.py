@@ -118,15 +118,9 @@ def python_task_executors(events: list[dict[str, Any]], udf: str) -> list[str]:
 def test_pipeline_on_standalone_cluster(cluster: Cluster, settings: Settings, tmp_path: Path) -> None:
     py_files = ["--py-files", str(package_zip(tmp_path / "genre_spark.zip"))]
 
-    # 1. The driver and each executor Python worker import genre_spark from the shipped zip (not the
-    #    editable install) and run this interpreter.
-    probe = run_submit(cluster, [*py_files, str(Path(__file__).with_name("probe.py"))], tmp_path)
-    origins = json.loads(probe.strip().splitlines()[-1])
-    assert origins["executors"], "no executor answered"
-    for module, python in [origins["driver"], *origins["executors"]]:
-        assert module.endswith("/genre_spark.zip/genre_spark/__init__.py") and python == sys.executable
-
-    # 2. Every stage, scorer bi_encoder on, as on any cluster; the event log records where tasks ran.
+    # Every stage, scorer bi_encoder on, as on any cluster; the event log records where tasks ran. The
+    # submitted script (tests/cluster/probe.py) first asks the driver and the executors where genre_spark
+    # comes from, then runs jobs/run.py in the same application.
     events_dir = tmp_path / "events"
     events_dir.mkdir()
     event_log = [f"spark.eventLog.dir=file://{events_dir}", "spark.eventLog.enabled=true"]
@@ -136,8 +130,24 @@ def test_pipeline_on_standalone_cluster(cluster: Cluster, settings: Settings, tm
         "online_retail_2010_2011", settings, tmp_path / "every_nth_customer.csv.gz", EVERY_NTH_CUSTOMER
     )
     conf = job_conf(tmp_path / "cluster.yaml", warehouse, events)
-    job = [*(a for c in event_log for a in ("--conf", c)), *py_files, str(PROJECT_ROOT / "jobs" / "run.py")]
+    probe = str(Path(__file__).with_name("probe.py"))
+    job = [
+        *(a for c in event_log for a in ("--conf", c)),
+        *py_files,
+        probe,
+        str(PROJECT_ROOT / "jobs" / "run.py"),
+    ]
     stdout = run_submit(cluster, [*job, "--conf", str(conf), "--as-of", AS_OF.isoformat()], tmp_path)
+
+    # 1. The driver and each executor Python worker import genre_spark from the shipped zip (not the
+    #    editable install) and run this interpreter.
+    (line,) = [x for x in stdout.splitlines() if x.startswith("probe: ")]
+    origins = json.loads(line.removeprefix("probe: "))
+    assert origins["executors"], "no executor answered"
+    for module, python in [origins["driver"], *origins["executors"]]:
+        assert module.endswith("/genre_spark.zip/genre_spark/__init__.py") and python == sys.executable
+
+    # 2. The job ran every stage.
     print(stdout)  # shown when an assertion below fails
     assert "stage ranking: done" in stdout
 
