@@ -32,7 +32,7 @@ from genre_spark.feedback.state import CONTEXT, arm_outcomes, load_arms, state_r
 from genre_spark.ingest import rules
 from genre_spark.ingest.sources import read_source
 from genre_spark.ingest.stage import ingested_files, unread_files
-from genre_spark.storage import TableStore, WriteResult
+from genre_spark.storage import TableStore, WriteResult, conform_to_contract
 from genre_spark.strategy import Context
 
 STAGE = "feedback"  # the writing stage of this step's writes (app-transaction ids)
@@ -143,7 +143,8 @@ def run_feedback(
             return nothing
         recorded = None
         if store.exists(S.FEEDBACK_EVENTS):  # what earlier runs recorded (a rerun must not see its own rows)
-            recorded = store.read_table(S.FEEDBACK_EVENTS).where(F.col(S.RECORDED_RUN_ID) != F.lit(run_id))
+            recorded = conform_to_contract(store.read_table(S.FEEDBACK_EVENTS), S.FEEDBACK_EVENTS)
+            recorded = recorded.where(F.col(S.RECORDED_RUN_ID) != F.lit(run_id))
         if settings.source is None:
             incoming = feedback_from_purchases(
                 served, store.read_table(S.EVENTS), settings.window_days, as_of

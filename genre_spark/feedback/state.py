@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 
 from genre_spark import schemas as S
 from genre_spark.config import FeedbackSettings
-from genre_spark.storage import TableStore
+from genre_spark.storage import TableStore, conform_to_contract
 
 CONTEXT = "context"
 ARM_KEY = [S.SEGMENT_LABEL, CONTEXT, S.STRATEGY_ID]
@@ -136,9 +136,10 @@ def load_arms(
     x context x strategy reaches the driver; none before the first feedback."""
     if not store.exists(S.STRATEGY_STATE):
         return []
-    known = store.read_table(S.STRATEGY_STATE).where(
-        (F.col("updated_as_of") <= F.lit(as_of)) & (F.col(S.RUN_ID) != F.lit(exclude_run))
-    )
+    state = conform_to_contract(
+        store.read_table(S.STRATEGY_STATE), S.STRATEGY_STATE
+    )  # an older shape: exit 4
+    known = state.where((F.col("updated_as_of") <= F.lit(as_of)) & (F.col(S.RUN_ID) != F.lit(exclude_run)))
     rows = current_state(known).collect()  # segments x contexts x strategies
     arms = [
         Arm(r[S.SEGMENT_LABEL], r[CONTEXT], r[S.STRATEGY_ID], r.impressions, r.conversions, r.updated_as_of)

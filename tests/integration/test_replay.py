@@ -42,8 +42,7 @@ def cheap(settings: Settings) -> Settings:
             "scoring": s.scoring.model_copy(update=off),
             "candidates": s.candidates.model_copy(update={"als": als, "limits": limits}),
             "segments": s.segments.model_copy(update={"k_min": 4, "k_max": 5, "silhouette_sample": 3000}),
-            # the strategies by their blends: no ranker to train every week in the suite
-            "replay": s.replay.model_copy(update={"strategies": FIXED, "ranker": "blend"}),
+            "replay": s.replay.model_copy(update={"strategies": FIXED}),
         }
     )
 

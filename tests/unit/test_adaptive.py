@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 import yaml
+from deltalake import write_deltalake
 from pyspark.sql import SparkSession
 
 from genre_spark import feedback as FB
 from genre_spark import schemas as S
 from genre_spark.config import FeedbackSourceSettings, LabelRule, Settings
-from genre_spark.errors import ConfigError
+from genre_spark.errors import ConfigError, SchemaMismatchError
 from genre_spark.feedback import current_state
 from genre_spark.segments import label_segments
 from genre_spark.storage import TableStore
@@ -406,3 +407,20 @@ def test_a_log_folder_is_read_file_by_file(
     assert files == {(FB.LOG_SOURCE, "day1.csv", "fb1"), (FB.LOG_SOURCE, "day2.csv", "fb2")}
     decayed = 0.5 ** (1 / fb.half_life_days)  # the impression of the day before, now bought
     assert state_of(store) == [("loyal", "weekday/any", "good", decayed, decayed, dt.date(2011, 9, 3))]
+
+
+def test_a_state_table_of_the_older_shape_is_named(
+    spark: SparkSession, store: TableStore, settings: Settings
+) -> None:
+    """strategy_state keyed by segment id (before the feedback stage): the stage stops with the exit-4 error
+    naming the table, not a crash."""
+    seed_tables(spark, store)
+    old = spark.createDataFrame(
+        [(0, "weekday/any", "good", 2.0, 20.0, 1.0, 0.0, SERVED_AS_OF, "r")],
+        "segment_id int, context string, strategy_id string, alpha double, beta double, impressions double, "
+        "conversions double, updated_as_of date, run_id string",
+    )
+    write_deltalake(store.table_path(S.STRATEGY_STATE), old.toPandas())
+    with pytest.raises(SchemaMismatchError, match="strategy_state") as err:
+        FB.run_feedback(store, settings.feedback, RUN_AS_OF, "fb1")
+    assert err.value.exit_code == 4 and "segment_label" in str(err.value)
