@@ -8,7 +8,7 @@ and Thompson sampling picks the next strategy per segment (the GENRE loop's last
   run, or already counted, is quarantined (rule ids below), never dropped.
 - :func:`arm_outcomes` and :func:`update_arms`: per arm, the served items newly shown and newly bought
   (each counts once, a late purchase too), added to the arm's evidence decayed by its age
-  (``half_life_days``); the prior is the segment's base rate times the strategy's lift elsewhere
+  (``half_life_days``); the prior is the segment's base rate times the strategy's lift across segments
   (:func:`prior_mean`).
 - :func:`thompson_pick` / :func:`adaptive_chooser`: on the driver, per segment: with probability
   ``floor x n`` a uniform pick among its n allowed strategies, else the highest posterior draw.
