@@ -33,8 +33,8 @@ def feedback_from_purchases(
 
     An impression per served row, at its as-of date 00:00 UTC; a purchase per served (run, user, item) that
     the user bought in ``[as_of, as_of + window_days)`` and before ``until``, at the first such purchase.
+    The lists are those of the ``window_days`` before ``until`` (the events are read from then on).
     """
-    start = served.agg(F.min(S.AS_OF)).first()
     lists = served.select(S.RUN_ID, S.AS_OF, S.USER_ID, S.ITEM_ID)
     impressions = lists.select(
         S.RUN_ID,
@@ -43,11 +43,10 @@ def feedback_from_purchases(
         F.lit(S.IMPRESSION).alias(S.EVENT_TYPE),
         F.col(S.AS_OF).cast("timestamp"),
     ).withColumnRenamed(S.AS_OF, S.EVENT_TS)
-    if start is None or start[0] is None:
-        return impressions
+    # a purchase that counts is before `until` and within window_days of a list, so after this
     bought = events.where(
         (F.col(S.EVENT_TYPE) == S.PURCHASE)
-        & (F.col(S.EVENT_TS) >= midnight(start[0]))
+        & (F.col(S.EVENT_TS) >= midnight(until - dt.timedelta(days=window_days)))
         & (F.col(S.EVENT_TS) < midnight(until))
     ).select(S.USER_ID, S.ITEM_ID, S.EVENT_TS)
     in_window = (F.col(S.EVENT_TS) >= F.col(S.AS_OF).cast("timestamp")) & (

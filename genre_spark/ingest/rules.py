@@ -63,29 +63,35 @@ def _missing(source: SourceSettings, column: str) -> Rule:
     )
 
 
+def _event_type_rule(source: SourceSettings, types: tuple[str, ...], note: str = "") -> Rule:
+    return Rule(
+        "bad_event_type",
+        f"event type not one of {list(types)}",
+        lambda: F.coalesce(~F.col(S.EVENT_TYPE).isin(*types), F.lit(True)),
+        _value(source, S.EVENT_TYPE, note),
+    )
+
+
+def _timestamp_rule(source: SourceSettings) -> Rule:
+    return Rule(
+        "bad_timestamp",
+        "event time missing or not in the configured format",
+        lambda: F.col(S.EVENT_TS).isNull(),
+        _value(source, S.EVENT_TS, f" (expected format {source.timestamp_format})"),
+    )
+
+
 def event_rules(source: SourceSettings, n_columns: int) -> tuple[Rule, ...]:
     q, p = F.col(S.QUANTITY), F.col(S.UNIT_PRICE)
     typed: tuple[Rule, ...] = ()
     if S.EVENT_TYPE in source.columns:  # otherwise derived from the order id, always valid
-        typed = (
-            Rule(
-                "bad_event_type",
-                f"event type not one of {list(S.EVENT_TYPES)}",
-                lambda: F.coalesce(~F.col(S.EVENT_TYPE).isin(*S.EVENT_TYPES), F.lit(True)),
-                _value(source, S.EVENT_TYPE),
-            ),
-        )
+        typed = (_event_type_rule(source, S.EVENT_TYPES),)
     return (
         _malformed_rule(n_columns),
         _missing(source, S.ORDER_ID),
         _missing(source, S.ITEM_ID),
         _missing(source, S.USER_ID),
-        Rule(
-            "bad_timestamp",
-            "event time missing or not in the configured format",
-            lambda: F.col(S.EVENT_TS).isNull(),
-            _value(source, S.EVENT_TS, f" (expected format {source.timestamp_format})"),
-        ),
+        _timestamp_rule(source),
         Rule(
             "bad_quantity",
             "quantity missing or not an integer",
@@ -144,18 +150,10 @@ def feedback_rules(source: FeedbackSourceSettings, n_columns: int) -> tuple[Rule
         _malformed_rule(n_columns),
         _missing(source, S.USER_ID),
         _missing(source, S.ITEM_ID),
-        Rule(
-            "bad_event_type",
-            f"event type not one of {list(S.FEEDBACK_EVENT_TYPES)}",
-            lambda: F.coalesce(~F.col(S.EVENT_TYPE).isin(*S.FEEDBACK_EVENT_TYPES), F.lit(True)),
-            _value(source, S.EVENT_TYPE, f" (expected one of {', '.join(S.FEEDBACK_EVENT_TYPES)})"),
+        _event_type_rule(
+            source, S.FEEDBACK_EVENT_TYPES, f" (expected one of {', '.join(S.FEEDBACK_EVENT_TYPES)})"
         ),
-        Rule(
-            "bad_timestamp",
-            "event time missing or not in the configured format",
-            lambda: F.col(S.EVENT_TS).isNull(),
-            _value(source, S.EVENT_TS, f" (expected format {source.timestamp_format})"),
-        ),
+        _timestamp_rule(source),
         Rule(
             "missing_list",
             "neither a run id nor an as-of date (in the configured format) names the served list",
