@@ -20,6 +20,7 @@ from deltalake import DeltaTable
 from genre_spark.config import Settings
 from tests.cluster.standalone import Cluster, java_available, standalone_cluster, submit
 from tests.conftest import PROJECT_ROOT, customer_slice
+from tests.tiny_models import save_bi_encoder
 
 pytestmark = [
     pytest.mark.cluster,
@@ -53,6 +54,9 @@ def package_zip(target: Path) -> Path:
 
 def job_conf(target: Path, warehouse: Path, events_csv: Path) -> Path:
     """Merged over the packaged defaults; no spark.master: spark-submit decides."""
+    # a tiny encoder (MiniLM's code path and tokenizer, random weights) for enrich and the bi-encoder: the
+    # executors load it from its folder as they would MiniLM's, in a fraction of the time
+    encoder = str(save_bi_encoder(target.parent / "encoder"))
     conf = {
         # no whole-stage codegen: ~16k rows (see NO_CODEGEN in tests/conftest.py)
         "spark": {"master": None, "shuffle_partitions": 4, "conf": {"spark.sql.codegen.wholeStage": "false"}},
@@ -63,10 +67,10 @@ def job_conf(target: Path, warehouse: Path, events_csv: Path) -> Path:
                 "online_retail_2010_2011": {"path": str(events_csv)},
             }
         },
-        "scoring": {"bi_encoder": {"enabled": True, "model": "minilm"}},
+        "scoring": {"bi_encoder": {"enabled": True, "model": encoder}},
         # the suite's budget (see tests/conftest.py): fewer categories, k values and ALS iterations
         "candidates": {"limits": {"similar_users": 0}, "als": {"max_iter": 5, "rank": 16}},
-        "enrich": {"n_categories": 8},
+        "enrich": {"n_categories": 8, "encoder": {"model": encoder}},
         "segments": {"k_min": 3, "k_max": 3},  # one KMeans fit: each Spark job pays the cluster's latency
         # the learned ranker trains across the executors (barrier tasks): one cut-off, fewer trees, no LM
         # feature (the cut-off's stages then skip the scorer: the date's scoring shows the executors run it)

@@ -24,10 +24,11 @@ COMPARED = (S.USER_SEGMENTS, S.CANDIDATES, S.SCORES, S.RECOMMENDATIONS)
 
 def test_two_fresh_runs_write_identical_lists(spark: SparkSession, tmp_path: Path) -> None:
     conf = slice_conf(tmp_path, sample_slice(tmp_path, rows=3_000))
+    # the bi-encoder on (off by default; the slice's tiny encoder): its scores and the lists it reorders
+    # must repeat too; one KMeans fit
+    on = ["scoring.bi_encoder.enabled=true", "segments.k_max=3"]
     tables = []
     for name in ("first", "second"):
-        # the bi-encoder on (off by default): its scores and the lists it reorders must repeat too
-        on = ["scoring.bi_encoder.enabled=true", "scoring.bi_encoder.max_length=48"]
         settings = load_settings([conf], [f"storage.warehouse={tmp_path / name}", *on])
         store = EmbeddedDeltaStore(spark, settings.storage.warehouse)
         strategies = load_strategies(settings.strategies_file)

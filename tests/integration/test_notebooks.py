@@ -33,6 +33,7 @@ from genre_spark.pipeline import STAGES
 from genre_spark.storage.embedded import EmbeddedDeltaStore
 from genre_spark.strategy import load_strategies, with_ranker
 from tests.conftest import retail_file
+from tests.tiny_models import save_bi_encoder
 
 pytestmark = pytest.mark.slow
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
@@ -60,6 +61,8 @@ def slice_conf(folder: Path, csv: Path) -> Path:
     # nine days of history: too little to train the learned ranker, so the hand-set blends rank
     blends = folder / "blend_strategies.yaml"
     blends.write_text(yaml.safe_dump(with_ranker(load_strategies(), "blend").model_dump(mode="json")))
+    # a tiny encoder (MiniLM's code path and tokenizer, random weights): item vectors in seconds
+    encoder = str(save_bi_encoder(folder / "encoder"))
     conf = folder / "slice.yaml"
     conf.write_text(
         yaml.safe_dump(
@@ -68,7 +71,8 @@ def slice_conf(folder: Path, csv: Path) -> Path:
                 "strategies_file": str(blends),
                 "discriminator": {"enabled": False},
                 # fewer categories, k values and ALS iterations: the slice is small, the test should be too
-                "enrich": {"n_categories": 8},
+                "enrich": {"n_categories": 8, "encoder": {"model": encoder}},
+                "scoring": {"bi_encoder": {"model": encoder}},
                 "segments": {"k_min": 3, "k_max": 4},
                 "candidates": {"als": {"max_iter": 5, "rank": 16}, "limits": {"similar_users": 0}},
                 "ingest": {
