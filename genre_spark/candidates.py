@@ -48,21 +48,22 @@ class CandidateReport:
         return "\n".join(lines)
 
 
-def top_per_user(candidates: DataFrame, source: str, limit: int) -> DataFrame:
-    """Keep the ``limit`` best per user (ties broken by item id) and number them."""
+def top_per_user(scored: DataFrame, limit: int) -> DataFrame:
+    """The ``limit`` best rows per user by source_score (ties broken by item id), numbered in
+    source_rank. Callers spell their detail afterwards, for the rows kept: the sort then carries
+    numbers, not a string per scored pair."""
     w = Window.partitionBy(S.USER_ID).orderBy(F.desc("source_score"), F.asc(S.ITEM_ID))
-    ranked = candidates.withColumn("source_rank", F.row_number().over(w))
-    return _as_candidates(ranked.filter(F.col("source_rank") <= limit), source)
+    return scored.withColumn("source_rank", F.row_number().over(w)).filter(F.col("source_rank") <= limit)
 
 
-def _as_candidates(ranked: DataFrame, source: str) -> DataFrame:
+def _as_candidates(ranked: DataFrame, source: str, detail: Column) -> DataFrame:
     return ranked.select(
         S.USER_ID,
         S.ITEM_ID,
         F.lit(source).alias("source"),
         F.col("source_score").cast("double"),
         F.col("source_rank").cast("int"),
-        F.col("detail").cast("string"),
+        detail.cast("string").alias("detail"),
     )
 
 
@@ -72,12 +73,14 @@ def buy_again(history: DataFrame, as_of: dt.date, half_life: float, limit: int) 
     scored = history.select(
         S.USER_ID,
         S.ITEM_ID,
+        "orders",
+        "last",
         (F.col("orders") * decay(days, half_life)).alias("source_score"),
-        F.when(F.col("orders") == 1, F.format_string("bought once, %d days ago", days))
-        .otherwise(F.format_string("bought %d times, last %d days ago", F.col("orders"), days))
-        .alias("detail"),
     )
-    return top_per_user(scored, "buy_again", limit)
+    detail = F.when(F.col("orders") == 1, F.format_string("bought once, %d days ago", days)).otherwise(
+        F.format_string("bought %d times, last %d days ago", F.col("orders"), days)
+    )
+    return _as_candidates(top_per_user(scored, limit), "buy_again", detail)
 
 
 def segment_popularity(
@@ -141,7 +144,7 @@ def _propose(members: DataFrame, top: DataFrame, detail: Column, source: str) ->
     """Each member gets their segment's list as ranked there (the same order :func:`top_per_user`
     gives, without sorting every user's rows again): a broadcast join of a list per segment."""
     served = members.select(S.USER_ID, S.SEGMENT_ID).join(F.broadcast(top), S.SEGMENT_ID)
-    return _as_candidates(served.withColumn("detail", detail), source)
+    return _as_candidates(served, source, detail)
 
 
 def cooccurrence_neighbours(
@@ -295,16 +298,12 @@ def from_neighbours(
         F.sum("score").alias("source_score"),
         F.max_by("anchor_id", F.struct("score", "anchor_id")).alias("anchor_id"),  # ties: by id
     )
-    named = per_item.join(
+    named = top_per_user(per_item, limit).join(
         F.broadcast(titles.select(F.col(S.ITEM_ID).alias("anchor_id"), F.col(S.TITLE).alias("_anchor"))),
         "anchor_id",
         "left",
     )
-    return top_per_user(
-        named.withColumn("detail", F.format_string(template, F.coalesce("_anchor", "anchor_id"))),
-        source,
-        limit,
-    )
+    return _as_candidates(named, source, F.format_string(template, F.coalesce("_anchor", "anchor_id")))
 
 
 def als_candidates(history: DataFrame, users: DataFrame, settings: AlsSettings, limit: int) -> DataFrame:
@@ -338,9 +337,10 @@ def als_candidates(history: DataFrame, users: DataFrame, settings: AlsSettings, 
         recs.select("_u", F.col("r._i").alias("_i"), F.col("r.rating").alias("source_score"))
         .join(user_ids, "_u")
         .join(item_ids, "_i")
-        .withColumn("detail", F.lit("customers with similar baskets bought it"))
     )
-    return top_per_user(proposed, "als", limit)
+    return _as_candidates(
+        top_per_user(proposed, limit), "als", F.lit("customers with similar baskets bought it")
+    )
 
 
 def similar_users(
@@ -353,9 +353,17 @@ def similar_users(
     Cosines are summed over shared items from one item-side join of each unordered pair of buyers once,
     on 64-bit hashes of the user ids; each item contributes its ``max_buyers_per_item`` heaviest buyers
     (the pairs an item adds grow with the square of its buyers; a buyer for whom the item weighs little
-    adds little to any cosine). Ties break by the hashed user id and the item id.
+    adds little to any cosine). With ``items_per_neighbour``, a neighbour proposes only its heaviest
+    items: the rows scored are users x neighbours x items per neighbour, the stage's largest aggregation.
+    Ties break by the hashed user id and the item id.
     """
-    vectors = _decayed_user_vectors(purchases, as_of, settings.half_life_days)
+    # items as dense ints in id order: the largest aggregation below groups (long, int), not (long, string)
+    ids = _index(purchases.sparkSession, purchases.select(S.ITEM_ID).distinct(), S.ITEM_ID, "_i")
+    vectors = (
+        _decayed_user_vectors(purchases, as_of, settings.half_life_days)
+        .join(F.broadcast(ids), S.ITEM_ID)
+        .select("_u", "_i", "w")
+    )
     cosine = _user_cosines(vectors, settings.max_buyers_per_item)
     targets = users.select(S.USER_ID, F.xxhash64(S.USER_ID).alias("_u"))
     nearest = F.array_sort(F.collect_list(F.struct((-F.col("_sim")).alias("neg"), "_v", "_sim")))
@@ -371,22 +379,36 @@ def similar_users(
         )
         .select("_u", "_total", "_k", F.col("_n._v").alias("_v"), F.col("_n._sim").alias("_sim"))
     )
-    theirs = vectors.select(F.col("_u").alias("_v"), S.ITEM_ID, "w")
-    scored = (
-        neighbours.join(theirs, "_v")
-        .groupBy("_u", "_total", "_k", S.ITEM_ID)
-        .agg(F.sum(F.col("_sim") * F.col("w")).alias("_s"), F.count("*").alias("_buyers"))
-        .join(targets, "_u")
-        .select(
-            S.USER_ID,
-            S.ITEM_ID,
-            (F.col("_s") / F.col("_total")).alias("source_score"),
-            F.format_string(
-                "bought by %d of the %d customers with the most similar baskets", "_buyers", "_k"
-            ).alias("detail"),
+    theirs = vectors.select(F.col("_u").alias("_v"), "_i", "w")
+    if settings.items_per_neighbour is not None:
+        heaviest_first = Window.partitionBy("_v").orderBy(F.desc("w"), "_i")
+        theirs = (
+            theirs.withColumn("_r", F.row_number().over(heaviest_first))
+            .filter(F.col("_r") <= settings.items_per_neighbour)
+            .drop("_r")
         )
+    summed = (
+        neighbours.join(theirs, "_v")
+        .groupBy("_u", "_i")
+        .agg(
+            F.sum(F.col("_sim") * F.col("w")).alias("_s"),
+            F.count("*").alias("_buyers"),
+            F.max("_total").alias("_total"),  # one value per user: carried, not a grouping key
+            F.max("_k").alias("_k"),
+        )
+        .withColumn("source_score", F.col("_s") / F.col("_total"))
     )
-    return top_per_user(scored, "similar_users", limit)
+    # ranked by the hashed user (the ids' order is the items' order, so ties break by item id as in
+    # top_per_user), then named: only the kept rows meet the user and item ids
+    best_first = Window.partitionBy("_u").orderBy(F.desc("source_score"), "_i")
+    ranked = summed.withColumn("source_rank", F.row_number().over(best_first)).filter(
+        F.col("source_rank") <= limit
+    )
+    named = ranked.join(targets, "_u").join(F.broadcast(ids), "_i")
+    detail = F.format_string(
+        "bought by %d of the %d customers with the most similar baskets", "_buyers", "_k"
+    )
+    return _as_candidates(named, "similar_users", detail)
 
 
 def _decayed_user_vectors(purchases: DataFrame, as_of: dt.date, half_life_days: float) -> DataFrame:
@@ -404,17 +426,18 @@ def _decayed_user_vectors(purchases: DataFrame, as_of: dt.date, half_life_days: 
 
 
 def _user_cosines(vectors: DataFrame, max_buyers_per_item: int) -> DataFrame:
-    """(_u, _v, _sim) both ways: cosines summed over shared items, each item's heaviest buyers only."""
+    """(_u, _v, _sim) both ways: cosines summed over shared items (``vectors``: _u, _i, w), each item's
+    heaviest buyers only."""
     heaviest = F.array_sort(F.collect_list(F.struct((-F.col("w")).alias("neg"), "_u", "w")))
     buyers = (
-        vectors.groupBy(S.ITEM_ID)
+        vectors.groupBy("_i")
         .agg(F.slice(heaviest, 1, max_buyers_per_item).alias("_b"))
-        .select(S.ITEM_ID, F.explode("_b").alias("_b"))
-        .select(S.ITEM_ID, F.col("_b._u").alias("_u"), F.col("_b.w").alias("_wu"))
+        .select("_i", F.explode("_b").alias("_b"))
+        .select("_i", F.col("_b._u").alias("_u"), F.col("_b.w").alias("_wu"))
     )
-    others = buyers.select(S.ITEM_ID, F.col("_u").alias("_v"), F.col("_wu").alias("_wv"))
+    others = buyers.select("_i", F.col("_u").alias("_v"), F.col("_wu").alias("_wv"))
     half = (  # each unordered pair once (u < v), then both directions (one explode: no second join)
-        buyers.join(others, S.ITEM_ID)
+        buyers.join(others, "_i")
         .filter(F.col("_u") < F.col("_v"))
         .groupBy("_u", "_v")
         .agg(F.sum(F.col("_wu") * F.col("_wv")).alias("_sim"))

@@ -224,6 +224,8 @@ class SimilarUserSettings(_Strict):
     neighbours: int = Field(gt=0)  # nearest users whose items a user is offered
     half_life_days: float = Field(gt=0)  # weight of a past order in the user's item vector
     max_buyers_per_item: int = Field(gt=1)  # buyers per item compared (the heaviest): bounds the user pairs
+    # a neighbour offers its heaviest items only: bounds the rows scored (users x neighbours x items)
+    items_per_neighbour: int | None = Field(default=None, gt=0)
 
 
 CANDIDATE_SOURCES = S.CANDIDATE_SOURCES

@@ -446,7 +446,9 @@ def run_ranking(
     model_run = segments.select("model_run_id").first()
     model_version = f"genre-spark {__version__}; segments {model_run[0] if model_run else '-'}"
     recs = rank(spark, inputs, book, ctx, k, run_id, model_version, choose)
-    write = store.replace_date(recs, S.RECOMMENDATIONS, as_of=ctx.as_of, run_id=run_id, stage="ranking")
+    write = store.replace_date(
+        recs, S.RECOMMENDATIONS, as_of=ctx.as_of, run_id=run_id, stage="ranking", rebalance=True
+    )
     served = store.read_table(S.RECOMMENDATIONS).filter(F.col(S.AS_OF) == as_of)
     per_user = served.groupBy(S.USER_ID, S.STRATEGY_ID).agg(F.count("*").alias("n"))
     summary = (

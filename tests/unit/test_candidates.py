@@ -290,6 +290,22 @@ def test_similar_users_compare_only_the_heaviest_buyers_of_an_item(
     assert {(r.user_id, r.item_id) for r in result.collect()} == {("u3", "A")}  # u4 is u3's only peer
 
 
+def test_a_neighbour_offers_only_its_heaviest_items(spark: SparkSession, settings: Settings) -> None:
+    # u2 is u1's one neighbour; A weighs most in u2's vector (two orders), B and C one each
+    rows = [("u1", "A", "o1", 10), ("u1", "B", "o1", 10), ("u2", "A", "o2", 10), ("u2", "A", "o3", 10)]
+    rows += [("u2", "B", "o2", 10), ("u2", "C", "o3", 10)]
+    similar = settings.candidates.similar_users.model_copy(update={"neighbours": 1})
+    users = spark.createDataFrame([("u1",)], "user_id string")
+
+    def offered(items_per_neighbour: int | None) -> list[str]:
+        capped = similar.model_copy(update={"items_per_neighbour": items_per_neighbour})
+        result = similar_users(purchases(spark, rows), users, AS_OF, capped, limit=10)
+        return [r.item_id for r in result.orderBy("source_rank").collect()]
+
+    assert offered(None) == ["A", "B", "C"]
+    assert offered(1) == ["A"]
+
+
 def test_candidate_contract(spark: SparkSession) -> None:
     assert S.CONTRACTS[S.CANDIDATES].names[:6] == [
         "user_id",

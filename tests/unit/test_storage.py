@@ -135,6 +135,19 @@ def test_replace_where_replaces_one_partition_idempotently(spark: SparkSession, 
     assert sorted(r.v for r in store.read_table("recs").collect()) == [10, 20, 21]
 
 
+def test_a_rebalanced_date_is_written_as_few_files(spark: SparkSession, store: TableStore) -> None:
+    """Eight small partitions: eight files as computed, one file when rebalanced (adaptive query
+    execution coalesces the shuffle by user), the same rows either way."""
+    day = dt.date(2011, 12, 9)
+    lists = spark.range(800, numPartitions=8).selectExpr(
+        "cast(id % 80 as string) as user_id", "cast(id as int) as v", f"date'{day}' as as_of"
+    )
+    for name, rebalance in [("as_computed", False), ("rebalanced", True)]:
+        result = store.replace_date(lists, name, as_of=day, run_id="r", stage="s", rebalance=rebalance)
+        assert result.files == (1 if rebalance else 8), name
+        assert_df_equality(store.read_table(name), lists, ignore_row_order=True, ignore_nullable=True)
+
+
 def test_replace_where_rejects_rows_outside_the_partition(spark: SparkSession, store: TableStore) -> None:
     df = spark.createDataFrame([(dt.date(2011, 12, 8), 1)], "as_of date, v int")
     with pytest.raises(ValueError, match="replace_where as_of=2011-12-09"):

@@ -1,0 +1,204 @@
+"""Where a stage's time goes: Spark stage metrics (task time, CPU, shuffle, spill) per candidate source.
+
+    python benchmarks/stage_profile.py --warehouse W --conf W/../data/genre-spark.yaml --as-of 2011-12-09
+
+W is a warehouse that already holds the as-of date's inputs of the candidates stage (events, items,
+item_embeddings, user_segments): what `benchmarks/scale.py --keep` or `benchmarks/ranker.py` leave. Settings:
+conf/local.yaml + conf/scale.yaml + the --conf files. Each candidate source with a limit above 0 runs on its
+own into Spark's `noop` sink (computed in full, nothing written), over the inputs the stage shares (the
+persisted purchases and per-item history, built first and timed as "inputs"); with --union, then all
+of them unioned into the noop sink, which is what the stage computes before its write. For each: wall
+seconds, the summed task time and CPU time of its Spark stages, JVM GC time, shuffle bytes written,
+bytes spilled (memory and
+disk), and the SQL operators with the most time in their metrics (sort time, aggregation build time,
+shuffle write time, Python UDF time, ...), with their spill.
+
+Results: benchmarks/results/profile_candidates.md (rewritten after every source).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from machine import describe  # benchmarks/machine.py (scripts run from their folder)
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from genre_spark import schemas as S
+from genre_spark.candidates import SOURCES, SourceInputs, generate_candidates
+from genre_spark.config import load_settings
+from genre_spark.history import History, purchase_history
+from genre_spark.session import build_spark_session
+from genre_spark.storage import open_store
+
+ROOT = Path(__file__).parents[1]
+RESULTS = Path(__file__).parent / "results" / "profile_candidates.md"
+GB = 1e9
+
+
+UNITS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "ns": 1e-9, "B": 1.0, "KiB": 2**10, "MiB": 2**20}
+UNITS |= {"GiB": 2**30, "TiB": 2**40}
+
+
+def metric_total(value: str) -> float:
+    """The total of a SQL metric as Spark's REST API prints it: "1,234", "12.3 s", or a first line
+    "total (min, med, max (stageId: taskId))" and then "12.3 s (0 ms, 1 ms, 2 ms (stage 1.0: task 3))"."""
+    number, _, unit = value.strip().splitlines()[-1].split(" (")[0].partition(" ")
+    return float(number.replace(",", "")) * UNITS.get(unit, 1.0)
+
+
+class SparkMetrics:
+    """What Spark ran since the last mark, from its REST API: completed stages (task time, CPU, GC,
+    shuffle, spill) and the SQL operators of completed queries (their timing and spill metrics)."""
+
+    def __init__(self, spark: SparkSession) -> None:
+        sc = spark.sparkContext
+        self.app = f"{sc.uiWebUrl}/api/v1/applications/{sc.applicationId}"
+        self.seen_stages: set[tuple[int, int]] = set()
+        self.seen_queries: set[int] = set()
+        self.since()
+
+    def _get(self, path: str) -> Any:
+        with urllib.request.urlopen(f"{self.app}/{path}", timeout=60) as response:
+            return json.load(response)
+
+    def since(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        stages = self._get("stages?status=complete&details=false")
+        new = [s for s in stages if (s["stageId"], s["attemptId"]) not in self.seen_stages]
+        self.seen_stages |= {(s["stageId"], s["attemptId"]) for s in new}
+        queries = self._get("sql?details=true&planDescription=false&length=100000")
+        done = [q for q in queries if q["status"] == "COMPLETED" and q["id"] not in self.seen_queries]
+        self.seen_queries |= {q["id"] for q in done}
+        return new, done
+
+
+def operator_costs(queries: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per operator name: its timing metrics summed (seconds) and its spill (bytes)."""
+    costs: dict[str, dict[str, float]] = {}
+    for query in queries:
+        for node in query.get("nodes", []):
+            cost = costs.setdefault(node["nodeName"], {"time": 0.0, "spill": 0.0})
+            for m in node.get("metrics", []):
+                name = m["name"].lower()
+                try:
+                    total = metric_total(m["value"])
+                except ValueError:
+                    continue
+                if "spill" in name:
+                    cost["spill"] += total
+                elif "time" in name and "number" not in name:
+                    cost["time"] += total
+    return costs
+
+
+def summary(name: str, seconds: float, stages: list[dict[str, Any]], queries: list[dict[str, Any]]) -> dict:
+    def total(key: str) -> float:
+        return float(sum(s.get(key, 0) for s in stages))
+
+    costs = operator_costs(queries)
+    top = sorted(costs.items(), key=lambda kv: kv[1]["time"], reverse=True)[:4]
+    return {
+        "part": name,
+        "wall_s": seconds,
+        "spark_stages": len(stages),
+        "task_s": total("executorRunTime") / 1e3,
+        "cpu_s": total("executorCpuTime") / 1e9,
+        "gc_s": total("jvmGcTime") / 1e3,
+        "shuffle_write_gb": total("shuffleWriteBytes") / GB,
+        "spill_gb": (total("memoryBytesSpilled") + total("diskBytesSpilled")) / GB,
+        "disk_spill_gb": total("diskBytesSpilled") / GB,
+        "top": [
+            f"{op} {c['time']:.0f} s" + (f" (spill {c['spill'] / GB:.1f} GB)" if c["spill"] > 1e8 else "")
+            for op, c in top
+        ],
+    }
+
+
+def timed(metrics: SparkMetrics, name: str, action: Any) -> dict[str, Any]:
+    started = time.perf_counter()
+    action()
+    row = summary(name, time.perf_counter() - started, *metrics.since())
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def noop(df: DataFrame) -> None:
+    df.write.format("noop").mode("overwrite").save()
+
+
+def write(rows: list[dict[str, Any]], header: str, out: Path) -> None:
+    lines = [
+        header,
+        "",
+        "| part | wall s | Spark stages | task s | CPU s | GC s | shuffle write GB | spill GB (disk) | "
+        "SQL operators by their time metrics |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['part']} | {r['wall_s']:.1f} | {r['spark_stages']} | {r['task_s']:.1f} | "
+            f"{r['cpu_s']:.1f} | {r['gc_s']:.1f} | {r['shuffle_write_gb']:.2f} | "
+            f"{r['spill_gb']:.2f} ({r['disk_spill_gb']:.2f}) | "
+            f"{'; '.join(r['top'])} |"
+        )
+    out.write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--warehouse", type=Path, required=True)
+    parser.add_argument("--conf", type=Path, action="append", default=[])
+    parser.add_argument("--as-of", type=dt.date.fromisoformat, required=True)
+    parser.add_argument("--set", action="append", default=[], help="config overrides, as for genre-spark")
+    parser.add_argument("--only", nargs="*", help="these sources only (default: every source on)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--union", action="store_true", help="then all of them unioned (doubles the time)")
+    args = parser.parse_args()
+    overrides = [f"storage.warehouse={args.warehouse}", "spark.ui_enabled=true", *args.set]
+    settings = load_settings(
+        [ROOT / "conf" / "local.yaml", ROOT / "conf" / "scale.yaml", *args.conf], overrides
+    )
+    spark = build_spark_session(settings.spark)
+    store = open_store(spark, settings.storage)
+    metrics = SparkMetrics(spark)
+    history = History.read(store, args.as_of)
+    segments = store.read_table(S.USER_SEGMENTS).filter(F.col(S.AS_OF) == F.lit(args.as_of))
+    users = segments.count()
+    header = (
+        "# Candidates stage profile (benchmarks/stage_profile.py)\n\n"
+        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; "
+        f"{describe()}; `python benchmarks/stage_profile.py --warehouse {args.warehouse} --as-of {args.as_of}"
+        f"{''.join(f' --set {s}' for s in args.set)}`; {users:,} users; conf/local.yaml + conf/scale.yaml."
+    )
+    purchases = history.purchases().persist(StorageLevel.MEMORY_AND_DISK)
+    per_item = purchase_history(purchases).persist(StorageLevel.MEMORY_AND_DISK)
+    rows = [timed(metrics, "inputs (purchases, per-item history)", lambda: per_item.count())]
+    limits = settings.candidates.limits
+    inputs = SourceInputs(
+        purchases,
+        per_item,
+        segments,
+        history.items,
+        store.read_table(S.ITEM_EMBEDDINGS),
+        settings.candidates,
+        args.as_of,
+    )
+    on = [name for name in SOURCES if limits.get(name, 0) and (not args.only or name in args.only)]
+    for name in on:
+        rows.append(timed(metrics, name, lambda name=name: noop(SOURCES[name](inputs, limits[name]))))
+        write(rows, header, args.out)
+    if args.union:
+        rows.append(timed(metrics, "all sources, unioned", lambda: noop(generate_candidates(inputs))))
+        write(rows, header, args.out)
+    print(args.out.read_text())
+
+
+if __name__ == "__main__":
+    main()
