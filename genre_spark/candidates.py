@@ -5,9 +5,9 @@ Every source is a transform over DataFrames (no table I/O) returning
 explanation quotes ("bought 3 times, last 12 days ago"). Only products, only events before as-of.
 
 Some run Spark jobs while their plan is built, none brings per-user data to the driver: ALS fits its
-model, the dense ids MLlib and the co-occurrence pairs need are numbered and checkpointed (so that a
-recomputation cannot number them differently, :func:`_index`), and the co-occurrence cap collects one
-row per day of history (:func:`recent_orders`).
+model, the dense ids MLlib, the co-occurrence pairs and the similar-users sums need are numbered and
+checkpointed (so that a recomputation cannot number them differently, :func:`_index`), and the
+co-occurrence cap collects one row per day of history (:func:`recent_orders`).
 """
 
 from __future__ import annotations
