@@ -1,6 +1,15 @@
-"""Where a stage's time goes: Spark stage metrics (task time, CPU, shuffle, spill) per candidate source.
+"""Where a stage's time goes: Spark stage metrics (task time, CPU, shuffle, spill) per candidate source,
+or per Spark job of the ingest.
 
     python benchmarks/stage_profile.py --warehouse W --conf W/../data/genre-spark.yaml --as-of 2011-12-09
+    python benchmarks/stage_profile.py --stage ingest --warehouse NEW --conf D/genre-spark.yaml
+
+Ingest (--stage ingest): the run of `genre-spark ingest` into NEW (a folder that must not exist yet; D is
+what `genre-spark generate` wrote), then every Spark stage it ran grouped by the line of genre_spark that
+started it (its call site): wall seconds from the first submission to the last completion, task and CPU
+time, bytes read, shuffle write and spill. Results: benchmarks/results/profile_ingest.md.
+
+Candidates (the default):
 
 W is a warehouse that already holds the as-of date's inputs of the candidates stage (events, items,
 item_embeddings, user_segments): what `benchmarks/scale.py --keep` or `benchmarks/ranker.py` leave. Settings:
@@ -33,13 +42,15 @@ from pyspark.sql import functions as F
 
 from genre_spark import schemas as S
 from genre_spark.candidates import SOURCES, SourceInputs, generate_candidates
-from genre_spark.config import load_settings
+from genre_spark.config import Settings, load_settings
 from genre_spark.history import History, purchase_history
+from genre_spark.ingest import run_ingest
 from genre_spark.session import build_spark_session
 from genre_spark.storage import open_store
 
 ROOT = Path(__file__).parents[1]
 RESULTS = Path(__file__).parent / "results" / "profile_candidates.md"
+INGEST_RESULTS = Path(__file__).parent / "results" / "profile_ingest.md"
 GB = 1e9
 
 
@@ -151,14 +162,61 @@ def write(rows: list[dict[str, Any]], header: str, out: Path) -> None:
     out.write_text("\n".join(lines) + "\n")
 
 
+def _seconds(timestamp: str) -> float:
+    """A REST API time ("2026-12-02T05:40:00.123GMT") as epoch seconds."""
+    return dt.datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%S.%f%Z").replace(tzinfo=dt.UTC).timestamp()
+
+
+def by_call_site(stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Spark stages grouped by the line that started their job ("count at .../stage.py:203"), in the order
+    they ran: wall seconds from the first submission to the last completion, summed task metrics."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for stage in sorted(stages, key=lambda s: s["submissionTime"]):
+        groups.setdefault(stage["name"], []).append(stage)
+    rows = []
+    for name, group in groups.items():
+        first = min(_seconds(s["submissionTime"]) for s in group)
+        last = max(_seconds(s["completionTime"]) for s in group)
+        row = summary(name.replace(str(ROOT) + "/", ""), last - first, group, [])
+        row["top"] = [f"input {sum(s['inputBytes'] for s in group) / GB:.2f} GB"]
+        rows.append(row)
+    return rows
+
+
+def profile_ingest(args: argparse.Namespace, settings: Settings, spark: SparkSession) -> None:
+    if args.warehouse.exists():
+        raise SystemExit(f"{args.warehouse} exists: the ingest profile writes a new warehouse")
+    store = open_store(spark, settings.storage)
+    metrics = SparkMetrics(spark)
+    started = time.perf_counter()
+    report = run_ingest(spark, store, settings.ingest, "profile")
+    seconds = time.perf_counter() - started
+    stages, queries = metrics.since()
+    rows = [summary("ingest (the whole stage)", seconds, stages, queries), *by_call_site(stages)]
+    events = sum(s.rows_in for s in report.sources)
+    header = (
+        "# Ingest stage profile (benchmarks/stage_profile.py --stage ingest)\n\n"
+        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; {describe()}; "
+        f"`python benchmarks/stage_profile.py --stage ingest --warehouse W"
+        f"{''.join(f' --conf {c}' for c in args.conf)}{''.join(f' --set {s}' for s in args.set)}`; "
+        f"{events:,} rows in; conf/local.yaml + conf/scale.yaml. The first row is the whole stage; the "
+        "others group its Spark stages by the line that started them (their 'SQL operators' column holds "
+        "the bytes they read instead)."
+    )
+    print(report.format())
+    write(rows, header, args.out or INGEST_RESULTS)
+    print((args.out or INGEST_RESULTS).read_text())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--warehouse", type=Path, required=True)
     parser.add_argument("--conf", type=Path, action="append", default=[])
-    parser.add_argument("--as-of", type=dt.date.fromisoformat, required=True)
+    parser.add_argument("--stage", choices=["candidates", "ingest"], default="candidates")
+    parser.add_argument("--as-of", type=dt.date.fromisoformat, help="the candidates' date")
     parser.add_argument("--set", action="append", default=[], help="config overrides, as for genre-spark")
     parser.add_argument("--only", nargs="*", help="these sources only (default: every source on)")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, help=f"default: {RESULTS.name} or {INGEST_RESULTS.name}")
     parser.add_argument("--union", action="store_true", help="then all of them unioned (doubles the time)")
     args = parser.parse_args()
     overrides = [f"storage.warehouse={args.warehouse}", "spark.ui_enabled=true", *args.set]
@@ -166,6 +224,11 @@ def main() -> None:
         [ROOT / "conf" / "local.yaml", ROOT / "conf" / "scale.yaml", *args.conf], overrides
     )
     spark = build_spark_session(settings.spark)
+    if args.stage == "ingest":
+        return profile_ingest(args, settings, spark)
+    if args.as_of is None:
+        parser.error("--as-of is required for the candidates")
+    out = args.out or RESULTS
     store = open_store(spark, settings.storage)
     metrics = SparkMetrics(spark)
     history = History.read(store, args.as_of)
@@ -193,11 +256,11 @@ def main() -> None:
     on = [name for name in SOURCES if limits.get(name, 0) and (not args.only or name in args.only)]
     for name in on:
         rows.append(timed(metrics, name, lambda name=name: noop(SOURCES[name](inputs, limits[name]))))
-        write(rows, header, args.out)
+        write(rows, header, out)
     if args.union:
         rows.append(timed(metrics, "all sources, unioned", lambda: noop(generate_candidates(inputs))))
-        write(rows, header, args.out)
-    print(args.out.read_text())
+        write(rows, header, out)
+    print(out.read_text())
 
 
 if __name__ == "__main__":

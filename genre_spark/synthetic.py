@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -295,9 +296,26 @@ def _uniform(salt: str, *columns: Column | str, seed: int) -> Column:
     return bits.cast("double") / float(1 << 53)
 
 
-def _from_quantiles(values: list[int] | list[float], u: Column) -> Column:
+def _constant_array(values: Sequence[int | float | str]) -> Column:
+    """An array literal as one SQL expression: ``F.lit(list)`` makes a JVM call per element (10 s for the
+    profile's lookup tables), the SQL parser takes the whole array at once. Floats keep their exact value
+    (shortest round-trip digits, 'D': a double literal)."""
+
+    def literal(v: int | float | str) -> str:
+        if isinstance(v, str):
+            return "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        if isinstance(v, float) and math.isfinite(v):
+            return f"{v!r}D"
+        if isinstance(v, int) and not isinstance(v, bool):
+            return str(v)
+        raise TypeError(f"not an array literal element: {v!r}")
+
+    return F.expr(f"array({', '.join(literal(v) for v in values)})")
+
+
+def _from_quantiles(values: Sequence[int] | Sequence[float], u: Column) -> Column:
     """Inverse-CDF draw from mid-point quantiles (u uniform in [0, 1))."""
-    return F.element_at(F.lit(list(values)), (u * len(values)).cast("int") + 1)
+    return F.element_at(_constant_array(values), (u * len(values)).cast("int") + 1)
 
 
 def _categorical(weights: list[float], u: Column) -> Column:
@@ -306,19 +324,20 @@ def _categorical(weights: list[float], u: Column) -> Column:
     cumulative = np.cumsum(weights) / np.sum(weights)
     slots = np.searchsorted(cumulative, _mid_levels(CATEGORICAL_SLOTS), side="right")
     table = [int(v) for v in np.minimum(slots, len(weights) - 1)]
-    return F.element_at(F.lit(table), (u * CATEGORICAL_SLOTS).cast("int") + 1)
+    return F.element_at(_constant_array(table), (u * CATEGORICAL_SLOTS).cast("int") + 1)
 
 
 def _pick(words: dict[str, float], u: Column) -> Column:
-    return F.element_at(F.lit(list(words)), _categorical(list(words.values()), u) + 1)
+    return F.element_at(_constant_array(list(words)), _categorical(list(words.values()), u) + 1)
 
 
 def _popular_item(inverse_cdf: list[float], catalog: int, u: Column, v: Column) -> Column:
     """An item index (0 = most popular) with the sample's popularity curve over ``catalog`` items."""
     levels = len(inverse_cdf) - 1
     bucket = (u * levels).cast("int")
-    lo = F.element_at(F.lit(inverse_cdf), bucket + 1)
-    hi = F.element_at(F.lit(inverse_cdf), bucket + 2)
+    table = _constant_array(inverse_cdf)
+    lo = F.element_at(table, bucket + 1)
+    hi = F.element_at(table, bucket + 2)
     rank = ((lo + v * (hi - lo)) * catalog).cast("long")
     return F.least(rank, F.lit(catalog - 1))
 

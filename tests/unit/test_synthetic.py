@@ -85,7 +85,8 @@ def test_generated_data_reproduces_the_fitted_profile(generated):
 
 def test_generation_is_determined_by_users_and_seed(spark):
     profile = syn.load_profile()
-    first = syn.generate_events(spark, profile, 300, seed=3)
+    first = syn.generate_events(spark, profile, 300, seed=3).cache()  # compared twice: generated once
     again = syn.generate_events(spark, profile, 300, seed=3).repartition(3)
     assert first.count() > 10_000 and first.exceptAll(again).count() == 0
     assert first.exceptAll(syn.generate_events(spark, profile, 300, seed=4)).count() > 0
+    first.unpersist()
