@@ -90,16 +90,19 @@ def choose_components(explained_variance: Sequence[float], target: float) -> int
     return max(len(explained_variance), 2)
 
 
-def silhouette_by_k(sample: DataFrame, ks: Sequence[int], seed: int, max_iter: int) -> dict[int, float]:
-    """Silhouette (squared Euclidean, MLlib ClusteringEvaluator) of KMeans fits on ``sample``."""
+def _kmeans(k: int, seed: int, max_iter: int) -> KMeans:
+    return KMeans(k=k, seed=seed, maxIter=max_iter, featuresCol=PROJECTED, predictionCol=CLUSTER)
+
+
+def silhouette(model: KMeansModel, sample: DataFrame) -> float:
+    """Silhouette (squared Euclidean, MLlib ClusteringEvaluator) of ``model``'s clusters of ``sample``."""
     evaluator = ClusteringEvaluator(featuresCol=PROJECTED, predictionCol=CLUSTER)
-    scores = {}
-    for k in ks:
-        model = KMeans(k=k, seed=seed, maxIter=max_iter, featuresCol=PROJECTED, predictionCol=CLUSTER).fit(
-            sample
-        )
-        scores[k] = float(evaluator.evaluate(model.transform(sample)))
-    return scores
+    return float(evaluator.evaluate(model.transform(sample)))
+
+
+def silhouette_by_k(sample: DataFrame, ks: Sequence[int], seed: int, max_iter: int) -> dict[int, float]:
+    """Silhouette of KMeans fits on ``sample``, per k."""
+    return {k: silhouette(_kmeans(k, seed, max_iter).fit(sample), sample) for k in ks}
 
 
 def fit_segmentation(features: DataFrame, settings: SegmentSettings, run_id: str) -> SegmentFit:
@@ -131,18 +134,15 @@ def fit_segmentation(features: DataFrame, settings: SegmentSettings, run_id: str
                 raise GenreSparkError(
                     f"segments: {n_sample} users in the sample, too few for k >= {settings.k_min}"
                 )
-            scores = silhouette_by_k(sample, ks, settings.seed, settings.max_iter)
+            # one k to choose from: no fit on the sample, the silhouette is the final model's on it
+            scores = silhouette_by_k(sample, ks, settings.seed, settings.max_iter) if len(ks) > 1 else {}
+            best = max(scores, key=lambda k: (scores[k], -k)) if scores else ks[0]
+            # The final KMeans uses every user; the sample only chose k.
+            kmeans: KMeansModel = _kmeans(best, settings.seed, settings.max_iter).fit(projected)
+            if not scores:
+                scores = {best: silhouette(kmeans, sample)}
         finally:
             sample.unpersist()
-        best = max(scores, key=lambda k: (scores[k], -k))
-        # The final KMeans uses every user; the sample only chose k.
-        kmeans: KMeansModel = KMeans(
-            k=best,
-            seed=settings.seed,
-            maxIter=settings.max_iter,
-            featuresCol=PROJECTED,
-            predictionCol=CLUSTER,
-        ).fit(projected)
     finally:
         scaled.unpersist()
     model = PipelineModel(stages=[*prep.stages, pca, kmeans])

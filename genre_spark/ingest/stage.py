@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from py4j.protocol import Py4JJavaError
@@ -92,11 +92,12 @@ def run_ingest(spark: SparkSession, store: TableStore, settings: IngestSettings,
     cached: list[DataFrame] = []
     rows_in: dict[str, int] = {}
     try:
+        # Each source is parsed once, in the pass that fills the events cache below: caching the parsed
+        # sources too cost more than parsing (ingest at 100k users: benchmarks/results/profile_ingest.md).
         for name, src in sources:
             df = _classify_source(spark, name, src, settings, new_files.get(name))
-            df = df.withColumn(_PRIORITY, F.lit(priority[name])).persist(StorageLevel.MEMORY_AND_DISK)
-            cached.append(df)
-            rows_in[name] = _count_source(df, name, src)
+            df = df.withColumn(_PRIORITY, F.lit(priority[name]))
+            rows_in[name] = _read(df.count, [(name, src)])
             classified[src.table].append(df)
 
         # the events append commits only if no other run appended since this version (no double copies)
@@ -106,12 +107,15 @@ def run_ingest(spark: SparkSession, store: TableStore, settings: IngestSettings,
         )
         events = events.persist(StorageLevel.MEMORY_AND_DISK)
         cached.append(events)
-        items = (
-            _dedup(_union(classified[S.ITEMS]), S.ITEM_ID, DUPLICATE_ITEM) if classified[S.ITEMS] else None
+        _read(events.count, [(n, s) for n, s in sources if s.table == S.EVENTS])  # fills the cache
+        items, users = (
+            _dedup(_union(classified[table]), key, reason) if classified[table] else None
+            for table, key, reason in (
+                (S.ITEMS, S.ITEM_ID, DUPLICATE_ITEM),
+                (S.USERS, S.USER_ID, DUPLICATE_USER),
+            )
         )
-        users = (
-            _dedup(_union(classified[S.USERS]), S.USER_ID, DUPLICATE_USER) if classified[S.USERS] else None
-        )
+        cached += [df.persist(StorageLevel.MEMORY_AND_DISK) for df in (items, users) if df is not None]
 
         write = functools.partial(store.write_table, run_id=run_id, stage="ingest")
         writes = [
@@ -182,14 +186,21 @@ def _classify_source(
     return rules.classify(rules.parse_users(raw, src, name), rules.user_rules(src, n_columns))
 
 
-def _count_source(df: DataFrame, name: str, src: SourceSettings) -> int:
-    """Materialises the source (into the cache); errors deep in a file surface here, named."""
+def _read(action: Callable[[], int], sources: list[tuple[str, SourceSettings]]) -> int:
+    """Runs a Spark action over ``sources``; a file that cannot be read fails it with the source named.
+
+    Counting a source reads every byte of a CSV (a truncated gzip fails there) without parsing its
+    columns; a value Parquet cannot decode fails the events' parse, which names the event sources.
+    """
     try:
-        return df.count()
+        return action()
     except (PySparkException, Py4JJavaError) as exc:
-        raise InputError(
-            name, f"cannot be read as {src.format}: {spark_error_reason(exc)}", path=src.path
-        ) from None
+        if len(sources) == 1:
+            ((name, src),) = sources
+            reason = f"cannot be read as {src.format}: {spark_error_reason(exc)}"
+            raise InputError(name, reason, path=src.path) from None
+        names = " or ".join(name for name, _ in sources)  # the events of several sources, parsed together
+        raise InputError(names, f"cannot be read: {spark_error_reason(exc)}") from None
 
 
 def _union(frames: Iterable[DataFrame]) -> DataFrame:
@@ -226,48 +237,45 @@ def _dedup_events(events: DataFrame, previous: DataFrame | None) -> DataFrame:
 
     The id hashes the parsed content and its occurrence number among identical rows of the same
     source: two identical lines of one export stay two events, while the same line in two
-    overlapping exports (or ingested again) is one event.
+    overlapping exports (or ingested again) is one event. Rows a rule already quarantined have no
+    id and are nobody's duplicate: they skip the shuffle.
     """
     valid = F.col(REASON).isNull()
-    key = F.when(valid, _content_key()).otherwise(F.sha2(F.col(RAW), 256))
     # One shuffle for both windows: rows hashed by content key, which both window keys contain
     # (an event id is a function of the key and the occurrence number).
-    events = events.withColumn("_key", key).repartition("_key")
+    rows = events.filter(valid).withColumn("_key", _content_key()).repartition("_key")
     occurrence = F.row_number().over(Window.partitionBy("_key", SOURCE_COL).orderBy(ROW))
     event_id = F.substring(
         F.sha2(F.concat_ws(":", F.col("_key"), F.col("_occurrence").cast("string")), 256), 1, 32
     )
-    events = events.withColumn("_occurrence", occurrence).withColumn(S.EVENT_ID, F.when(valid, event_id))
-
-    # invalid rows have no event id: each is its own group (its key and row number)
-    by_id = Window.partitionBy("_key", F.when(valid, F.col("_occurrence")).otherwise(F.col(ROW)))
-    by_id = by_id.orderBy(_PRIORITY, ROW)
-    events = events.withColumns(
+    rows = rows.withColumn("_occurrence", occurrence).withColumn(S.EVENT_ID, event_id)
+    by_id = Window.partitionBy("_key", "_occurrence").orderBy(_PRIORITY, ROW)
+    rows = rows.withColumns(
         {"_rank": F.row_number().over(by_id), "_first_source": F.first(SOURCE_COL).over(by_id)}
-    ).drop("_key", "_occurrence")
-    duplicate_in_run = valid & (F.col("_rank") > 1)
+    )
+    duplicate_in_run = F.col("_rank") > 1
     detail = F.concat(
         F.lit("event_id="), F.col(S.EVENT_ID), F.lit(" also in source '"), F.col("_first_source"), F.lit("'")
     )
     if previous is not None:
-        events = events.join(previous, S.EVENT_ID, "left")
-        duplicate_before = valid & ~duplicate_in_run & F.col("_previous_run").isNotNull()
+        rows = rows.join(previous, S.EVENT_ID, "left")
+        duplicate_before = ~duplicate_in_run & F.col("_previous_run").isNotNull()
         before_detail = F.concat(
             F.lit("event_id="), F.col(S.EVENT_ID), F.lit(" already ingested by run "), F.col("_previous_run")
         )
     else:
         duplicate_before = F.lit(False)
         before_detail = F.lit(None).cast("string")
-    return events.withColumns(
+    duplicate = duplicate_in_run | duplicate_before
+    rows = rows.withColumns(
         {
-            REASON: F.when(duplicate_in_run | duplicate_before, F.lit(DUPLICATE_EVENT)).otherwise(
-                F.col(REASON)
-            ),
-            DETAIL: F.when(duplicate_in_run, detail)
-            .when(duplicate_before, before_detail)
-            .otherwise(F.col(DETAIL)),
+            REASON: F.when(duplicate, F.lit(DUPLICATE_EVENT)),
+            DETAIL: F.when(duplicate_in_run, detail).when(duplicate_before, before_detail),
+            RAW: F.when(duplicate, F.col(RAW)),  # only quarantine keeps the raw line: not cached for events
         }
     )
+    invalid = events.filter(~valid).withColumn(S.EVENT_ID, F.lit(None).cast("string"))
+    return rows.select(*invalid.columns).unionByName(invalid)
 
 
 def _dedup(df: DataFrame, key: str, reason: str) -> DataFrame:

@@ -174,12 +174,12 @@ def learned(spark: SparkSession, settings: Settings, real: RealWarehouse, scorin
     """The learned ranker as `run` trains it (one cut-off and fewer trees here, to keep the suite short):
     the stages run for the cut-off before, then the fit, then ranker_scores as of AS_OF."""
     tuned = settings.discriminator.model_copy(update={"cutoffs": 1, "n_estimators": 20})
-    # the cut-off's stages (no scorer: off by default) with a smaller ALS and k search (the suite's budget)
+    # the cut-off's stages (no scorer: off by default) with a smaller ALS and one k (the suite's budget)
     als = settings.candidates.als.model_copy(update={"max_iter": 5, "rank": 16})
     cheap = {
         "discriminator": tuned,
         "candidates": settings.candidates.model_copy(update={"als": als}),
-        "segments": settings.segments.model_copy(update={"k_min": 4, "k_max": 5}),
+        "segments": settings.segments.model_copy(update={"k_min": 4, "k_max": 4}),
     }
     ctx = RunContext(
         spark,

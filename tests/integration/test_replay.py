@@ -41,7 +41,7 @@ def cheap(settings: Settings) -> Settings:
         update={
             "scoring": s.scoring.model_copy(update=off),
             "candidates": s.candidates.model_copy(update={"als": als, "limits": limits}),
-            "segments": s.segments.model_copy(update={"k_min": 4, "k_max": 5, "silhouette_sample": 3000}),
+            "segments": s.segments.model_copy(update={"k_min": 4, "k_max": 4, "silhouette_sample": 3000}),
             "replay": s.replay.model_copy(update={"strategies": FIXED}),
         }
     )

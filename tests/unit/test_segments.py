@@ -78,6 +78,18 @@ def test_sample_bounds_the_silhouette_work(spark: SparkSession, seg: SegmentSett
     assert assigned.count() == 600  # the final fit and assignment use every user
 
 
+def test_a_fixed_k_fits_once_and_reports_its_silhouette(spark: SparkSession, seg: SegmentSettings) -> None:
+    users = blobs(spark, 3)
+    fixed = fit_segmentation(users, seg.model_copy(update={"k_min": 3, "k_max": 3}), "run")
+    assert fixed.k == 3 and list(fixed.silhouette_by_k) == [3] and fixed.silhouette > 0.7
+    # the same final model as when k is searched and 3 wins: the search only picks k
+    searched = fit_segmentation(users, seg.model_copy(update={"k_min": 2, "k_max": 3}), "run")
+    assert searched.k == 3
+    assert_df_equality(
+        assign_segments(fixed.model, users), assign_segments(searched.model, users), ignore_row_order=True
+    )
+
+
 def test_saved_model_reloads_with_identical_assignments(
     spark: SparkSession, seg: SegmentSettings, tmp_path: Path
 ) -> None:
