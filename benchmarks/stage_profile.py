@@ -1,13 +1,16 @@
 """Where a stage's time goes: Spark stage metrics (task time, CPU, shuffle, spill) per candidate source,
-or per Spark job of the ingest.
+or by call site for the ingest, features and ranking stages.
 
     python benchmarks/stage_profile.py --warehouse W --conf W/../data/genre-spark.yaml --as-of 2011-12-09
     python benchmarks/stage_profile.py --stage ingest --warehouse NEW --conf D/genre-spark.yaml
+    python benchmarks/stage_profile.py --stage ranking --warehouse W --conf D/genre-spark.yaml --as-of DATE
 
 Ingest (--stage ingest): the run of `genre-spark ingest` into NEW (a folder that must not exist yet; D is
-what `genre-spark generate` wrote), then every Spark stage it ran grouped by the line of genre_spark that
-started it (its call site): wall seconds from the first submission to the last completion, task and CPU
-time, bytes read, shuffle write and spill. Results: benchmarks/results/profile_ingest.md.
+what `genre-spark generate` wrote); features and ranking (--stage features|ranking --as-of D) run in full on
+W (they write a new version of their table: use a scratch warehouse). For these: the whole stage (task, CPU,
+GC time, shuffle, spill, the SQL operators with the most time), then its Spark stages grouped by the call
+site Spark gives them: wall seconds from the first submission to the last completion, task and CPU time,
+bytes read, shuffle write and spill. Results: benchmarks/results/profile_<stage>.md.
 
 Candidates (the default):
 
@@ -43,14 +46,16 @@ from pyspark.sql import functions as F
 from genre_spark import schemas as S
 from genre_spark.candidates import SOURCES, SourceInputs, generate_candidates
 from genre_spark.config import Settings, load_settings
+from genre_spark.features import run_features
 from genre_spark.history import History, purchase_history
 from genre_spark.ingest import run_ingest
+from genre_spark.ranking import run_ranking
 from genre_spark.session import build_spark_session
 from genre_spark.storage import open_store
+from genre_spark.strategy import context_for, load_strategies
 
 ROOT = Path(__file__).parents[1]
 RESULTS = Path(__file__).parent / "results" / "profile_candidates.md"
-INGEST_RESULTS = Path(__file__).parent / "results" / "profile_ingest.md"
 GB = 1e9
 
 
@@ -183,40 +188,53 @@ def by_call_site(stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def profile_ingest(args: argparse.Namespace, settings: Settings, spark: SparkSession) -> None:
-    if args.warehouse.exists():
-        raise SystemExit(f"{args.warehouse} exists: the ingest profile writes a new warehouse")
+def run_stage(stage: str, args: argparse.Namespace, settings: Settings, spark: SparkSession) -> str:
+    """Runs ``stage`` in full on the warehouse (ingest: a new one); returns its report."""
     store = open_store(spark, settings.storage)
+    if stage == "ingest":
+        return run_ingest(spark, store, settings.ingest, "profile").format()
+    history = History.read(store, args.as_of)
+    if stage == "features":
+        n_categories = settings.enrich.n_categories
+        return run_features(store, history, settings.features, n_categories, "profile").format()
+    ctx = context_for(args.as_of, 9, settings.features.hour_bands)
+    book = load_strategies(settings.strategies_file)
+    return run_ranking(spark, store, history, book, ctx, settings.ranking.k, "profile").format()
+
+
+def profile_stage(stage: str, args: argparse.Namespace, settings: Settings, spark: SparkSession) -> Path:
+    """The whole stage, then its Spark stages grouped by call site."""
     metrics = SparkMetrics(spark)
     started = time.perf_counter()
-    report = run_ingest(spark, store, settings.ingest, "profile")
+    report = run_stage(stage, args, settings, spark)
     seconds = time.perf_counter() - started
     stages, queries = metrics.since()
-    rows = [summary("ingest (the whole stage)", seconds, stages, queries), *by_call_site(stages)]
-    events = sum(s.rows_in for s in report.sources)
+    rows = [summary(f"{stage} (the whole stage)", seconds, stages, queries), *by_call_site(stages)]
     header = (
-        "# Ingest stage profile (benchmarks/stage_profile.py --stage ingest)\n\n"
+        f"# {stage.capitalize()} stage profile (benchmarks/stage_profile.py --stage {stage})\n\n"
         f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; {describe()}; "
-        f"`python benchmarks/stage_profile.py --stage ingest --warehouse W"
-        f"{''.join(f' --conf {c}' for c in args.conf)}{''.join(f' --set {s}' for s in args.set)}`; "
-        f"{events:,} rows in; conf/local.yaml + conf/scale.yaml. The first row is the whole stage; the "
-        "others group its Spark stages by the line that started them (their 'SQL operators' column holds "
-        "the bytes they read instead)."
+        f"`python benchmarks/stage_profile.py --stage {stage} --warehouse W"
+        f"{''.join(f' --conf {c}' for c in args.conf)}{''.join(f' --set {s}' for s in args.set)}"
+        f"{f' --as-of {args.as_of}' if args.as_of else ''}`; conf/local.yaml + conf/scale.yaml. The first "
+        "row is the whole stage; the others group its Spark stages by the call site Spark gives them (their "
+        "last column holds the bytes they read instead).\n\n```\n" + report + "\n```"
     )
-    print(report.format())
-    write(rows, header, args.out or INGEST_RESULTS)
-    print((args.out or INGEST_RESULTS).read_text())
+    out = args.out or RESULTS.with_name(f"profile_{stage}.md")
+    write(rows, header, out)
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--warehouse", type=Path, required=True)
     parser.add_argument("--conf", type=Path, action="append", default=[])
-    parser.add_argument("--stage", choices=["candidates", "ingest"], default="candidates")
-    parser.add_argument("--as-of", type=dt.date.fromisoformat, help="the candidates' date")
+    parser.add_argument(
+        "--stage", choices=["candidates", "ingest", "features", "ranking"], default="candidates"
+    )
+    parser.add_argument("--as-of", type=dt.date.fromisoformat, help="the date (all stages but ingest)")
     parser.add_argument("--set", action="append", default=[], help="config overrides, as for genre-spark")
     parser.add_argument("--only", nargs="*", help="these sources only (default: every source on)")
-    parser.add_argument("--out", type=Path, help=f"default: {RESULTS.name} or {INGEST_RESULTS.name}")
+    parser.add_argument("--out", type=Path, help="default: results/profile_<stage>.md")
     parser.add_argument("--union", action="store_true", help="then all of them unioned (doubles the time)")
     args = parser.parse_args()
     overrides = [f"storage.warehouse={args.warehouse}", "spark.ui_enabled=true", *args.set]
@@ -224,10 +242,13 @@ def main() -> None:
         [ROOT / "conf" / "local.yaml", ROOT / "conf" / "scale.yaml", *args.conf], overrides
     )
     spark = build_spark_session(settings.spark)
-    if args.stage == "ingest":
-        return profile_ingest(args, settings, spark)
-    if args.as_of is None:
-        parser.error("--as-of is required for the candidates")
+    if args.stage == "ingest" and args.warehouse.exists():
+        parser.error(f"{args.warehouse} exists: the ingest profile writes a new warehouse")
+    if args.stage != "ingest" and args.as_of is None:
+        parser.error(f"--as-of is required for the {args.stage}")
+    if args.stage != "candidates":
+        print(profile_stage(args.stage, args, settings, spark).read_text())
+        return
     out = args.out or RESULTS
     store = open_store(spark, settings.storage)
     metrics = SparkMetrics(spark)
