@@ -25,8 +25,8 @@ COMPARED = (S.USER_SEGMENTS, S.CANDIDATES, S.SCORES, S.RECOMMENDATIONS)
 def test_two_fresh_runs_write_identical_lists(spark: SparkSession, tmp_path: Path) -> None:
     conf = slice_conf(tmp_path, sample_slice(tmp_path, rows=3_000))
     # the bi-encoder on (off by default; the slice's tiny encoder): its scores and the lists it reorders
-    # must repeat too; one KMeans fit
-    on = ["scoring.bi_encoder.enabled=true", "segments.k_max=3"]
+    # must repeat too
+    on = ["scoring.bi_encoder.enabled=true"]
     tables = []
     for name in ("first", "second"):
         settings = load_settings([conf], [f"storage.warehouse={tmp_path / name}", *on])

@@ -70,10 +70,11 @@ def slice_conf(folder: Path, csv: Path) -> Path:
                 "storage": {"backend": "embedded"},
                 "strategies_file": str(blends),
                 "discriminator": {"enabled": False},
-                # fewer categories, k values and ALS iterations: the slice is small, the test should be too
+                # fewer categories and ALS iterations, one k (one KMeans fit): the slice is small, the test
+                # should be too
                 "enrich": {"n_categories": 8, "encoder": {"model": encoder}},
                 "scoring": {"bi_encoder": {"model": encoder}},
-                "segments": {"k_min": 3, "k_max": 4},
+                "segments": {"k_min": 3, "k_max": 3},
                 "candidates": {"als": {"max_iter": 5, "rank": 16}, "limits": {"similar_users": 0}},
                 "ingest": {
                     "sources": {

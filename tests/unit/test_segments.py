@@ -94,7 +94,7 @@ def test_saved_model_reloads_with_identical_assignments(
     spark: SparkSession, seg: SegmentSettings, tmp_path: Path
 ) -> None:
     users = blobs(spark, 4)
-    fit = fit_segmentation(users, seg, "run")
+    fit = fit_segmentation(users, seg.model_copy(update={"k_min": 4, "k_max": 4}), "run")
     fit.model.write().save(str(tmp_path / "model"))
     reloaded = PipelineModel.load(str(tmp_path / "model"))
     assert_df_equality(
@@ -120,6 +120,7 @@ def test_choose_components() -> None:
 
 def test_refit_modes(spark: SparkSession, seg: SegmentSettings, store: TableStore) -> None:
     users = blobs(spark, 3)
+    seg = seg.model_copy(update={"k_min": 3, "k_max": 3})  # one KMeans fit per refit
     with pytest.raises(GenreSparkError, match="refit is 'never'"):
         load_or_fit(store, users, seg.model_copy(update={"refit": "never"}), "r0")
     first, fitted = load_or_fit(store, users, seg.model_copy(update={"refit": "if_missing"}), "r1")
