@@ -28,7 +28,7 @@ from pyspark.sql import types as T
 from genre_spark import schemas as S
 from genre_spark.config import AlsSettings, CandidateSettings, SimilarUserSettings
 from genre_spark.errors import ConfigError
-from genre_spark.history import History, days_before, decay, purchase_history
+from genre_spark.history import YEAR_DAYS, History, days_before, decay, midnight, purchase_history
 from genre_spark.storage import TableStore, WriteResult
 
 
@@ -113,16 +113,34 @@ def global_popularity(
     return _propose(members, top, detail, "popularity")
 
 
+def seasonal_popularity(
+    purchases: DataFrame, users: DataFrame, as_of: dt.date, window_days: int, limit: int
+) -> DataFrame:
+    """The items most customers bought in the ``window_days`` after the date a year (52 weeks) earlier,
+    for each of ``users``: what the coming weeks sold last year (a retailer's Christmas starts in autumn)."""
+    start = as_of - dt.timedelta(days=YEAR_DAYS)
+    end = start + dt.timedelta(days=window_days)
+    ts = F.col(S.EVENT_TS)
+    window = purchases.filter((ts >= midnight(start)) & (ts < midnight(end)))
+    everyone = window.withColumns({S.SEGMENT_ID: F.lit(0), S.SEGMENT_LABEL: F.lit("all customers")})
+    top = _popular(everyone, end, window_days, None, limit)
+    members = users.select(S.USER_ID, F.lit(0).alias(S.SEGMENT_ID))
+    detail = F.lit(f"popular in the same weeks last year ({start} to {end - dt.timedelta(days=1)})")
+    return _propose(members, top, detail, "seasonal")
+
+
 def _popular(
-    purchases: DataFrame, as_of: dt.date, window_days: int, half_life: float, limit: int
+    purchases: DataFrame, as_of: dt.date, window_days: int, half_life: float | None, limit: int
 ) -> DataFrame:
     """(segment_id, segment_label, item_id, source_score, source_rank): the ``limit`` items per segment
-    with the most recent buyers, each buyer's vote worth its latest purchase's decay."""
+    with the most buyers in the ``window_days`` before ``as_of``, each buyer's vote worth its latest
+    purchase's decay (one each without a ``half_life``)."""
     age = days_before(as_of, S.EVENT_TS)
+    vote = decay(age, half_life) if half_life is not None else F.lit(1.0)
     weighted = (
         purchases.filter(age <= window_days)
         .groupBy(S.SEGMENT_ID, S.SEGMENT_LABEL, S.ITEM_ID, S.USER_ID)
-        .agg(F.max(decay(age, half_life)).alias("w"))  # one vote per buyer
+        .agg(F.max(vote).alias("w"))  # one vote per buyer
     )
     popular = weighted.groupBy(S.SEGMENT_ID, S.SEGMENT_LABEL, S.ITEM_ID).agg(F.sum("w").alias("source_score"))
     # the top of each segment's list, best score first, ties by item id: a sorted array per segment
@@ -505,6 +523,10 @@ def _segment_popularity(i: SourceInputs, n: int) -> DataFrame:
     )
 
 
+def _seasonal(i: SourceInputs, n: int) -> DataFrame:
+    return seasonal_popularity(i.purchases, i.users, i.as_of, i.settings.seasonal_window_days, n)
+
+
 def _co_occurrence(i: SourceInputs, n: int) -> DataFrame:
     s = i.settings
     neighbours = cooccurrence_neighbours(
@@ -538,6 +560,7 @@ SOURCES: dict[str, Callable[[SourceInputs, int], DataFrame]] = {
     "als": _als,
     "content": _content,
     "similar_users": _similar_users,
+    "seasonal": _seasonal,
 }
 
 

@@ -247,6 +247,7 @@ class CandidateSettings(_Strict):
     recency_half_life_days: float = Field(gt=0)
     popularity_window_days: int = Field(gt=0)
     popularity_half_life_days: float = Field(gt=0)
+    seasonal_window_days: int = Field(gt=0)
     max_basket_size: int = Field(gt=1)
     min_co_count: int = Field(ge=1)
     co_occurrence_max_orders: int | None = Field(gt=0)
@@ -320,6 +321,7 @@ class DiscriminatorSettings(_Strict):
     label_days: int = Field(gt=0)  # a cut-off t is labelled by the purchases of [t, t + label_days)
     cutoffs: int = Field(gt=0)  # training cut-offs: as_of - label_days - i * cutoff_step_days, i < cutoffs
     cutoff_step_days: int = Field(gt=0)
+    year_back_cutoff: bool  # one more cut-off on as_of's date 52 weeks earlier (the season ahead, last year)
     max_model_age_days: int = Field(ge=0)  # reuse the latest model trained this many days before as_of
     max_training_users: int | None = Field(gt=0)  # per cut-off, a seeded sample of the users with a label
     without: list[str]  # feature groups left out of the model (schemas.RANKER_FEATURE_GROUPS)

@@ -134,6 +134,7 @@ def only_from(source: str) -> F.Column:
 
 
 REFIT = f"{LEARNED} refit"  # everything on, on the ablations' cut-offs
+ABLATED_GROUPS = ("lm", "segment", "season")  # feature groups refitted without (the sources are each one too)
 
 
 @dataclass(frozen=True)
@@ -144,15 +145,21 @@ class Ablation:
 
 
 def ablations(settings: DiscriminatorSettings, present: list[str], refit: bool) -> list[Ablation]:
-    """One refit per feature group the model uses (lm when scores exist, segment) and per source that
+    """One refit per feature group the model uses (lm when scores exist, segment, season) and per source that
     proposed anything (``present``: the sources and "lm" found in the test features); first the refit
     with everything when ``refit`` (the ablations train on fewer cut-offs than the model)."""
     kept = frozenset(settings.without)
-    used = [g for g in ("lm", "segment") if g not in kept and (g != "lm" or "lm" in present)]
+    used = [g for g in ABLATED_GROUPS if g not in kept and (g != "lm" or "lm" in present)]
     out = [Ablation(REFIT, kept)] if refit else []
     out += [Ablation(f"{LEARNED} -{g}", kept | {g}) for g in used]
     sources = [s for s in S.CANDIDATE_SOURCES if s in present]
     return out + [Ablation(f"{LEARNED} -{s}", kept, s) for s in sources]
+
+
+def report_order(evaluation: EvaluationSettings) -> list[str]:
+    """Every model the evaluation can score, in the order the table shows them."""
+    ablated = [f"{LEARNED} -{part}" for part in (*ABLATED_GROUPS, *S.CANDIDATE_SOURCES)]
+    return [PRODUCT, LEARNED, REFIT, *ablated, BLEND, *evaluation.baselines, DECAYED]
 
 
 def ablation_cutoffs(note: ModelNote, evaluation: EvaluationSettings) -> list[dt.date]:
@@ -548,8 +555,7 @@ def _report(
         (r[VARIANT], r[MODEL].split(":", 1)[1]): float(r["value"]) for r in rows if r["metric"] == CEILING
     }
     half = [float(r["value"]) for r in rows if r["metric"] == HALF_LIFE]
-    order = [PRODUCT, LEARNED, REFIT, f"{LEARNED} -lm", f"{LEARNED} -segment"]
-    order += [f"{LEARNED} -{s}" for s in S.CANDIDATE_SOURCES] + [BLEND, *evaluation.baselines, DECAYED]
+    order = report_order(evaluation)
     present = {m for _, m, _, _ in headline}
     models = [m for m in order if m in present]
     return EvaluationReport(

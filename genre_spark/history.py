@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 from genre_spark import schemas as S
 from genre_spark.storage import TableStore
 
+YEAR_DAYS = 364  # "a year earlier": 52 weeks back, the same weekday (seasonal features and candidates)
 PURCHASE_COLUMNS = (S.USER_ID, S.ITEM_ID, S.ORDER_ID, S.EVENT_TS, S.QUANTITY, S.UNIT_PRICE)
 
 

@@ -61,6 +61,7 @@ CANDIDATE_SOURCES = (
     "als",
     "content",
     "similar_users",
+    "seasonal",
 )
 SCORER_NAMES = ("bi_encoder", "cross_encoder", "causal_lm")
 
@@ -328,6 +329,8 @@ RANKER_FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
         "item_price",
         "item_price_ratio",
     ),
+    # a year back, over the days the label window covers (the sample's autumn is its Christmas season)
+    "season": ("item_buyers_last_year", "item_season_trend", "ui_orders_last_year"),
     "user": ("u_orders", "u_distinct_items", "u_repeat_rate", "u_basket_size", "u_days_since_last_order"),
     "sources": (
         *[f"{s}_{part}" for s in CANDIDATE_SOURCES for part in ("score", "rank")],

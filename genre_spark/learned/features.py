@@ -8,6 +8,8 @@ is null, which the ranker reads as missing.
 Groups (each can be left out of a model, which is how evaluation measures what a group buys):
 - ``history``: the user's own history with the item (orders, shares, decayed counts, is it due),
 - ``item``: the item over all users (popularity and trend, repurchase rate, age, price),
+- ``season``: the same days one year earlier: the item's buyers in the window the labels cover, shifted back
+  a year, against the window before it, and the user's own orders of the item then,
 - ``user``: the user (orders, repeat rate, basket size, recency),
 - ``sources``: each candidate source's normalised score and rank,
 - ``lm``: the language-model scorers' scores,
@@ -24,7 +26,7 @@ from pyspark.sql import functions as F
 from genre_spark import schemas as S
 from genre_spark.candidate_scores import normalised_score
 from genre_spark.errors import ConfigError
-from genre_spark.history import days_before, decay
+from genre_spark.history import YEAR_DAYS, days_before, decay
 
 HALF_LIVES = S.DECAY_HALF_LIVES
 POPULARITY_WEEKS = S.POPULARITY_WEEKS
@@ -42,7 +44,14 @@ def feature_columns(without: frozenset[str] = frozenset()) -> list[str]:
     return [c for group, cols in FEATURE_GROUPS.items() if group not in without for c in cols]
 
 
-def _user_item(purchases: DataFrame, cutoff: dt.date) -> DataFrame:
+def a_year_back(age: Column, season_days: int, windows_before: int = 0) -> Column:
+    """Whether a purchase ``age`` days before the cut-off falls in the ``season_days`` after the cut-off a
+    year earlier (``windows_before``: in the window of as many days that many windows before that)."""
+    newest = YEAR_DAYS + windows_before * season_days  # the age of the window's first day
+    return (age <= F.lit(newest)) & (age > F.lit(newest - season_days))
+
+
+def _user_item(purchases: DataFrame, cutoff: dt.date, season_days: int) -> DataFrame:
     """history features per (user, item) the user bought."""
     per_order = purchases.groupBy(S.USER_ID, S.ITEM_ID, S.ORDER_ID).agg(
         F.min(days_before(cutoff, S.EVENT_TS)).alias("_age"), F.sum(S.QUANTITY).alias("_qty")
@@ -60,6 +69,7 @@ def _user_item(purchases: DataFrame, cutoff: dt.date) -> DataFrame:
         F.min(age).cast("double").alias("ui_days_since_last"),
         F.max(age).cast("double").alias("ui_days_since_first"),
         F.sum("_recent").cast("double").alias("_in_recent"),
+        F.sum(a_year_back(age, season_days).cast("double")).alias("ui_orders_last_year"),
     )
     users = recent.groupBy(S.USER_ID).agg(
         F.count("*").cast("double").alias("_u_orders"), F.sum("_recent").cast("double").alias("_u_recent")
@@ -86,6 +96,7 @@ def _user_item(purchases: DataFrame, cutoff: dt.date) -> DataFrame:
             gap.alias("ui_gap_days"),
             (F.col("ui_days_since_last") / F.greatest(gap, F.lit(1.0))).alias("ui_due"),
             (F.col("_in_recent") / F.col("_u_recent")).alias("ui_recent_order_share"),
+            "ui_orders_last_year",
         )
     )
 
@@ -113,28 +124,40 @@ def _users(purchases: DataFrame, cutoff: dt.date) -> DataFrame:
     return orders.join(items, S.USER_ID).join(prices, S.USER_ID)
 
 
-def _items(purchases: DataFrame, cutoff: dt.date) -> DataFrame:
-    """item features over all users (the catalog is small: broadcast into the pair join)."""
+def _items(purchases: DataFrame, cutoff: dt.date, season_days: int) -> DataFrame:
+    """item and season features over all users (the catalog is small: broadcast into the pair join).
+    Buyers are counted from one (item, user) aggregate: a user bought in a window when any order did."""
     age = days_before(cutoff, S.EVENT_TS)
-    buyers = {
-        w: F.count_distinct(F.when(age <= 7 * w, F.col(S.USER_ID))).cast("double") for w in POPULARITY_WEEKS
-    }
-    per_user = purchases.groupBy(S.ITEM_ID, S.USER_ID).agg(F.countDistinct(S.ORDER_ID).alias("_n"))
-    repurchase = per_user.groupBy(S.ITEM_ID).agg(F.avg((F.col("_n") > 1).cast("double")).alias("_rr"))
-    stats = purchases.groupBy(S.ITEM_ID).agg(
-        *[b.alias(f"item_buyers_{w}w") for w, b in buyers.items()],
-        F.max(age).cast("double").alias("item_age_days"),
-        F.median(S.UNIT_PRICE).alias("item_price"),
+    per_user = purchases.groupBy(S.ITEM_ID, S.USER_ID).agg(
+        F.countDistinct(S.ORDER_ID).alias("_n"),
+        F.min(age).alias("_last"),
+        F.max(a_year_back(age, season_days).cast("int")).alias("_season"),
+        F.max(a_year_back(age, season_days, windows_before=1).cast("int")).alias("_before"),
+    )
+    buyers = per_user.groupBy(S.ITEM_ID).agg(
+        *[
+            F.sum((F.col("_last") <= 7 * w).cast("double")).alias(f"item_buyers_{w}w")
+            for w in POPULARITY_WEEKS
+        ],
+        F.avg((F.col("_n") > 1).cast("double")).alias("item_repurchase_rate"),
+        F.sum("_season").cast("double").alias("item_buyers_last_year"),
+        F.sum("_before").cast("double").alias("_before"),
+    )
+    lines = purchases.groupBy(S.ITEM_ID).agg(
+        F.max(age).cast("double").alias("item_age_days"), F.median(S.UNIT_PRICE).alias("item_price")
     )
     b1, b4, b12 = (F.col(f"item_buyers_{w}w") for w in POPULARITY_WEEKS)
-    return stats.join(repurchase, S.ITEM_ID).select(
+    season, before = F.col("item_buyers_last_year"), F.col("_before")
+    return buyers.join(lines, S.ITEM_ID).select(
         S.ITEM_ID,
         *[f"item_buyers_{w}w" for w in POPULARITY_WEEKS],
         (4 * b1 / (b4 + 1)).alias("item_trend_1w_4w"),
         (3 * b4 / (b12 + 1)).alias("item_trend_4w_12w"),
-        F.col("_rr").alias("item_repurchase_rate"),
+        "item_repurchase_rate",
         "item_age_days",
         "item_price",
+        "item_buyers_last_year",
+        (season / (before + 1)).alias("item_season_trend"),
     )
 
 
@@ -165,12 +188,15 @@ def pair_features(
     segments: DataFrame,
     scores: DataFrame | None,
     cutoff: dt.date,
+    season_days: int,
 ) -> DataFrame:
     """(user_id, item_id, *feature_columns()) for the candidate pairs of one cut-off.
 
     ``candidates``: the candidates table's rows for the cut-off; ``purchases``: product purchase lines
     strictly before ``cutoff`` (:meth:`genre_spark.history.History.purchases`); ``segments``: user_id,
-    segment_id, strategy_index; ``scores``: the scorers' rows for the cut-off, or None.
+    segment_id, strategy_index; ``scores``: the scorers' rows for the cut-off, or None; ``season_days``:
+    the width of the season window (the label window's, so that a cut-off's season features look at the
+    days its labels cover, a year earlier).
     """
     pairs = _sources(candidates)
     if scores is not None:
@@ -179,9 +205,9 @@ def pair_features(
     else:
         pairs = pairs.select("*", *[F.lit(None).cast("double").alias(n) for n in S.SCORER_NAMES])
     users = _users(purchases, cutoff)
-    items = _items(purchases, cutoff)
+    items = _items(purchases, cutoff, season_days)
     joined = (
-        pairs.join(_user_item(purchases, cutoff), [S.USER_ID, S.ITEM_ID], "left")
+        pairs.join(_user_item(purchases, cutoff, season_days), [S.USER_ID, S.ITEM_ID], "left")
         .join(users, S.USER_ID, "left")
         .join(F.broadcast(items), S.ITEM_ID, "left")
         .join(segments.select(S.USER_ID, S.SEGMENT_ID, STRATEGY_INDEX), S.USER_ID, "left")
@@ -193,6 +219,7 @@ def pair_features(
             "ui_order_share",
             "ui_quantity_share",
             "ui_recent_order_share",
+            "ui_orders_last_year",
             *[f"ui_decay_{h}d" for h in HALF_LIVES],
         )
     }

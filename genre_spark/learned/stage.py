@@ -25,7 +25,7 @@ from xgboost.spark import SparkXGBRankerModel
 from genre_spark import schemas as S
 from genre_spark.config import DiscriminatorSettings
 from genre_spark.errors import RankerMissingError
-from genre_spark.history import History, purchases_between
+from genre_spark.history import YEAR_DAYS, History, purchases_between
 from genre_spark.learned import model as M
 from genre_spark.learned.features import feature_columns, pair_features
 from genre_spark.storage import TableStore, WriteResult
@@ -36,9 +36,12 @@ NEW_ITEMS_KIND = "ranker_new_items"  # the second model, fitted on the pairs the
 
 
 def training_cutoffs(as_of: dt.date, settings: DiscriminatorSettings) -> list[dt.date]:
-    """Newest first; the newest cut-off's label window ends on ``as_of``."""
+    """Newest first; the newest cut-off's label window ends on ``as_of``; with ``year_back_cutoff``, last
+    the date 52 weeks before ``as_of``, whose labels cover the weeks ahead of ``as_of`` a year earlier."""
     first = as_of - dt.timedelta(days=settings.label_days)
-    return [first - dt.timedelta(days=i * settings.cutoff_step_days) for i in range(settings.cutoffs)]
+    recent = [first - dt.timedelta(days=i * settings.cutoff_step_days) for i in range(settings.cutoffs)]
+    year_back = as_of - dt.timedelta(days=YEAR_DAYS)
+    return [*recent, year_back] if settings.year_back_cutoff and year_back < recent[-1] else recent
 
 
 def strategy_indices(segments: DataFrame, decisions: dict[int, str], book: StrategyBook) -> DataFrame:
@@ -55,11 +58,12 @@ def write_features(
     decisions: dict[int, str],
     book: StrategyBook,
     run_id: str,
-    label_days: int | None = None,
+    label_days: int,
+    labelled: bool,
 ) -> WriteResult:
     """The ``ranker_features`` partition of the history's date: the features of the candidates the stages
-    wrote for it (from the history only), labelled by the purchases of ``[day, day + label_days)`` when
-    given."""
+    wrote for it (from the history only; the season features look at the ``label_days`` after the date, a
+    year earlier), labelled by the purchases of ``[day, day + label_days)`` when ``labelled``."""
     day = history.as_of
     on_day = F.col(S.AS_OF) == F.lit(day)
     segments = store.read_table(S.USER_SEGMENTS).filter(on_day)
@@ -73,8 +77,9 @@ def write_features(
             strategy_indices(segments, decisions, book),
             scores,
             day,
+            label_days,
         )
-        if label_days is None:
+        if not labelled:
             features = features.withColumn(S.LABEL, F.lit(None).cast("double"))
         else:
             end = day + dt.timedelta(days=label_days)
@@ -268,8 +273,9 @@ def fit_and_save(
     started = time.perf_counter()
     cutoffs = training_cutoffs(as_of, settings)
     for t in cutoffs:
+        history = History.read(store, t)
         write_features(
-            store, History.read(store, t), decide(t), book, f"{run_id}-train-{t}", settings.label_days
+            store, history, decide(t), book, f"{run_id}-train-{t}", settings.label_days, labelled=True
         )
     seconds["training features"] = time.perf_counter() - started
     started = time.perf_counter()
@@ -315,7 +321,7 @@ def run_discriminator(
     if note is None:
         note = fit_and_save(store, settings, decide, book, as_of, run_id, seconds)
     started = time.perf_counter()
-    write_features(store, history, decide(as_of), book, run_id)
+    write_features(store, history, decide(as_of), book, run_id, settings.label_days, labelled=False)
     seconds["features"] = time.perf_counter() - started
     started = time.perf_counter()
     features = store.read_table(S.RANKER_FEATURES).filter(F.col(S.AS_OF) == F.lit(as_of))

@@ -20,6 +20,7 @@ from genre_spark.candidates import (
     global_popularity,
     recent_anchors,
     recent_orders,
+    seasonal_popularity,
     segment_popularity,
     similar_users,
 )
@@ -126,6 +127,23 @@ def test_global_popularity_is_one_list_for_everyone(spark: SparkSession) -> None
     rows += [(u, "Z", "popularity", 0.5 ** (1 / 7), 2, detail) for u in ("u1", "u3")]  # B (0.5) is 3rd
     assert_approx_df_equality(
         result, spark.createDataFrame(rows, CANDIDATE), 1e-9, ignore_row_order=True, ignore_nullable=True
+    )
+
+
+def test_seasonal_popularity_counts_the_coming_days_a_year_back(spark: SparkSession) -> None:
+    """As of 2011-12-09 with 7 days: the buyers of 2010-12-10 .. 2010-12-16 (52 weeks back), one vote each."""
+    lines = [("u1", "A", "o1", 364), ("u2", "A", "o2", 358), ("u2", "B", "o2", 358)]
+    lines += [("u3", "C", "o3", 357), ("u3", "D", "o4", 365), ("u4", "E", "o5", 1)]  # outside the window
+    users = spark.createDataFrame([("u1",), ("u9",)], "user_id string")
+    result = seasonal_popularity(purchases(spark, lines), users, AS_OF, window_days=7, limit=5)
+    detail = "popular in the same weeks last year (2010-12-10 to 2010-12-16)"
+    rows = [
+        (u, i, "seasonal", score, rank, detail)
+        for u in ("u1", "u9")
+        for i, score, rank in [("A", 2.0, 1), ("B", 1.0, 2)]
+    ]
+    assert_df_equality(
+        result, spark.createDataFrame(rows, CANDIDATE), ignore_row_order=True, ignore_nullable=True
     )
 
 

@@ -24,6 +24,7 @@ from genre_spark.evaluation import (
     evaluate,
     pick_half_life,
     protocol_truth,
+    report_order,
 )
 from genre_spark.history import History
 from genre_spark.learned.features import feature_columns
@@ -105,7 +106,8 @@ def warehouse(spark: SparkSession, store: TableStore) -> TableStore:
 def with_ranker_tables(store: TableStore) -> TableStore:
     """The discriminator stage's tables as of AS_OF, its score standing in for a model: buy-again first."""
     decisions = {0: "balanced"}
-    write_features(store, History.read(store, AS_OF), decisions, load_strategies(), "setup")
+    history = History.read(store, AS_OF)
+    write_features(store, history, decisions, load_strategies(), "setup", 28, labelled=False)
     scores = store.read_table(S.RANKER_FEATURES).select(
         S.USER_ID,
         S.ITEM_ID,
@@ -215,8 +217,19 @@ def test_ablations_refit_on_the_newest_cutoffs_beside_a_reference(settings: Sett
     assert ablation_cutoffs(note, every) == sorted(cutoffs, reverse=True)
     ranker = settings.discriminator.model_copy(update={"without": ["segment"]})
     names = [a.name for a in ablations(ranker, ["buy_again", "als", "lm"], refit=True)]
-    assert names == [REFIT, f"{LEARNED} -lm", f"{LEARNED} -buy_again", f"{LEARNED} -als"]
+    assert names == [
+        REFIT,
+        f"{LEARNED} -lm",
+        f"{LEARNED} -season",
+        f"{LEARNED} -buy_again",
+        f"{LEARNED} -als",
+    ]
+    everything = ablations(
+        settings.discriminator.model_copy(update={"without": []}), [*S.CANDIDATE_SOURCES, "lm"], True
+    )
+    assert {a.name for a in everything} <= set(report_order(settings.evaluation))  # each refit is shown
     found = ablations(ranker, ["als"], refit=False)  # no scores: no -lm; the model's own cut-offs: no refit
     assert [(a.name, a.without_groups, a.without_source) for a in found] == [
-        (f"{LEARNED} -als", frozenset({"segment"}), "als")
+        (f"{LEARNED} -season", frozenset({"segment", "season"}), None),
+        (f"{LEARNED} -als", frozenset({"segment"}), "als"),
     ]

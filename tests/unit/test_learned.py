@@ -77,7 +77,10 @@ FUTURE = [
 
 def features(spark: SparkSession, rows: list[tuple[str, str, str]]) -> DataFrame:
     purchases = history_of(events(spark, rows), items(spark), CUTOFF).purchases()
-    return pair_features(candidates(spark), purchases, segments(spark), None, CUTOFF).orderBy(S.ITEM_ID)
+    season_days = (END - CUTOFF).days
+    return pair_features(candidates(spark), purchases, segments(spark), None, CUTOFF, season_days).orderBy(
+        S.ITEM_ID
+    )
 
 
 def test_features_ignore_events_on_or_after_the_cutoff(spark: SparkSession) -> None:
@@ -106,6 +109,23 @@ def test_features_ignore_events_on_or_after_the_cutoff(spark: SparkSession) -> N
     assert e is not None and e.ui_orders == 0.0 and e.ui_gap_days is None and e.item_buyers_4w is None
 
 
+def test_season_features_look_at_the_label_window_a_year_back(spark: SparkSession) -> None:
+    """The label window [2011-11-01, 2011-11-29) 52 weeks back is [2010-11-02, 2010-11-30); the window
+    before it [2010-10-05, 2010-11-02)."""
+    year_back = [
+        ("u1", "C", "2010-11-02 00:00:00"),  # first instant of the window a year back
+        ("u2", "C", "2010-11-29 23:59:59"),  # its last instant
+        ("u2", "C", "2010-10-05 00:00:00"),  # first instant of the window before it
+        ("u2", "D", "2010-11-30 00:00:00"),  # the window's end: after it
+        ("u1", "D", "2010-11-01 23:59:59"),  # the window before
+    ]
+    got = {r[S.ITEM_ID]: r for r in features(spark, PAST + year_back).collect()}
+    c, d, a = got["C"], got["D"], got["A"]
+    assert (c.item_buyers_last_year, c.item_season_trend, c.ui_orders_last_year) == (2.0, 1.0, 1.0)
+    assert (d.item_buyers_last_year, d.item_season_trend, d.ui_orders_last_year) == (0.0, 0.0, 0.0)
+    assert (a.item_buyers_last_year, a.ui_orders_last_year) == (0.0, 0.0)
+
+
 def test_labels_come_only_from_the_label_window(spark: SparkSession) -> None:
     labelled = with_labels(features(spark, PAST), events(spark, PAST + FUTURE), items(spark), CUTOFF, END)
     got = {r[S.ITEM_ID]: r[S.LABEL] for r in labelled.collect()}
@@ -118,6 +138,8 @@ def test_every_label_window_ends_by_the_as_of_date(settings: Settings) -> None:
     cutoffs = training_cutoffs(as_of, tuned)
     assert cutoffs == [dt.date(2011, 8, 4), dt.date(2011, 7, 21), dt.date(2011, 7, 7)]
     assert all(t + dt.timedelta(days=tuned.label_days) <= as_of for t in cutoffs)
+    year_back = training_cutoffs(as_of, tuned.model_copy(update={"year_back_cutoff": True}))
+    assert year_back == [*cutoffs, dt.date(2010, 9, 2)]  # 52 weeks before, a Thursday as 2011-09-01
 
 
 def test_spark_ranker_matches_a_local_xgboost_fit(spark: SparkSession, settings: Settings) -> None:
