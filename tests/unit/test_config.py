@@ -100,9 +100,9 @@ def test_missing_and_invalid_files(tmp_path: Path) -> None:
 
 def test_the_ranker_uses_lm_scores_exactly_when_a_scorer_is_on() -> None:
     default = load_settings([])
-    assert not default.scoring.scorers() and default.discriminator.without == ["segment", "lm"]
+    assert not default.scoring.scorers() and default.discriminator.without == ["segment", "season", "lm"]
     on = load_settings([], ["scoring.bi_encoder.enabled=true"])
-    assert list(on.scoring.scorers()) == ["bi_encoder"] and on.discriminator.without == ["segment"]
+    assert list(on.scoring.scorers()) == ["bi_encoder"] and on.discriminator.without == ["segment", "season"]
     chosen = load_settings([], ["scoring.bi_encoder.enabled=true", "discriminator.without=[segment,lm]"])
     assert chosen.discriminator.without == ["segment", "lm"]
 
