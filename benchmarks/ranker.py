@@ -27,7 +27,7 @@ from machine import write_report  # benchmarks/machine.py (scripts run from thei
 from genre_spark import synthetic
 from genre_spark.config import load_settings
 from genre_spark.learned.stage import run_discriminator, training_cutoffs
-from genre_spark.pipeline import RunContext, run_stages, strategy_decider
+from genre_spark.pipeline import RunContext, cutoff_run_id, run_stages, strategy_decider
 from genre_spark.session import build_spark_session
 from genre_spark.storage import open_store
 from genre_spark.strategy import context_for, load_strategies
@@ -69,7 +69,7 @@ def main() -> None:
         )
         rows += [(f"{r.stage} (once)", r.seconds) for r in run_stages(ctx, ["ingest", "enrich"])]
         for day in training_cutoffs(as_of, settings.discriminator):
-            past = dataclasses.replace(ctx, as_of=day, run_id=f"{ctx.run_id}-train-{day}")
+            past = dataclasses.replace(ctx, as_of=day, run_id=cutoff_run_id(ctx, day))
             seconds = sum(r.seconds for r in run_stages(past, DATED))
             rows.append((f"cut-off {day}: features, segments, candidates", seconds))
         run = [(r.stage, r.seconds) for r in run_stages(ctx, DATED)]

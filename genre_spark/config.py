@@ -398,6 +398,11 @@ class ReplaySettings(_Strict):
     ranker: Literal["book", "blend"]  # book: each strategy's own ranker; blend: every strategy by its blend
 
 
+# Sections no stage ahead of the learned ranker reads: changing them leaves a date's stored stage outputs
+# valid (where and how Spark runs, the ranker, the lists' head, evaluate and replay).
+AFTER_THE_STAGES = ("spark", "storage", "discriminator", "ranking", "evaluation", "replay")
+
+
 class Settings(_Strict):
     strategies_file: str | None
     spark: SparkSettings
@@ -439,18 +444,26 @@ class Settings(_Strict):
             )
         return self
 
-    def fingerprint(self, *extra: object) -> str:
-        """A short stable hash of the effective config and ``extra`` JSON values (the default run id)."""
-        payload = [self.model_dump(mode="json"), *extra] if extra else self.model_dump(mode="json")
+    def fingerprint(self, *extra: object, leave_out: Iterable[str] = ()) -> str:
+        """A short stable hash of the effective config but the ``leave_out`` sections, and ``extra`` (JSON
+        values or pydantic models: the strategy book)."""
+        config = self.model_dump(mode="json", exclude=set(leave_out))
+        inputs = [e.model_dump(mode="json") if isinstance(e, BaseModel) else e for e in extra]
+        payload = [config, *inputs] if inputs else config
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:10]
+
+    def stage_fingerprint(self, *extra: object) -> str:
+        """The fingerprint of what the dated stages ahead of the ranker read (every section but
+        ``AFTER_THE_STAGES``) and ``extra``: a date's stored features, segments, candidates and scores
+        are reusable by a run whose stage fingerprint is the one they were written under."""
+        return self.fingerprint(*extra, leave_out=AFTER_THE_STAGES)
 
 
 def default_run_id(settings: Settings, as_of: dt.date, *inputs: BaseModel | str | None) -> str:
     """The same date, config and ``inputs`` (what else changes the stages' output: the strategy book, the
     context's hour band) give the same run id, hence a rerun that is a no-op; any change, a new run id."""
-    extra = [i.model_dump(mode="json") if isinstance(i, BaseModel) else i for i in inputs]
-    return f"{as_of.isoformat()}-{settings.fingerprint(*extra)}"
+    return f"{as_of.isoformat()}-{settings.fingerprint(*inputs)}"
 
 
 # --------------------------------------------------------------------------- loading

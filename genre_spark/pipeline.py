@@ -47,6 +47,14 @@ class RunContext:
     context: Context  # the as-of day and the --context-hour band the lists are made for
 
     @cached_property
+    def stage_settings(self) -> str:
+        """The fingerprint of what shapes the dated stages' outputs (the settings they read, the strategy
+        book, the hour band), recorded with every write of this run (``STAGE_SETTINGS_KEY``)."""
+        return self.settings.stage_fingerprint(
+            self.strategies.model_dump(mode="json"), self.context.hour_band
+        )
+
+    @cached_property
     def history(self) -> History:
         """The events before ``as_of`` and the catalog as of it, read once (by the first dated stage, after
         ingest and enrich) and handed to every dated stage of this run and date."""
@@ -96,15 +104,27 @@ def strategy_decider(ctx: RunContext) -> Decide:
     return decide
 
 
+STAGE_SETTINGS_KEY = "genre_spark.stage_settings"  # commit metadata: the writing run's stage_settings
+
+
 def missing_stages(ctx: RunContext, day: dt.date) -> list[str]:
-    """The training stages whose tables have nothing for ``day`` yet (scoring only for a model that uses
-    the LM scores)."""
+    """The training stages to run for ``day``: all when its candidates are missing or were written under
+    other stage settings (another candidates config must not train the ranker on old candidates while it
+    scores new ones), scoring when only the scores are (only for a model that uses the LM scores)."""
     scored = bool(ctx.settings.scoring.scorers()) and "lm" not in ctx.settings.discriminator.without
-    if not _has_partition(ctx.store, S.CANDIDATES, day):
+    if not _current_partition(ctx, S.CANDIDATES, day):
         return stages_before("discriminator", scored=scored)
-    if scored and not _has_partition(ctx.store, S.SCORES, day):
+    if scored and not _current_partition(ctx, S.SCORES, day):
         return ["scoring"]
     return []
+
+
+def cutoff_run_id(ctx: RunContext, day: dt.date) -> str:
+    """The run id of a training cut-off's stages: the run's, the day, and the candidates table's next
+    version, so that stages run again after another config rewrote the day are new writes, not skipped
+    reruns of the first."""
+    version = ctx.store.version(S.CANDIDATES)
+    return f"{ctx.run_id}-train-{day}-v{0 if version is None else version + 1}"
 
 
 def train_discriminator(ctx: RunContext) -> str:
@@ -117,7 +137,7 @@ def train_discriminator(ctx: RunContext) -> str:
         for day in training_cutoffs(ctx.as_of, settings):
             stages = missing_stages(ctx, day)
             if stages:
-                past = dataclasses.replace(ctx, as_of=day, run_id=f"{ctx.run_id}-train-{day}")
+                past = dataclasses.replace(ctx, as_of=day, run_id=cutoff_run_id(ctx, day))
                 lines += [r.summary for r in run_stages(past, stages)]
     report = run_discriminator(
         ctx.store, ctx.history, settings, strategy_decider(ctx), ctx.strategies, ctx.run_id
@@ -125,9 +145,13 @@ def train_discriminator(ctx: RunContext) -> str:
     return "\n".join([*lines, report.format()])
 
 
-def _has_partition(store: TableStore, table: str, as_of: dt.date) -> bool:
+def _current_partition(ctx: RunContext, table: str, as_of: dt.date) -> bool:
+    """``table`` has rows for ``as_of``, written under this run's stage settings."""
+    written = ctx.store.partition_commit(table, as_of)
+    if written is None or written.get(STAGE_SETTINGS_KEY) != ctx.stage_settings:
+        return False
     on_date = F.col(S.AS_OF) == F.lit(as_of)
-    return store.exists(table) and bool(store.read_table(table).filter(on_date).limit(1).count())
+    return bool(ctx.store.read_table(table).filter(on_date).limit(1).count())
 
 
 def _discriminator(ctx: RunContext) -> str:
@@ -232,6 +256,7 @@ def run_stages(ctx: RunContext, stages: Sequence[str] | None = None) -> list[Sta
         raise ConfigError(f"unknown stage(s) {unknown}; valid choices: {list(STAGES)}")
     results = []
     ctx.store.progress = progress
+    ctx.store.commit_tags = {STAGE_SETTINGS_KEY: ctx.stage_settings}
     for name in STAGES:  # always in pipeline order, whatever order they were asked in
         if name in selected:
             start = time.perf_counter()

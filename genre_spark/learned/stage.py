@@ -28,7 +28,7 @@ from genre_spark.errors import RankerMissingError
 from genre_spark.history import YEAR_DAYS, History, purchases_between
 from genre_spark.learned import model as M
 from genre_spark.learned.features import feature_columns, pair_features
-from genre_spark.storage import TableStore, WriteResult
+from genre_spark.storage import RUN_ID_KEY, TableStore, WriteResult
 from genre_spark.strategy import StrategyBook
 
 MODEL_KIND = "ranker"
@@ -260,6 +260,13 @@ class DiscriminatorReport:
 Decide = Callable[[dt.date], dict[int, str]]  # day -> segment_id -> strategy name, from that day's segments
 
 
+def features_run_id(store: TableStore, run_id: str, cutoff: dt.date) -> str:
+    """The run id of a cut-off's ``ranker_features``: the run's, the cut-off, and the run that wrote its
+    candidates, so that new candidates (another config rewrote them) mean new features."""
+    written = store.partition_commit(S.CANDIDATES, cutoff) or {}
+    return f"{run_id}-train-{cutoff}-of-{written.get(RUN_ID_KEY, 'unknown')}"
+
+
 def fit_and_save(
     store: TableStore,
     settings: DiscriminatorSettings,
@@ -275,7 +282,13 @@ def fit_and_save(
     for t in cutoffs:
         history = History.read(store, t)
         write_features(
-            store, history, decide(t), book, f"{run_id}-train-{t}", settings.label_days, labelled=True
+            store,
+            history,
+            decide(t),
+            book,
+            features_run_id(store, run_id, t),
+            settings.label_days,
+            labelled=True,
         )
     seconds["training features"] = time.perf_counter() - started
     started = time.perf_counter()

@@ -12,12 +12,20 @@ from pyspark.sql import SparkSession
 from genre_spark.config import StorageSettings
 from genre_spark.errors import ConfigError
 from genre_spark.session import DELTA_EXTENSION
-from genre_spark.storage.base import AppendIfAbsent, TableStore, WriteMode, WriteResult, conform_to_contract
+from genre_spark.storage.base import (
+    RUN_ID_KEY,
+    AppendIfAbsent,
+    TableStore,
+    WriteMode,
+    WriteResult,
+    conform_to_contract,
+)
 from genre_spark.storage.embedded import EmbeddedDeltaStore
 from genre_spark.storage.locations import Locator, TableLocation, make_locator
 from genre_spark.storage.native import NativeDeltaStore
 
 __all__ = [
+    "RUN_ID_KEY",
     "AppendIfAbsent",
     "Locator",
     "TableLocation",

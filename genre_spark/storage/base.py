@@ -55,6 +55,7 @@ class WriteRequest:
     app_id: str  # Delta app-transaction id: a second write with the same id is skipped
     partition_by: list[str]
     replace_where: dict[str, str]  # partition column -> value as spelled in paths and predicates
+    metadata: dict[str, str]  # the commit's (Delta commitInfo): run id, table, partition, the store's tags
     if_absent: AppendIfAbsent | None = None
 
 
@@ -74,6 +75,8 @@ class TableStore(ABC):
         # (writing stage, result) of every write through this store, in order: progress and run reports
         self.write_log: list[tuple[str, WriteResult]] = []
         self.progress: Callable[[str], None] | None = None  # told about each write (pipeline.run_stages)
+        # added to every commit's metadata (pipeline.run_stages: the stage settings' fingerprint)
+        self.commit_tags: dict[str, str] = {}
 
     def location(self, name: str) -> TableLocation:
         """Where table ``name`` lives: a path/URI, or (native back-end) a catalog table name."""
@@ -185,13 +188,15 @@ class TableStore(ABC):
         missing = [c for c in partition_by if c not in df.columns]
         if missing:
             raise SchemaMismatchError(name, [f"partition column(s) {missing} not in the DataFrame"])
+        replaced = {k: partition_string(v) for k, v in (replace_where or {}).items()}
         request = WriteRequest(
             table=name,
             mode=mode,
             run_id=run_id,
             app_id=transaction_app_id(run_id, stage, replace_where),
             partition_by=list(partition_by),
-            replace_where={k: partition_string(v) for k, v in (replace_where or {}).items()},
+            replace_where=replaced,
+            metadata=commit_metadata(name, run_id, replaced, self.commit_tags),
             if_absent=if_absent,
         )
         started = time.perf_counter()
@@ -248,7 +253,16 @@ class TableStore(ABC):
 
     @abstractmethod
     def history(self, name: str) -> list[dict[str, Any]]:
-        """Commit infos, newest first."""
+        """Commit infos, newest first, with this store's commit metadata as top-level keys
+        (``genre_spark.run_id``, ``genre_spark.table``, ``genre_spark.partition``, the commit tags)."""
+
+    def partition_commit(self, name: str, as_of: dt.date) -> dict[str, Any] | None:
+        """The commit info of the newest write that replaced ``name``'s ``as_of`` partition (None when
+        none did: the partition was never replaced, or by a writer that did not record it)."""
+        if not self.exists(name):
+            return None
+        wanted = partition_label({AS_OF: partition_string(as_of)})
+        return next((c for c in self.history(name) if c.get(PARTITION_KEY) == wanted), None)
 
 
 def _as_uri(location: str) -> str:
@@ -267,8 +281,26 @@ def transaction_app_id(
     if stage:
         app_id += f":{stage}"
     if replace_where:
-        app_id += ":" + ",".join(f"{k}={partition_string(v)}" for k, v in sorted(replace_where.items()))
+        app_id += ":" + partition_label({k: partition_string(v) for k, v in replace_where.items()})
     return app_id
+
+
+RUN_ID_KEY = "genre_spark.run_id"
+PARTITION_KEY = "genre_spark.partition"
+
+
+def partition_label(replace_where: Mapping[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(replace_where.items()))
+
+
+def commit_metadata(
+    table: str, run_id: str, replace_where: Mapping[str, str], tags: Mapping[str, str]
+) -> dict[str, str]:
+    """What a commit records besides its data: the run id, the table, the partition it replaced."""
+    metadata = {RUN_ID_KEY: run_id, "genre_spark.table": table, **tags}
+    if replace_where:
+        metadata[PARTITION_KEY] = partition_label(replace_where)
+    return metadata
 
 
 def with_added_columns(existing: T.StructType, written: T.StructType, request: WriteRequest) -> T.StructType:

@@ -49,6 +49,7 @@ from genre_spark.storage.base import (
     WriteResult,
     check_schema,
     check_unchanged,
+    commit_metadata,
     with_added_columns,
 )
 from genre_spark.storage.locations import Locator
@@ -140,7 +141,7 @@ class EmbeddedDeltaStore(TableStore):
         metrics = table.delete(
             predicate,
             commit_properties=CommitProperties(
-                custom_metadata={"genre_spark.run_id": run_id, "genre_spark.table": name}
+                custom_metadata=commit_metadata(name, run_id, {}, self.commit_tags)
             ),
         )
         return WriteResult(name, table.version(), skipped=False, rows=int(metrics.get("num_deleted_rows", 0)))
@@ -186,7 +187,7 @@ class EmbeddedDeltaStore(TableStore):
         delta_schema = DeltaSchema.from_arrow(_nullable(to_arrow_schema(schema, timezone="UTC")))
         props = CommitProperties(
             app_transactions=[Transaction(request.app_id, 0, int(time.time() * 1000))],
-            custom_metadata={"genre_spark.run_id": request.run_id, "genre_spark.table": request.table},
+            custom_metadata=request.metadata,
             # an append deduplicated against one version must not be rebased onto a later one
             max_commit_retries=0 if request.if_absent is not None else None,
         )

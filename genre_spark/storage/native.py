@@ -9,6 +9,7 @@ name (``saveAsTable``/``table``), see ``storage/locations.py``.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from py4j.protocol import Py4JJavaError
@@ -18,10 +19,12 @@ from pyspark.sql import DataFrame
 from genre_spark.errors import TableNotFoundError, WriteConflictError
 from genre_spark.schemas import contract
 from genre_spark.storage.base import (
+    RUN_ID_KEY,
     TableStore,
     WriteRequest,
     WriteResult,
     check_unchanged,
+    commit_metadata,
     replace_where_predicate,
 )
 
@@ -55,7 +58,8 @@ class NativeDeltaStore(TableStore):
         if not self.exists(name):
             raise TableNotFoundError(name, self.table_path(name))
         # one row per table version (commit infos, not data)
-        return [row.asDict(recursive=True) for row in self._history_df(name, None).collect()]
+        rows = self._history_df(name, None).collect()
+        return [with_user_metadata(row.asDict(recursive=True)) for row in rows]
 
     def _history_df(self, name: str, limit: int | None) -> DataFrame:
         return self._delta_table(name).history(limit)
@@ -87,7 +91,8 @@ class NativeDeltaStore(TableStore):
         if matching == 0:
             return WriteResult(name, self.version(name), skipped=True)
         table = self._delta_table(name)
-        self.spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", f"genre_spark.run_id={run_id}")
+        metadata = json.dumps(commit_metadata(name, run_id, {}, self.commit_tags))
+        self.spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", metadata)
         try:
             table.delete(predicate)
         finally:
@@ -121,7 +126,7 @@ class NativeDeltaStore(TableStore):
         confs = {
             "spark.databricks.delta.write.txnAppId": request.app_id,
             "spark.databricks.delta.write.txnVersion": "0",
-            "spark.databricks.delta.commitInfo.userMetadata": f"genre_spark.run_id={request.run_id}",
+            "spark.databricks.delta.commitInfo.userMetadata": json.dumps(request.metadata),
         }
         for k, v in confs.items():
             self.spark.conf.set(k, v)
@@ -143,7 +148,7 @@ class NativeDeltaStore(TableStore):
             .mode(request.mode)
             .option("txnAppId", request.app_id)
             .option("txnVersion", 0)
-            .option("userMetadata", f"genre_spark.run_id={request.run_id}")
+            .option("userMetadata", json.dumps(request.metadata))
         )
         if request.partition_by:
             writer = writer.partitionBy(*request.partition_by)
@@ -156,3 +161,14 @@ class NativeDeltaStore(TableStore):
             writer.saveAsTable(where.name)
         else:
             writer.save(str(where))
+
+
+def with_user_metadata(commit: dict[str, Any]) -> dict[str, Any]:
+    """A commit info with the store's metadata (a JSON object in ``userMetadata``; before, the text
+    ``genre_spark.run_id=<run id>``) as top-level keys."""
+    text = commit.get("userMetadata") or ""
+    if text.startswith("{"):
+        return {**commit, **json.loads(text)}
+    if text.startswith(f"{RUN_ID_KEY}="):
+        return {**commit, RUN_ID_KEY: text.removeprefix(f"{RUN_ID_KEY}=")}
+    return commit

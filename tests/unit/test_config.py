@@ -117,6 +117,18 @@ def test_run_id_is_stable_and_follows_config() -> None:
     assert default_run_id(a, day).startswith("2011-12-09-")
 
 
+def test_the_stage_fingerprint_follows_only_what_the_stages_read() -> None:
+    base = load_settings([]).stage_fingerprint()
+    after_the_stages = [
+        "discriminator.n_estimators=7",
+        "evaluation.ablations=false",
+        "spark.shuffle_partitions=7",
+    ]
+    assert load_settings([], after_the_stages).stage_fingerprint() == base
+    for read in ["candidates.min_co_count=9", "features.top_categories=4", "segments.k_max=5"]:
+        assert load_settings([], [read]).stage_fingerprint() != base, read
+
+
 def test_run_id_follows_the_strategies_and_the_context() -> None:
     """A changed weight in the strategy file or another hour band is another run, not a rerun."""
     settings, day = load_settings([]), dt.date(2011, 12, 9)

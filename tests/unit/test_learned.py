@@ -19,8 +19,8 @@ from genre_spark.errors import RankerMissingError
 from genre_spark.history import History
 from genre_spark.learned import model as M
 from genre_spark.learned.features import MISSING_RANK, feature_columns, pair_features
-from genre_spark.learned.stage import training_cutoffs, with_labels
-from genre_spark.pipeline import RunContext, missing_stages
+from genre_spark.learned.stage import features_run_id, training_cutoffs, with_labels
+from genre_spark.pipeline import STAGE_SETTINGS_KEY, RunContext, cutoff_run_id, missing_stages
 from genre_spark.ranking import RankingInputs, rank, rule_chooser
 from genre_spark.storage import TableStore
 from genre_spark.strategy import Context, StrategyBook, load_strategies, new_items_book
@@ -256,3 +256,37 @@ def test_the_cut_offs_score_only_for_a_model_that_uses_the_lm_scores(
 
     assert missing(["segment"]) == ["features", "segments", "candidates", "scoring"]
     assert missing(["segment", "lm"]) == ["features", "segments", "candidates"]
+
+
+def test_the_cut_offs_rerun_when_other_stage_settings_wrote_their_candidates(
+    spark: SparkSession, settings: Settings, store: TableStore
+) -> None:
+    day = dt.date(2011, 6, 9)
+
+    def ctx_with(**sections: object) -> RunContext:
+        tuned = settings.model_copy(update=sections)
+        return RunContext(spark, store, tuned, day, "r", load_strategies(), Context(day, None))
+
+    def write_candidates(ctx: RunContext) -> None:
+        store.commit_tags = {STAGE_SETTINGS_KEY: ctx.stage_settings}  # as run_stages records them
+        rows = spark.createDataFrame([("u1", "A", "buy_again", 1.0, 1, None, day)], S.contract(S.CANDIDATES))
+        store.replace_date(rows, S.CANDIDATES, as_of=day, run_id=cutoff_run_id(ctx, day), stage="candidates")
+
+    every_stage = ["features", "segments", "candidates"]
+    base = ctx_with()
+    assert missing_stages(base, day) == every_stage  # nothing written yet
+    first_id = cutoff_run_id(base, day)
+    write_candidates(base)
+    first_features = features_run_id(store, "r", day)
+    assert missing_stages(base, day) == []
+    # the ranker's, evaluate's and the lists' settings leave the stages' outputs valid
+    ranker = settings.discriminator.model_copy(update={"n_estimators": 7, "year_back_cutoff": True})
+    evaluation = settings.evaluation.model_copy(update={"ablations": False})
+    assert missing_stages(ctx_with(discriminator=ranker, evaluation=evaluation), day) == []
+    # other candidates: the cut-off runs again, under a run id of its own
+    other = ctx_with(candidates=settings.candidates.model_copy(update={"min_co_count": 9}))
+    assert missing_stages(other, day) == every_stage
+    write_candidates(other)
+    assert missing_stages(base, day) == every_stage  # back to the first settings: not the other's candidates
+    assert cutoff_run_id(base, day) != first_id  # a new write, not a skipped rerun of the first
+    assert features_run_id(store, "r", day) != first_features  # new candidates, new ranker features

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from genre_spark import schemas as S
 from genre_spark.errors import SchemaMismatchError, TableNotFoundError, WriteConflictError
 from genre_spark.storage import AppendIfAbsent, TableStore
 from genre_spark.storage.embedded import EmbeddedDeltaStore
+from genre_spark.storage.native import with_user_metadata
 
 TYPED = T.StructType(
     [
@@ -133,6 +135,33 @@ def test_replace_where_replaces_one_partition_idempotently(spark: SparkSession, 
         other, "recs", run_id="run-2", mode="overwrite", partition_by=["as_of"], replace_where={"as_of": day1}
     )
     assert sorted(r.v for r in store.read_table("recs").collect()) == [10, 20, 21]
+
+
+def test_the_newest_replacement_of_a_partition_and_its_tags(spark: SparkSession, store: TableStore) -> None:
+    day1, day2 = dt.date(2011, 12, 8), dt.date(2011, 12, 9)
+    schema = "as_of date, v int"
+    assert store.partition_commit("recs", day1) is None  # no table
+    first = spark.createDataFrame([(day1, 1)], schema)
+    store.write_table(first, "recs", mode="append", run_id="init", partition_by=["as_of"])
+    assert store.partition_commit("recs", day1) is None  # an append replaces no partition
+    for run_id, day, tag in [("a", day1, "x"), ("b", day2, "y"), ("c", day1, "z")]:
+        store.commit_tags = {"genre_spark.stage_settings": tag}
+        rows = spark.createDataFrame([(day, 2)], schema)
+        store.replace_date(rows, "recs", as_of=day, run_id=run_id, stage="s")
+    newest = store.partition_commit("recs", day1)
+    assert newest is not None
+    assert (newest["genre_spark.run_id"], newest["genre_spark.stage_settings"]) == ("c", "z")
+    assert store.partition_commit("recs", day2)["genre_spark.run_id"] == "b"  # type: ignore[index]
+    assert store.partition_commit("recs", dt.date(2011, 12, 10)) is None
+
+
+def test_native_commit_metadata_is_read_back_as_keys() -> None:
+    recorded = {"userMetadata": json.dumps({"genre_spark.run_id": "r", "genre_spark.partition": "as_of=x"})}
+    assert with_user_metadata(recorded)["genre_spark.partition"] == "as_of=x"
+    legacy = {"userMetadata": "genre_spark.run_id=old-run"}  # what earlier versions wrote
+    assert with_user_metadata(legacy)["genre_spark.run_id"] == "old-run"
+    foreign = {"userMetadata": "nightly compaction"}  # another writer's: kept as it is
+    assert with_user_metadata(foreign) == foreign
 
 
 def test_a_rebalanced_date_is_written_as_few_files(spark: SparkSession, store: TableStore) -> None:
