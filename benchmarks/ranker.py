@@ -74,7 +74,13 @@ def main() -> None:
             rows.append((f"cut-off {day}: features, segments, candidates", seconds))
         run = [(r.stage, r.seconds) for r in run_stages(ctx, DATED)]
         report = run_discriminator(
-            ctx.store, ctx.history, settings.discriminator, strategy_decider(ctx), ctx.strategies, ctx.run_id
+            ctx.store,
+            ctx.history,
+            settings.discriminator,
+            strategy_decider(ctx),
+            ctx.strategies,
+            ctx.run_id,
+            ctx.stage_settings,
         )
         print(report.format(), flush=True)
         run += [(f"discriminator: {step}", s) for step, s in report.seconds.items()]

@@ -28,7 +28,13 @@ from genre_spark.feedback import adaptive_chooser_from_store, run_feedback
 from genre_spark.history import History
 from genre_spark.ingest import run_ingest
 from genre_spark.learned.features import feature_columns
-from genre_spark.learned.stage import Decide, reusable_model, run_discriminator, training_cutoffs
+from genre_spark.learned.stage import (
+    Decide,
+    fingerprint,
+    reusable_model,
+    run_discriminator,
+    training_cutoffs,
+)
 from genre_spark.ranking import rule_chooser, run_ranking, segment_strategies
 from genre_spark.scoring import run_scoring
 from genre_spark.segments import run_segments
@@ -50,9 +56,7 @@ class RunContext:
     def stage_settings(self) -> str:
         """The fingerprint of what shapes the dated stages' outputs (the settings they read, the strategy
         book, the hour band), recorded with every write of this run (``STAGE_SETTINGS_KEY``)."""
-        return self.settings.stage_fingerprint(
-            self.strategies.model_dump(mode="json"), self.context.hour_band
-        )
+        return self.settings.stage_fingerprint(self.strategies, self.context.hour_band)
 
     @cached_property
     def history(self) -> History:
@@ -132,15 +136,16 @@ def train_discriminator(ctx: RunContext) -> str:
     train or reuse the ranker and score the candidates as of the run's date."""
     settings = ctx.settings.discriminator
     lines = []
-    columns = feature_columns(frozenset(settings.without))
-    if reusable_model(ctx.store, ctx.as_of, settings, columns) is None:
+    wanted = fingerprint(settings, feature_columns(frozenset(settings.without)), ctx.stage_settings)
+    if reusable_model(ctx.store, ctx.as_of, settings, wanted) is None:
         for day in training_cutoffs(ctx.as_of, settings):
             stages = missing_stages(ctx, day)
             if stages:
                 past = dataclasses.replace(ctx, as_of=day, run_id=cutoff_run_id(ctx, day))
                 lines += [r.summary for r in run_stages(past, stages)]
+    decide = strategy_decider(ctx)
     report = run_discriminator(
-        ctx.store, ctx.history, settings, strategy_decider(ctx), ctx.strategies, ctx.run_id
+        ctx.store, ctx.history, settings, decide, ctx.strategies, ctx.run_id, ctx.stage_settings
     )
     return "\n".join([*lines, report.format()])
 

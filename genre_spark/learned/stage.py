@@ -214,22 +214,24 @@ def train(
 
 
 def reusable_model(
-    store: TableStore, as_of: dt.date, settings: DiscriminatorSettings, columns: list[str]
+    store: TableStore, as_of: dt.date, settings: DiscriminatorSettings, wanted: str
 ) -> ModelNote | None:
-    """The latest saved model's note, when the age policy allows its reuse for ``as_of``."""
+    """The latest saved model's note, when the age policy allows its reuse for ``as_of`` and it was
+    trained as ``wanted`` (:func:`fingerprint`)."""
     latest = store.latest_model(MODEL_KIND) if settings.max_model_age_days > 0 else None
     text = store.read_model_note(MODEL_KIND, latest) if latest else None
     if text is None:
         return None
     note = ModelNote.from_json(text)
     fresh = dt.timedelta(0) <= as_of - note.as_of <= dt.timedelta(days=settings.max_model_age_days)
-    return note if fresh and note.fingerprint == fingerprint(settings, columns) else None
+    return note if fresh and note.fingerprint == wanted else None
 
 
-def fingerprint(settings: DiscriminatorSettings, columns: list[str]) -> str:
-    """What a model was trained with: its columns and every training knob (not the reuse policy)."""
+def fingerprint(settings: DiscriminatorSettings, columns: list[str], stage_settings: str) -> str:
+    """What a model was trained with: its columns, every training knob (not the reuse policy) and the
+    stage settings its cut-offs' candidates were made with (``RunContext.stage_settings``)."""
     knobs = settings.model_dump(exclude={"enabled", "max_model_age_days"})
-    text = json.dumps({"columns": columns, **knobs}, sort_keys=True)
+    text = json.dumps({"columns": columns, "stages": stage_settings, **knobs}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -274,6 +276,7 @@ def fit_and_save(
     book: StrategyBook,
     as_of: dt.date,
     run_id: str,
+    wanted: str,
     seconds: dict[str, float],
 ) -> ModelNote:
     """Features and labels of every training cut-off (``ranker_features``), the fit, the saved model."""
@@ -307,7 +310,7 @@ def fit_and_save(
         pairs,
         positives,
         M.importances(fitted),
-        fingerprint(settings, columns),
+        wanted,
         settings.new_items_model,
         label_recall(store, cutoffs, settings.label_days),
     )
@@ -324,15 +327,17 @@ def run_discriminator(
     decide: Decide,
     book: StrategyBook,
     run_id: str,
+    stage_settings: str,
 ) -> DiscriminatorReport:
-    """Train (or reuse) the ranker and write its score of every candidate as of the history's date."""
+    """Train (or reuse) the ranker and write its score of every candidate as of the history's date;
+    ``stage_settings``: the fingerprint of the settings the stages ahead of it ran with."""
     as_of = history.as_of
-    columns = feature_columns(frozenset(settings.without))
-    note = reusable_model(store, as_of, settings, columns)
+    wanted = fingerprint(settings, feature_columns(frozenset(settings.without)), stage_settings)
+    note = reusable_model(store, as_of, settings, wanted)
     trained = note is None
     seconds: dict[str, float] = {}
     if note is None:
-        note = fit_and_save(store, settings, decide, book, as_of, run_id, seconds)
+        note = fit_and_save(store, settings, decide, book, as_of, run_id, wanted, seconds)
     started = time.perf_counter()
     write_features(store, history, decide(as_of), book, run_id, settings.label_days, labelled=False)
     seconds["features"] = time.perf_counter() - started

@@ -19,7 +19,15 @@ from genre_spark.errors import RankerMissingError
 from genre_spark.history import History
 from genre_spark.learned import model as M
 from genre_spark.learned.features import MISSING_RANK, feature_columns, pair_features
-from genre_spark.learned.stage import features_run_id, training_cutoffs, with_labels
+from genre_spark.learned.stage import (
+    MODEL_KIND,
+    ModelNote,
+    features_run_id,
+    fingerprint,
+    reusable_model,
+    training_cutoffs,
+    with_labels,
+)
 from genre_spark.pipeline import STAGE_SETTINGS_KEY, RunContext, cutoff_run_id, missing_stages
 from genre_spark.ranking import RankingInputs, rank, rule_chooser
 from genre_spark.storage import TableStore
@@ -290,3 +298,23 @@ def test_the_cut_offs_rerun_when_other_stage_settings_wrote_their_candidates(
     assert missing_stages(base, day) == every_stage  # back to the first settings: not the other's candidates
     assert cutoff_run_id(base, day) != first_id  # a new write, not a skipped rerun of the first
     assert features_run_id(store, "r", day) != first_features  # new candidates, new ranker features
+
+
+def test_a_saved_model_is_reused_only_when_young_and_trained_on_the_same_stage_settings(
+    settings: Settings, store: TableStore
+) -> None:
+    ranker = settings.discriminator.model_copy(update={"max_model_age_days": 6})
+    columns = feature_columns(frozenset(ranker.without))
+    trained_as = fingerprint(ranker, columns, "stages-a")
+    note = ModelNote("m1", CUTOFF, [CUTOFF], columns, 1, 2, 1, [], trained_as, label_recall=0.5)
+    store.write_model_note(MODEL_KIND, "m1", note.to_json())
+    store.set_latest_model(MODEL_KIND, "m1")
+    later = CUTOFF + dt.timedelta(days=6)
+    assert reusable_model(store, later, ranker, trained_as) == note
+    assert reusable_model(store, later + dt.timedelta(days=1), ranker, trained_as) is None  # too old
+    other_candidates = fingerprint(ranker, columns, "stages-b")  # the cut-offs' stages ran otherwise
+    assert other_candidates != trained_as and reusable_model(store, later, ranker, other_candidates) is None
+    deeper = ranker.model_copy(update={"max_depth": 7})
+    assert fingerprint(deeper, columns, "stages-a") != trained_as
+    # the reuse policy is not a training knob
+    assert fingerprint(ranker.model_copy(update={"max_model_age_days": 1}), columns, "stages-a") == trained_as
