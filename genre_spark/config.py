@@ -325,7 +325,8 @@ class DiscriminatorSettings(_Strict):
     max_model_age_days: int = Field(ge=0)  # reuse the latest model trained this many days before as_of
     max_training_users: int | None = Field(gt=0)  # per cut-off, a seeded sample of the users with a label
     without: list[str]  # feature groups left out of the model (schemas.RANKER_FEATURE_GROUPS)
-    new_items_model: bool  # a second model for the new-items mode, fitted on the never-bought pairs
+    new_items_model: bool  # a second model for the new-items mode, fitted on the newest cut-offs only
+    new_items_cutoffs: int = Field(gt=0)  # how many (the newest first)
     num_workers: int = Field(gt=0)  # Spark tasks that train together (barrier mode)
     device: Literal["cpu", "cuda"]
     n_estimators: int = Field(gt=0)

@@ -32,7 +32,7 @@ from genre_spark.storage import RUN_ID_KEY, TableStore, WriteResult
 from genre_spark.strategy import StrategyBook
 
 MODEL_KIND = "ranker"
-NEW_ITEMS_KIND = "ranker_new_items"  # the second model, fitted on the pairs the user never bought
+NEW_ITEMS_KIND = "ranker_new_items"  # the second model, for the new-items mode (the newest cut-offs)
 
 
 def training_cutoffs(as_of: dt.date, settings: DiscriminatorSettings) -> list[dt.date]:
@@ -102,14 +102,10 @@ def with_labels(
     )
 
 
-def training_set(
-    store: TableStore, cutoffs: list[dt.date], settings: DiscriminatorSettings, new_only: bool = False
-) -> DataFrame:
+def training_set(store: TableStore, cutoffs: list[dt.date], settings: DiscriminatorSettings) -> DataFrame:
     """The labelled features of the cut-offs, only users with at least one purchase in their label
     window (at most ``max_training_users`` of them per cut-off, a seeded hash sample)."""
     table = store.read_table(S.RANKER_FEATURES).filter(F.col(S.AS_OF).isin(*cutoffs))
-    if new_only:  # the new-items model learns the order of what the user never bought
-        table = table.filter(F.col("ui_orders") == 0)
     queries = table.groupBy(S.USER_ID, S.AS_OF).agg(F.max(S.LABEL).alias("_any"))
     queries = queries.filter(F.col("_any") > 0)
     if settings.max_training_users is not None:
@@ -298,8 +294,9 @@ def fit_and_save(
     columns = feature_columns(frozenset(settings.without))
     fitted, (queries, pairs, positives) = train(training_set(store, cutoffs, settings), settings, columns)
     M.save(fitted, store.model_path(MODEL_KIND, run_id))
-    if settings.new_items_model:
-        fitted_new, _ = train(training_set(store, cutoffs, settings, new_only=True), settings, columns)
+    if settings.new_items_model:  # the same pairs, the newest cut-offs only (cutoffs are newest first)
+        newest = training_set(store, cutoffs[: settings.new_items_cutoffs], settings)
+        fitted_new, _ = train(newest, settings, columns)
         M.save(fitted_new, store.model_path(NEW_ITEMS_KIND, run_id))
     note = ModelNote(
         run_id,
