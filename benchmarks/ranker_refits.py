@@ -7,13 +7,15 @@
 
 `evaluate` scores one fit per variant, and a fit's seed (its column and row sampling) moves NDCG@10 about as
 much as most parts the ranker can gain or lose: an effect is real when it stands clear of the seeds' spread.
-Each trial is a set of config overrides on top of the warehouse's (always a `default` trial without any). For
+Each trial is a set of overrides of the `--conf` files (always a `default` trial without any). For
 each trial and seed: the training set of the trial's cut-offs from the stored `ranker_features` (the run or
 evaluate that wrote them ran their stages; a missing cut-off is an error), one local `xgboost.XGBRanker` fit
 with the product's booster parameters (`genre_spark.learned.model.booster_params`, the Spark estimator's; a
 unit test checks the two fits agree), scored on the as-of date's features; lists and NDCG as `evaluate`
 computes them (`top_k_lists`, `list_metrics`, `protocol_truth`; the new variant keeps the pairs the user never
-bought). A fit takes about 75 s on the sample on 2 cores, a third of a Spark refit.
+bought). Both variants are the trial's one model's order: the product's new-items mode uses a second model
+fitted on the newest cut-off, which is the trial `discriminator.cutoffs=1`. A fit takes about 80 s on the
+sample on 2 cores.
 
 Stage settings (candidates, features) are not refitted here: the stored features are what they are. Trials
 change the ranker: its `discriminator.*` settings and feature groups.
