@@ -16,7 +16,8 @@ from genre_spark.errors import ConfigError, WriteConflictError
 
 def fake_context() -> SimpleNamespace:
     """What run_stages reads of a RunContext; the stage functions are replaced."""
-    return SimpleNamespace(store=SimpleNamespace(write_log=[]), as_of=dt.date(2011, 12, 9), run_id="r1")
+    store = SimpleNamespace(write_log=[])
+    return SimpleNamespace(store=store, as_of=dt.date(2011, 12, 9), run_id="r1", stage_settings="s1")
 
 
 def failing(exc: Exception) -> Callable[[object], str]:
