@@ -17,7 +17,6 @@ Results: benchmarks/results/ranker.md.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import shutil
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from machine import write_report  # benchmarks/machine.py (scripts run from thei
 from genre_spark import synthetic
 from genre_spark.config import load_settings
 from genre_spark.learned.stage import run_discriminator, training_cutoffs
-from genre_spark.pipeline import RunContext, cutoff_run_id, run_stages, strategy_decider
+from genre_spark.pipeline import RunContext, cutoff_context, run_stages, strategy_decider
 from genre_spark.session import build_spark_session
 from genre_spark.storage import open_store
 from genre_spark.strategy import context_for, load_strategies
@@ -67,13 +66,21 @@ def main() -> None:
             load_strategies(settings.strategies_file),
             context_for(as_of, 9, settings.features.hour_bands),
         )
+        command = f"python benchmarks/ranker.py --users {args.users}" + (
+            f" --cutoffs {args.cutoffs}" if args.cutoffs else ""
+        )
+
+        def report(run: list[tuple[str, float]], setup: str) -> None:  # after every step: a partial table
+            write_report(RESULTS, "The learned ranker at scale", command, setup, table(rows, run))
+
         rows += [(f"{r.stage} (once)", r.seconds) for r in run_stages(ctx, ["ingest", "enrich"])]
         for day in training_cutoffs(as_of, settings.discriminator):
-            past = dataclasses.replace(ctx, as_of=day, run_id=cutoff_run_id(ctx, day))
-            seconds = sum(r.seconds for r in run_stages(past, DATED))
-            rows.append((f"cut-off {day}: features, segments, candidates", seconds))
+            past = cutoff_context(ctx, day)
+            rows += [(f"cut-off {day}: {r.stage}", r.seconds) for r in run_stages(past, DATED)]
+            report([], "in progress")
         run = [(r.stage, r.seconds) for r in run_stages(ctx, DATED)]
-        report = run_discriminator(
+        report(run, "in progress")
+        result = run_discriminator(
             ctx.store,
             ctx.history,
             settings.discriminator,
@@ -82,30 +89,36 @@ def main() -> None:
             ctx.run_id,
             ctx.stage_settings,
         )
-        print(report.format(), flush=True)
-        run += [(f"discriminator: {step}", s) for step, s in report.seconds.items()]
+        print(result.format(), flush=True)
+        run += [(f"discriminator: {step}", s) for step, s in result.seconds.items()]
+        report(run, "in progress")
         run += [(r.stage, r.seconds) for r in run_stages(ctx, ["ranking"])]
     finally:
         spark.stop()
-    total = sum(s for _, s in run)
-    ranker = sum(s for name, s in run if name.startswith("discriminator"))
-    table = ["| step | seconds | share of the run of T |", "|---|---:|---:|"]
-    table += [f"| {name} | {s:,.1f} | |" for name, s in rows]
-    table += [f"| {name} | {s:,.1f} | {s / total:.1%} |" for name, s in run]
-    table += [
-        f"| **run of T** | **{total:,.1f}** | 100% |",
-        f"| **discriminator** | **{ranker:,.1f}** | **{ranker / total:.1%}** |",
-    ]
-    note = report.note
+    trained = result.note
+    cap = settings.discriminator.max_training_users
     setup = (
-        f"{args.users:,} synthetic users as of {as_of}; {len(note.cutoffs)} training cut-offs "
-        f"({note.queries:,} queries, {note.pairs:,} pairs); {report.scored:,} candidates scored; "
-        f"{settings.discriminator.n_estimators} trees, {settings.discriminator.num_workers} worker(s)."
+        f"{args.users:,} synthetic users as of {as_of}; {len(trained.cutoffs)} training cut-off(s), their "
+        f"candidates for at most {cap:,} users each ({trained.queries:,} queries, {trained.pairs:,} pairs); "
+        f"{result.scored:,} candidates scored; {settings.discriminator.n_estimators} trees, "
+        f"{settings.discriminator.num_workers} worker(s)."
     )
-    command = f"python benchmarks/ranker.py --users {args.users}" + (
-        f" --cutoffs {args.cutoffs}" if args.cutoffs else ""
-    )
-    write_report(RESULTS, "The learned ranker at scale", command, setup, table)
+    report(run, setup)
+
+
+def table(rows: list[tuple[str, float]], run: list[tuple[str, float]]) -> list[str]:
+    """The steps before the run of T as they are, then the run's steps with their share of it."""
+    total = sum(s for _, s in run) or 1.0
+    ranker = sum(s for name, s in run if name.startswith("discriminator"))
+    lines = ["| step | seconds | share of the run of T |", "|---|---:|---:|"]
+    lines += [f"| {name} | {s:,.1f} | |" for name, s in rows]
+    lines += [f"| {name} | {s:,.1f} | {s / total:.1%} |" for name, s in run]
+    if any(name == "ranking" for name, _ in run):
+        lines += [
+            f"| **run of T** | **{total:,.1f}** | 100% |",
+            f"| **discriminator** | **{ranker:,.1f}** | **{ranker / total:.1%}** |",
+        ]
+    return lines
 
 
 if __name__ == "__main__":

@@ -482,15 +482,18 @@ class SourceInputs:
 
     purchases: DataFrame  # product purchases before as_of
     history: DataFrame  # purchase_history of all users (ALS fits on everyone's)
-    segments: DataFrame  # the users to propose for, with their segment
+    segments: DataFrame  # every user with a segment (segment popularity counts their votes)
     items: DataFrame  # the catalog as of the date
     embeddings: DataFrame | None
     settings: CandidateSettings
     as_of: dt.date
+    targets: DataFrame | None = None  # user_id: propose only for these (a training sample); None: everyone
 
     @property
     def users(self) -> DataFrame:
-        return self.segments.select(S.USER_ID)
+        """The users to propose for: those of ``segments``, among ``targets`` when given."""
+        users = self.segments.select(S.USER_ID)
+        return users if self.targets is None else users.join(self.targets, S.USER_ID, "left_semi")
 
     @property
     def history_of_users(self) -> DataFrame:
@@ -518,9 +521,10 @@ def _popularity(i: SourceInputs, n: int) -> DataFrame:
 
 def _segment_popularity(i: SourceInputs, n: int) -> DataFrame:
     s = i.settings
-    return segment_popularity(
+    proposed = segment_popularity(
         i.purchases, i.segments, i.as_of, s.popularity_window_days, s.popularity_half_life_days, n
     )
+    return proposed if i.targets is None else proposed.join(i.users, S.USER_ID, "left_semi")
 
 
 def _seasonal(i: SourceInputs, n: int) -> DataFrame:
@@ -579,8 +583,16 @@ def generate_candidates(inputs: SourceInputs) -> DataFrame:
 
 
 def run_candidates(
-    store: TableStore, history: History, settings: CandidateSettings, run_id: str
+    store: TableStore,
+    history: History,
+    settings: CandidateSettings,
+    run_id: str,
+    users: DataFrame | None = None,
 ) -> CandidateReport:
+    """The candidates of every user with a segment on the history's date, or only of ``users``
+    (``user_id``; a training cut-off's sample): a user's candidates do not depend on whom else the
+    sources propose for, since every model (popularity, co-occurrence, ALS, the user neighbours) is
+    fitted on all users' purchases."""
     as_of, items = history.as_of, history.items
     segments = store.read_table(S.USER_SEGMENTS).filter(F.col(S.AS_OF) == F.lit(as_of))
     # read by all six sources: one scan of the events instead of one per source
@@ -590,7 +602,7 @@ def run_candidates(
     try:
         embeddings = store.read_table(S.ITEM_EMBEDDINGS)
         candidates = generate_candidates(
-            SourceInputs(purchases, per_item, segments, items, embeddings, settings, as_of)
+            SourceInputs(purchases, per_item, segments, items, embeddings, settings, as_of, users)
         )
         write = store.replace_date(candidates, S.CANDIDATES, as_of=as_of, run_id=run_id, stage="candidates")
     finally:
@@ -604,5 +616,5 @@ def run_candidates(
         .orderBy("source")
         .collect()  # one row per source
     }
-    users = written.select(S.USER_ID).distinct().count()
-    return CandidateReport(as_of, users, per_source, write)
+    reached = written.select(S.USER_ID).distinct().count()
+    return CandidateReport(as_of, reached, per_source, write)

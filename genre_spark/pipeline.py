@@ -34,6 +34,8 @@ from genre_spark.learned.stage import (
     reusable_model,
     run_discriminator,
     training_cutoffs,
+    training_sample,
+    training_users,
 )
 from genre_spark.ranking import rule_chooser, run_ranking, segment_strategies
 from genre_spark.scoring import run_scoring
@@ -51,12 +53,20 @@ class RunContext:
     run_id: str
     strategies: StrategyBook
     context: Context  # the as-of day and the --context-hour band the lists are made for
+    # a training cut-off of the learned ranker: its candidates stage proposes only for the users the
+    # ranker trains on (learned.stage.training_users), not for everyone with a segment
+    training_cutoff: bool = False
 
     @cached_property
     def stage_settings(self) -> str:
         """The fingerprint of what shapes the dated stages' outputs (the settings they read, the strategy
         book, the hour band), recorded with every write of this run (``STAGE_SETTINGS_KEY``)."""
         return self.settings.stage_fingerprint(self.strategies, self.context.hour_band)
+
+    @property
+    def proposed_for(self) -> str:
+        """Whom this run's candidates are for, recorded with its writes (``PROPOSED_FOR_KEY``)."""
+        return training_sample(self.settings.discriminator) if self.training_cutoff else EVERYONE
 
     @cached_property
     def history(self) -> History:
@@ -91,7 +101,9 @@ def _segments(ctx: RunContext) -> str:
 
 
 def _candidates(ctx: RunContext) -> str:
-    return run_candidates(ctx.store, ctx.history, ctx.settings.candidates, ctx.run_id).format()
+    s = ctx.settings
+    users = training_users(ctx.store, ctx.history, s.discriminator) if ctx.training_cutoff else None
+    return run_candidates(ctx.store, ctx.history, s.candidates, ctx.run_id, users).format()
 
 
 def _scoring(ctx: RunContext) -> str:
@@ -109,6 +121,8 @@ def strategy_decider(ctx: RunContext) -> Decide:
 
 
 STAGE_SETTINGS_KEY = "genre_spark.stage_settings"  # commit metadata: the writing run's stage_settings
+PROPOSED_FOR_KEY = "genre_spark.proposed_for"  # commit metadata: the writing run's proposed_for
+EVERYONE = "everyone"
 
 
 def missing_stages(ctx: RunContext, day: dt.date) -> list[str]:
@@ -123,12 +137,13 @@ def missing_stages(ctx: RunContext, day: dt.date) -> list[str]:
     return []
 
 
-def cutoff_run_id(ctx: RunContext, day: dt.date) -> str:
-    """The run id of a training cut-off's stages: the run's, the day, and the candidates table's next
-    version, so that stages run again after another config rewrote the day are new writes, not skipped
-    reruns of the first."""
+def cutoff_context(ctx: RunContext, day: dt.date) -> RunContext:
+    """The run context of a training cut-off's stages. Its run id holds the run's, the day, and the
+    candidates table's next version, so that stages run again after another config rewrote the day are
+    new writes, not skipped reruns of the first."""
     version = ctx.store.version(S.CANDIDATES)
-    return f"{ctx.run_id}-train-{day}-v{0 if version is None else version + 1}"
+    run_id = f"{ctx.run_id}-train-{day}-v{0 if version is None else version + 1}"
+    return dataclasses.replace(ctx, as_of=day, run_id=run_id, training_cutoff=True)
 
 
 def train_discriminator(ctx: RunContext) -> str:
@@ -141,8 +156,7 @@ def train_discriminator(ctx: RunContext) -> str:
         for day in training_cutoffs(ctx.as_of, settings):
             stages = missing_stages(ctx, day)
             if stages:
-                past = dataclasses.replace(ctx, as_of=day, run_id=cutoff_run_id(ctx, day))
-                lines += [r.summary for r in run_stages(past, stages)]
+                lines += [r.summary for r in run_stages(cutoff_context(ctx, day), stages)]
     decide = strategy_decider(ctx)
     report = run_discriminator(
         ctx.store, ctx.history, settings, decide, ctx.strategies, ctx.run_id, ctx.stage_settings
@@ -151,9 +165,13 @@ def train_discriminator(ctx: RunContext) -> str:
 
 
 def _current_partition(ctx: RunContext, table: str, as_of: dt.date) -> bool:
-    """``table`` has rows for ``as_of``, written under this run's stage settings."""
+    """``table`` has rows for ``as_of``, written under this run's stage settings, for everyone or for
+    the training sample this run's cut-offs want."""
     written = ctx.store.partition_commit(table, as_of)
     if written is None or written.get(STAGE_SETTINGS_KEY) != ctx.stage_settings:
+        return False
+    wanted = training_sample(ctx.settings.discriminator)
+    if written.get(PROPOSED_FOR_KEY, EVERYONE) not in (EVERYONE, wanted):
         return False
     on_date = F.col(S.AS_OF) == F.lit(as_of)
     return bool(ctx.store.read_table(table).filter(on_date).limit(1).count())
@@ -261,7 +279,7 @@ def run_stages(ctx: RunContext, stages: Sequence[str] | None = None) -> list[Sta
         raise ConfigError(f"unknown stage(s) {unknown}; valid choices: {list(STAGES)}")
     results = []
     ctx.store.progress = progress
-    ctx.store.commit_tags = {STAGE_SETTINGS_KEY: ctx.stage_settings}
+    ctx.store.commit_tags = {STAGE_SETTINGS_KEY: ctx.stage_settings, PROPOSED_FOR_KEY: ctx.proposed_for}
     for name in STAGES:  # always in pipeline order, whatever order they were asked in
         if name in selected:
             start = time.perf_counter()

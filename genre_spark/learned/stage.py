@@ -107,20 +107,40 @@ def training_set(store: TableStore, cutoffs: list[dt.date], settings: Discrimina
     window (at most ``max_training_users`` of them per cut-off, a seeded hash sample)."""
     table = store.read_table(S.RANKER_FEATURES).filter(F.col(S.AS_OF).isin(*cutoffs))
     queries = table.groupBy(S.USER_ID, S.AS_OF).agg(F.max(S.LABEL).alias("_any"))
-    queries = queries.filter(F.col("_any") > 0)
-    if settings.max_training_users is not None:
-        order = F.xxhash64(S.USER_ID, F.lit(settings.seed))
-        keep = (
-            queries.withColumn("_h", order)
-            .groupBy(S.AS_OF)
-            .agg(
-                F.slice(
-                    F.array_sort(F.collect_list(F.struct("_h", S.USER_ID))), 1, settings.max_training_users
-                ).alias("_k")
-            )
-        )
-        queries = keep.select(S.AS_OF, F.explode("_k.user_id").alias(S.USER_ID))
-    return table.join(queries.select(S.USER_ID, S.AS_OF), [S.USER_ID, S.AS_OF], "left_semi")
+    queries = sample_users(queries.filter(F.col("_any") > 0), settings)
+    return table.join(queries, [S.USER_ID, S.AS_OF], "left_semi")
+
+
+def training_users(store: TableStore, history: History, settings: DiscriminatorSettings) -> DataFrame:
+    """(user_id): whom a training cut-off's candidates stage proposes for, the users its ranker can
+    train on: those with a segment on the history's date and a purchase in its label window, at most
+    ``max_training_users`` of them (the hash sample :func:`training_set` takes). Their labels end on or
+    before the run's date, like every label."""
+    day = history.as_of
+    end = day + dt.timedelta(days=settings.label_days)
+    buyers = purchases_between(store.read_table(S.EVENTS), history.items, day, end).select(S.USER_ID)
+    segmented = store.read_table(S.USER_SEGMENTS).filter(F.col(S.AS_OF) == F.lit(day))
+    users = segmented.select(S.USER_ID, S.AS_OF).join(buyers.distinct(), S.USER_ID, "left_semi")
+    return sample_users(users, settings).select(S.USER_ID)
+
+
+def training_sample(settings: DiscriminatorSettings) -> str:
+    """What :func:`training_users` selects, as a commit tag: a cut-off's candidates written for another
+    sample (another label window, cap or seed) are not this one's."""
+    cap = "all" if settings.max_training_users is None else f"{settings.max_training_users}"
+    return f"buyers in {settings.label_days} days; {cap} per cut-off by hash, seed {settings.seed}"
+
+
+def sample_users(queries: DataFrame, settings: DiscriminatorSettings) -> DataFrame:
+    """(user_id, as_of) of ``queries``, at most ``max_training_users`` per date: those with the smallest
+    seeded hashes of the user id (the same users for the same population and seed)."""
+    if settings.max_training_users is None:
+        return queries.select(S.USER_ID, S.AS_OF)
+    entry = F.struct(F.xxhash64(S.USER_ID, F.lit(settings.seed)).alias("_h"), F.col(S.USER_ID))
+    kept = queries.groupBy(S.AS_OF).agg(
+        F.slice(F.array_sort(F.collect_list(entry)), 1, settings.max_training_users).alias("_k")
+    )
+    return kept.select(S.AS_OF, F.explode("_k.user_id").alias(S.USER_ID))
 
 
 def label_recall(store: TableStore, cutoffs: list[dt.date], label_days: int) -> float:

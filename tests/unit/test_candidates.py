@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import numpy as np
@@ -12,11 +13,13 @@ from pyspark.sql import functions as F
 
 from genre_spark import schemas as S
 from genre_spark.candidates import (
+    SourceInputs,
     als_candidates,
     block_neighbours,
     buy_again,
     cooccurrence_neighbours,
     from_neighbours,
+    generate_candidates,
     global_popularity,
     recent_anchors,
     recent_orders,
@@ -322,6 +325,39 @@ def test_a_neighbour_offers_only_its_heaviest_items(spark: SparkSession, setting
 
     assert offered(None) == ["A", "B", "C"]
     assert offered(1) == ["A"]
+
+
+def test_a_users_candidates_do_not_depend_on_whom_else_they_are_for(
+    spark: SparkSession, settings: Settings
+) -> None:
+    """A training cut-off proposes for a sample of the users only: each source fits on everyone's
+    purchases, so the sample's candidates are the rows they have when everyone gets candidates."""
+    rows = []
+    for g, group_items in enumerate(["ABCDE", "VWXYZ"]):
+        for u in range(6):
+            for j, item in enumerate(group_items):
+                if (u + j) % 5 != 0:
+                    rows.append((f"g{g}u{u}", item, f"o{g}{u}{j % 2}", 3 + 20 * (j % 2)))
+    p = purchases(spark, rows).withColumn(S.UNIT_PRICE, F.lit(1.0))
+    users = sorted({r[0] for r in rows})
+    segments = spark.createDataFrame(
+        [(u, int(u[1]), f"s{u[1]}") for u in users], "user_id string, segment_id int, segment_label string"
+    )
+    items = spark.createDataFrame([(i, i) for i in "ABCDEVWXYZ"], "item_id string, title string")
+    # the sources that fit on all users' purchases (ALS and content take the users only at the end)
+    fitted = ["buy_again", "popularity", "segment_popularity", "co_occurrence", "similar_users"]
+    c = settings.candidates
+    limits = dict.fromkeys(c.limits, 0) | dict.fromkeys(fitted, 4)
+    tuned = c.model_copy(update={"limits": limits, "min_co_count": 1})
+    inputs = SourceInputs(p, purchase_history(p), segments, items, None, tuned, AS_OF)
+    sample = spark.createDataFrame([("g0u1",), ("g1u4",), ("nobody",)], "user_id string")
+    for_everyone = generate_candidates(inputs).join(sample, S.USER_ID, "left_semi")
+    for_the_sample = generate_candidates(dataclasses.replace(inputs, targets=sample))
+    assert for_the_sample.select("source").distinct().count() == len(fitted)
+    key = [S.USER_ID, "source", "source_rank"]
+    assert_approx_df_equality(
+        for_the_sample.orderBy(*key), for_everyone.orderBy(*key), precision=1e-9, ignore_nullable=True
+    )
 
 
 def test_candidate_contract(spark: SparkSession) -> None:

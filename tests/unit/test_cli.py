@@ -17,7 +17,9 @@ from genre_spark.errors import ConfigError, WriteConflictError
 def fake_context() -> SimpleNamespace:
     """What run_stages reads of a RunContext; the stage functions are replaced."""
     store = SimpleNamespace(write_log=[])
-    return SimpleNamespace(store=store, as_of=dt.date(2011, 12, 9), run_id="r1", stage_settings="s1")
+    return SimpleNamespace(
+        store=store, as_of=dt.date(2011, 12, 9), run_id="r1", stage_settings="s1", proposed_for="everyone"
+    )
 
 
 def failing(exc: Exception) -> Callable[[object], str]:

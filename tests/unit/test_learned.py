@@ -26,13 +26,20 @@ from genre_spark.learned.stage import (
     fingerprint,
     reusable_model,
     training_cutoffs,
+    training_users,
     with_labels,
 )
-from genre_spark.pipeline import STAGE_SETTINGS_KEY, RunContext, cutoff_run_id, missing_stages
+from genre_spark.pipeline import (
+    PROPOSED_FOR_KEY,
+    STAGE_SETTINGS_KEY,
+    RunContext,
+    cutoff_context,
+    missing_stages,
+)
 from genre_spark.ranking import RankingInputs, rank, rule_chooser
 from genre_spark.storage import TableStore
 from genre_spark.strategy import Context, StrategyBook, load_strategies, new_items_book
-from tests.conftest import history_of
+from tests.conftest import history_of, in_contract
 
 CUTOFF = dt.date(2011, 11, 1)  # features as of this date ...
 END = dt.date(2011, 11, 29)  # ... labels from [CUTOFF, END)
@@ -276,14 +283,15 @@ def test_the_cut_offs_rerun_when_other_stage_settings_wrote_their_candidates(
         return RunContext(spark, store, tuned, day, "r", load_strategies(), Context(day, None))
 
     def write_candidates(ctx: RunContext) -> None:
-        store.commit_tags = {STAGE_SETTINGS_KEY: ctx.stage_settings}  # as run_stages records them
+        past = cutoff_context(ctx, day)
+        store.commit_tags = {STAGE_SETTINGS_KEY: past.stage_settings, PROPOSED_FOR_KEY: past.proposed_for}
         rows = spark.createDataFrame([("u1", "A", "buy_again", 1.0, 1, None, day)], S.contract(S.CANDIDATES))
-        store.replace_date(rows, S.CANDIDATES, as_of=day, run_id=cutoff_run_id(ctx, day), stage="candidates")
+        store.replace_date(rows, S.CANDIDATES, as_of=day, run_id=past.run_id, stage="candidates")
 
     every_stage = ["features", "segments", "candidates"]
     base = ctx_with()
     assert missing_stages(base, day) == every_stage  # nothing written yet
-    first_id = cutoff_run_id(base, day)
+    first_id = cutoff_context(base, day).run_id
     write_candidates(base)
     first_features = features_run_id(store, "r", day)
     assert missing_stages(base, day) == []
@@ -296,8 +304,44 @@ def test_the_cut_offs_rerun_when_other_stage_settings_wrote_their_candidates(
     assert missing_stages(other, day) == every_stage
     write_candidates(other)
     assert missing_stages(base, day) == every_stage  # back to the first settings: not the other's candidates
-    assert cutoff_run_id(base, day) != first_id  # a new write, not a skipped rerun of the first
+    assert cutoff_context(base, day).run_id != first_id  # a new write, not a skipped rerun of the first
     assert features_run_id(store, "r", day) != first_features  # new candidates, new ranker features
+    # the cut-off's candidates are for its training sample: another sample needs them again
+    write_candidates(base)
+    assert missing_stages(base, day) == []
+    other_sample = settings.discriminator.model_copy(update={"max_training_users": 5})
+    assert missing_stages(ctx_with(discriminator=other_sample), day) == every_stage
+
+
+def test_a_cut_off_proposes_for_a_hash_sample_of_its_label_window_buyers(
+    spark: SparkSession, settings: Settings, store: TableStore
+) -> None:
+    """Its buyers in [CUTOFF, END) who bought before it (have a segment), at most max_training_users."""
+    buyers = [f"b{n}" for n in range(6)]
+    rows = [(u, "A", "2011-10-01 10:00:00") for u in [*buyers, "quiet"]]  # quiet: nothing in the window
+    rows += [(u, "B", "2011-11-10 10:00:00") for u in [*buyers, "newcomer"]]  # newcomer: no segment
+    rows += [("late", "B", "2011-11-29 10:00:00")]  # after the label window
+    every_event = events(spark, rows)
+    history = history_of(every_event, items(spark), CUTOFF)
+    store.write_table(in_contract(every_event, S.EVENTS), S.EVENTS, mode="overwrite", run_id="setup")
+    segmented = spark.createDataFrame(
+        [(u, 0, CUTOFF) for u in [*buyers, "quiet", "late"]], "user_id string, segment_id int, as_of date"
+    )
+    segmented = in_contract(segmented, S.USER_SEGMENTS)
+    store.write_table(segmented, S.USER_SEGMENTS, mode="overwrite", run_id="setup")
+    label_days = (END - CUTOFF).days
+
+    def sample(cap: int | None, seed: int = 0) -> set[str]:
+        ranker = settings.discriminator.model_copy(
+            update={"label_days": label_days, "max_training_users": cap, "seed": seed}
+        )
+        return {r.user_id for r in training_users(store, history, ranker).collect()}
+
+    assert sample(None) == set(buyers)
+    three = sample(3)
+    assert len(three) == 3 and three < set(buyers) and sample(3) == three  # the same draw every time
+    assert sample(4) > three  # a larger cap keeps the smaller sample's users (smallest hashes first)
+    assert any(len(sample(3, seed)) == 3 and sample(3, seed) != three for seed in range(1, 5))
 
 
 def test_a_saved_model_is_reused_only_when_young_and_trained_on_the_same_stage_settings(
