@@ -25,7 +25,8 @@ from machine import write_report  # benchmarks/machine.py (scripts run from thei
 
 from genre_spark import synthetic
 from genre_spark.config import load_settings
-from genre_spark.learned.stage import run_discriminator, training_cutoffs
+from genre_spark.learned.features import feature_columns
+from genre_spark.learned.stage import fingerprint, run_discriminator, training_cutoffs
 from genre_spark.pipeline import RunContext, cutoff_context, run_stages, strategy_decider
 from genre_spark.session import build_spark_session
 from genre_spark.storage import open_store
@@ -80,14 +81,11 @@ def main() -> None:
             report([], "in progress")
         run = [(r.stage, r.seconds) for r in run_stages(ctx, DATED)]
         report(run, "in progress")
+        ranker = settings.discriminator
+        wanted = fingerprint(ranker, feature_columns(frozenset(ranker.without)), ctx.stage_settings)
+        decide = strategy_decider(ctx)
         result = run_discriminator(
-            ctx.store,
-            ctx.history,
-            settings.discriminator,
-            strategy_decider(ctx),
-            ctx.strategies,
-            ctx.run_id,
-            ctx.stage_settings,
+            ctx.store, ctx.history, ranker, decide, ctx.strategies, ctx.run_id, wanted, reused=None
         )
         print(result.format(), flush=True)
         run += [(f"discriminator: {step}", s) for step, s in result.seconds.items()]

@@ -17,8 +17,11 @@ bought). Both variants are the trial's one model's order: the product's new-item
 fitted on the newest cut-off, which is the trial `discriminator.cutoffs=1`. A fit takes about 80 s on the
 sample on 2 cores.
 
-Stage settings (candidates, features) are not refitted here: the stored features are what they are. Trials
-change the ranker: its `discriminator.*` settings and feature groups.
+Stage settings are not rerun here: the stored features are what they are. Trials change the ranker (its
+`discriminator.*` settings and feature groups) or make the candidates shallower: with `candidates.limits.X=N`
+below the stored limit, the trial keeps the pairs some source proposed within its new limit, in training and
+in the lists, and a source's features read "not proposed" past it (the rows a rerun of the candidates stage
+with those limits would give: a source's ranks and normalised scores do not depend on its depth).
 
 Results: appended to benchmarks/results/ranker_refits.md.
 """
@@ -40,10 +43,10 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from genre_spark import schemas as S
-from genre_spark.config import Settings, load_settings
+from genre_spark.config import CandidateSettings, Settings, load_settings
 from genre_spark.errors import ConfigError
 from genre_spark.evaluation import protocol_truth
-from genre_spark.learned.features import feature_columns
+from genre_spark.learned.features import MISSING_RANK, feature_columns
 from genre_spark.learned.model import booster_params
 from genre_spark.learned.stage import training_cutoffs, training_set
 from genre_spark.metrics import MODEL, VARIANT, VARIANT_ALL, VARIANT_NEW, list_metrics, top_k_lists
@@ -70,21 +73,45 @@ def stored_cutoffs(store: TableStore, cutoffs: list[dt.date]) -> None:
         )
 
 
+def shallower(frame: pd.DataFrame, stored: CandidateSettings, trial: CandidateSettings) -> pd.DataFrame:
+    """The pairs of ``frame`` (stored features) that the trial's candidate limits propose, with the
+    sources' features of a pair proposed past its new limit as for a source that did not propose it."""
+    deeper = sorted(s for s, n in trial.limits.items() if n > stored.limits.get(s, 0))
+    if deeper:
+        raise ConfigError(f"candidates.limits of {deeper}: deeper than the stored candidates' (rerun them)")
+    if trial.limits == stored.limits:
+        return frame
+    within = {s: frame[f"{s}_rank"] <= trial.limits.get(s, 0) for s in S.CANDIDATE_SOURCES}
+    kept = frame.assign(n_sources=sum(w.astype(float) for w in within.values()))
+    for source, inside in within.items():
+        kept[f"{source}_score"] = kept[f"{source}_score"].where(inside, 0.0)
+        kept[f"{source}_rank"] = kept[f"{source}_rank"].where(inside, MISSING_RANK)
+    return kept[kept["n_sources"] > 0]
+
+
 def fit_scores(
-    settings: Settings, store: TableStore, as_of: dt.date, test: pd.DataFrame, seeds: list[int]
+    settings: Settings,
+    stored: CandidateSettings,
+    store: TableStore,
+    as_of: dt.date,
+    test: pd.DataFrame,
+    seeds: list[int],
 ) -> list[np.ndarray]:
     """The trial's ranker fitted locally on its cut-offs before ``as_of``, once per booster seed (the
-    training set is the configured seed's); each fit's scores of ``test``'s rows."""
+    training set is the configured seed's); each fit's scores of ``test``'s rows (already made as
+    shallow as the trial's candidates)."""
     ranker = settings.discriminator
     columns = feature_columns(frozenset(ranker.without))
     cutoffs = training_cutoffs(as_of, ranker)
     stored_cutoffs(store, cutoffs)
-    train = cast(
-        pd.DataFrame,
-        training_set(store, cutoffs, ranker)
-        .select(S.USER_ID, S.AS_OF, S.LABEL, *columns)
-        .orderBy(S.AS_OF, S.USER_ID)  # xgboost wants each query's rows together
-        .toPandas(),  # the sample's cut-offs: ~1.9M rows x 50 doubles
+    every = training_set(store, cutoffs, ranker).select(S.USER_ID, S.AS_OF, S.LABEL, *feature_columns())
+    train = shallower(
+        cast(
+            pd.DataFrame,
+            every.orderBy(S.AS_OF, S.USER_ID).toPandas(),  # each query's rows together, as xgboost wants
+        ),  # the sample's cut-offs: ~1.9M rows x 50 doubles
+        stored,
+        settings.candidates,
     )
     queries = pd.factorize(train[S.AS_OF].astype(str) + "|" + train[S.USER_ID])[0]
     scores = []
@@ -135,14 +162,17 @@ def main() -> None:
         test = cast(pd.DataFrame, test_rows.select(S.USER_ID, S.ITEM_ID, *feature_columns()).toPandas())
         if test.empty:
             raise ConfigError(f"table '{S.RANKER_FEATURES}': no features as of {args.as_of}")
-        scored, seconds = [], {}
+        scored, seconds, depth = [], {}, {}
         for name, overrides in trials.items():
             settings = trial_settings(conf, args.warehouse, overrides)
             seeds = [settings.discriminator.seed + i for i in range(args.seeds)]
             print(f"trial {name}: {' '.join(overrides) or 'the config'}", flush=True)
             started = time.perf_counter()
-            for seed, score in zip(seeds, fit_scores(settings, store, args.as_of, test, seeds), strict=True):
-                keys = test[[S.USER_ID, S.ITEM_ID, "ui_orders"]]
+            mine = shallower(test, base.candidates, settings.candidates)
+            depth[name] = len(mine) / max(mine[S.USER_ID].nunique(), 1)
+            fits = fit_scores(settings, base.candidates, store, args.as_of, mine, seeds)
+            for seed, score in zip(seeds, fits, strict=True):
+                keys = mine[[S.USER_ID, S.ITEM_ID, "ui_orders"]]
                 scored.append(keys.assign(score=score, **{MODEL: f"{name}#{seed}"}))
             seconds[name] = (time.perf_counter() - started) / args.seeds
         events, items = store.read_table(S.EVENTS), store.read_table(S.ITEMS)
@@ -152,7 +182,7 @@ def main() -> None:
         rows = [(r[MODEL], r[VARIANT], float(r["value"])) for r in metrics.collect()]  # trials x seeds x 2
     finally:
         spark.stop()
-    report(args, trials, rows, seconds)
+    report(args, trials, rows, seconds, depth)
 
 
 def _spread(values: list[float]) -> str:
@@ -165,11 +195,13 @@ def report(
     trials: dict[str, list[str]],
     rows: list[tuple[str, str, float]],
     seconds: dict[str, float],
+    depth: dict[str, float],
 ) -> None:
     """Append one table (a row per trial) to the results file, and print it."""
     table = [
-        f"| trial | overrides | NDCG@{args.k} all, mean ± sd | new | per seed (all / new) | s per fit |",
-        "|---|---|---:|---:|---|---:|",
+        f"| trial | overrides | NDCG@{args.k} all, mean ± sd | new | per seed (all / new) | s per fit "
+        "| candidates per user |",
+        "|---|---|---:|---:|---|---:|---:|",
     ]
     for name, overrides in trials.items():
         mine = sorted((model, variant, v) for model, variant, v in rows if model.split("#")[0] == name)
@@ -178,7 +210,7 @@ def report(
         seeds = ", ".join(f"{a:.4f} / {n:.4f}" for a, n in zip(every, new, strict=True))
         table.append(
             f"| {name} | {' '.join(overrides) or '(none)'} | {_spread(every)} | {_spread(new)} "
-            f"| {seeds} | {seconds[name]:.0f} |"
+            f"| {seeds} | {seconds[name]:.0f} | {depth[name]:.0f} |"
         )
     tried = [f"--try {n} {' '.join(o)}" for n, o in trials.items() if n != "default"]
     command = " ".join(

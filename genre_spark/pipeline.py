@@ -152,14 +152,15 @@ def train_discriminator(ctx: RunContext) -> str:
     settings = ctx.settings.discriminator
     lines = []
     wanted = fingerprint(settings, feature_columns(frozenset(settings.without)), ctx.stage_settings)
-    if reusable_model(ctx.store, ctx.as_of, settings, wanted) is None:
+    reused = reusable_model(ctx.store, ctx.as_of, settings, wanted)
+    if reused is None:
         for day in training_cutoffs(ctx.as_of, settings):
             stages = missing_stages(ctx, day)
             if stages:
                 lines += [r.summary for r in run_stages(cutoff_context(ctx, day), stages)]
     decide = strategy_decider(ctx)
     report = run_discriminator(
-        ctx.store, ctx.history, settings, decide, ctx.strategies, ctx.run_id, ctx.stage_settings
+        ctx.store, ctx.history, settings, decide, ctx.strategies, ctx.run_id, wanted, reused
     )
     return "\n".join([*lines, report.format()])
 

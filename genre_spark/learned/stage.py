@@ -315,8 +315,10 @@ def fit_and_save(
     fitted, (queries, pairs, positives) = train(training_set(store, cutoffs, settings), settings, columns)
     M.save(fitted, store.model_path(MODEL_KIND, run_id))
     if settings.new_items_model:  # the same pairs, the newest cut-offs only (cutoffs are newest first)
-        newest = training_set(store, cutoffs[: settings.new_items_cutoffs], settings)
-        fitted_new, _ = train(newest, settings, columns)
+        fitted_new = fitted  # when those are all the cut-offs, the same fit
+        if settings.new_items_cutoffs < len(cutoffs):
+            newest = training_set(store, cutoffs[: settings.new_items_cutoffs], settings)
+            fitted_new, _ = train(newest, settings, columns)
         M.save(fitted_new, store.model_path(NEW_ITEMS_KIND, run_id))
     note = ModelNote(
         run_id,
@@ -344,17 +346,15 @@ def run_discriminator(
     decide: Decide,
     book: StrategyBook,
     run_id: str,
-    stage_settings: str,
+    wanted: str,
+    reused: ModelNote | None,
 ) -> DiscriminatorReport:
-    """Train (or reuse) the ranker and write its score of every candidate as of the history's date;
-    ``stage_settings``: the fingerprint of the settings the stages ahead of it ran with."""
+    """Train the ranker (or score with ``reused``, a saved model :func:`reusable_model` allows) and write
+    its score of every candidate as of the history's date; ``wanted``: the :func:`fingerprint` a model
+    trained now records."""
     as_of = history.as_of
-    wanted = fingerprint(settings, feature_columns(frozenset(settings.without)), stage_settings)
-    note = reusable_model(store, as_of, settings, wanted)
-    trained = note is None
     seconds: dict[str, float] = {}
-    if note is None:
-        note = fit_and_save(store, settings, decide, book, as_of, run_id, wanted, seconds)
+    note = reused or fit_and_save(store, settings, decide, book, as_of, run_id, wanted, seconds)
     started = time.perf_counter()
     write_features(store, history, decide(as_of), book, run_id, settings.label_days, labelled=False)
     seconds["features"] = time.perf_counter() - started
@@ -379,4 +379,4 @@ def run_discriminator(
     write = store.replace_date(scored, S.RANKER_SCORES, as_of=as_of, run_id=run_id, stage="discriminator")
     count = store.read_table(S.RANKER_SCORES).filter(F.col(S.AS_OF) == F.lit(as_of)).count()
     seconds["scoring"] = time.perf_counter() - started
-    return DiscriminatorReport(as_of, note, trained, count, write, seconds)
+    return DiscriminatorReport(as_of, note, reused is None, count, write, seconds)
