@@ -95,9 +95,10 @@ def main() -> None:
         spark.stop()
     trained = result.note
     cap = settings.discriminator.max_training_users
+    sample = "every label-window buyer" if cap is None else f"at most {cap:,} users each"
     setup = (
         f"{args.users:,} synthetic users as of {as_of}; {len(trained.cutoffs)} training cut-off(s), their "
-        f"candidates for at most {cap:,} users each ({trained.queries:,} queries, {trained.pairs:,} pairs); "
+        f"candidates for {sample} ({trained.queries:,} queries, {trained.pairs:,} pairs); "
         f"{result.scored:,} candidates scored; {settings.discriminator.n_estimators} trees, "
         f"{settings.discriminator.num_workers} worker(s)."
     )
