@@ -120,7 +120,7 @@ def training_users(store: TableStore, history: History, settings: DiscriminatorS
     end = day + dt.timedelta(days=settings.label_days)
     buyers = purchases_between(store.read_table(S.EVENTS), history.items, day, end).select(S.USER_ID)
     segmented = store.read_table(S.USER_SEGMENTS).filter(F.col(S.AS_OF) == F.lit(day))
-    users = segmented.select(S.USER_ID, S.AS_OF).join(buyers.distinct(), S.USER_ID, "left_semi")
+    users = segmented.select(S.USER_ID, S.AS_OF).join(buyers, S.USER_ID, "left_semi")
     return sample_users(users, settings).select(S.USER_ID)
 
 
