@@ -189,6 +189,7 @@ def pair_features(
     scores: DataFrame | None,
     cutoff: dt.date,
     season_days: int,
+    sampled: bool = False,
 ) -> DataFrame:
     """(user_id, item_id, *feature_columns()) for the candidate pairs of one cut-off.
 
@@ -196,7 +197,8 @@ def pair_features(
     strictly before ``cutoff`` (:meth:`genre_spark.history.History.purchases`); ``segments``: user_id,
     segment_id, strategy_index; ``scores``: the scorers' rows for the cut-off, or None; ``season_days``:
     the width of the season window (the label window's, so that a cut-off's season features look at the
-    days its labels cover, a year earlier).
+    days its labels cover, a year earlier); ``sampled``: the candidates are for a sample of the users (a
+    training cut-off's), so the user-side aggregations read only the sample's purchases.
     """
     pairs = _sources(candidates)
     if scores is not None:
@@ -204,10 +206,11 @@ def pair_features(
         pairs = pairs.join(lm, [S.USER_ID, S.ITEM_ID], "left")
     else:
         pairs = pairs.select("*", *[F.lit(None).cast("double").alias(n) for n in S.SCORER_NAMES])
-    users = _users(purchases, cutoff)
-    items = _items(purchases, cutoff, season_days)
+    own = purchases.join(candidates.select(S.USER_ID), S.USER_ID, "left_semi") if sampled else purchases
+    users = _users(own, cutoff)
+    items = _items(purchases, cutoff, season_days)  # the item over all users
     joined = (
-        pairs.join(_user_item(purchases, cutoff, season_days), [S.USER_ID, S.ITEM_ID], "left")
+        pairs.join(_user_item(own, cutoff, season_days), [S.USER_ID, S.ITEM_ID], "left")
         .join(users, S.USER_ID, "left")
         .join(F.broadcast(items), S.ITEM_ID, "left")
         .join(segments.select(S.USER_ID, S.SEGMENT_ID, STRATEGY_INDEX), S.USER_ID, "left")

@@ -78,6 +78,7 @@ def write_features(
             scores,
             day,
             label_days,
+            sampled=labelled,  # a training cut-off's candidates may be for its sample only
         )
         if not labelled:
             features = features.withColumn(S.LABEL, F.lit(None).cast("double"))
@@ -339,6 +340,24 @@ def fit_and_save(
     return note
 
 
+def score_pairs(
+    features: DataFrame, ranker: SparkXGBRankerModel, new_items: SparkXGBRankerModel | None
+) -> DataFrame:
+    """``features`` with ``learned_score`` (the ranker's) and ``learned_new_score`` (the ``new_items``
+    model's, for the pairs the user never bought; null elsewhere, and everywhere without that model). One
+    pass: the second model predicts on the rows the first one scored, no join of two scorings."""
+    scored = M.predict(ranker, features).withColumnRenamed("score", S.LEARNED_SCORE)
+    new_score = F.lit(None)
+    if new_items is not None:
+        scored = M.predict(new_items, scored)
+        new_score = F.when(F.col("ui_orders") == 0, F.col("score"))
+    return scored.select(
+        *features.columns,
+        F.col(S.LEARNED_SCORE).cast("double"),
+        new_score.cast("double").alias(S.LEARNED_NEW_SCORE),
+    )
+
+
 def run_discriminator(
     store: TableStore,
     history: History,
@@ -360,19 +379,13 @@ def run_discriminator(
     seconds["features"] = time.perf_counter() - started
     started = time.perf_counter()
     features = store.read_table(S.RANKER_FEATURES).filter(F.col(S.AS_OF) == F.lit(as_of))
-    scored = M.predict(M.load(store.model_path(MODEL_KIND, note.run_id)), features)
-    new_score = F.lit(None).cast("double")
-    if note.new_items:
-        new_model = M.load(store.model_path(NEW_ITEMS_KIND, note.run_id))
-        never_bought = M.predict(new_model, features.filter(F.col("ui_orders") == 0))
-        new_scores = never_bought.select(S.USER_ID, S.ITEM_ID, F.col("score").alias("_new"))
-        scored = scored.join(new_scores, [S.USER_ID, S.ITEM_ID], "left")
-        new_score = F.col("_new")
-    scored = scored.select(
+    ranker = M.load(store.model_path(MODEL_KIND, note.run_id))
+    new_items = M.load(store.model_path(NEW_ITEMS_KIND, note.run_id)) if note.new_items else None
+    scored = score_pairs(features, ranker, new_items).select(
         S.USER_ID,
         S.ITEM_ID,
-        F.col("score").cast("double").alias(S.LEARNED_SCORE),
-        new_score.cast("double").alias(S.LEARNED_NEW_SCORE),
+        S.LEARNED_SCORE,
+        S.LEARNED_NEW_SCORE,
         F.lit(note.run_id).alias("model_run_id"),
         F.lit(as_of).cast("date").alias(S.AS_OF),
     )

@@ -25,6 +25,7 @@ from genre_spark.learned.stage import (
     features_run_id,
     fingerprint,
     reusable_model,
+    score_pairs,
     training_cutoffs,
     training_users,
     with_labels,
@@ -90,17 +91,19 @@ FUTURE = [
 ]
 
 
-def features(spark: SparkSession, rows: list[tuple[str, str, str]]) -> DataFrame:
+def features(spark: SparkSession, rows: list[tuple[str, str, str]], sampled: bool = False) -> DataFrame:
     purchases = history_of(events(spark, rows), items(spark), CUTOFF).purchases()
     season_days = (END - CUTOFF).days
-    return pair_features(candidates(spark), purchases, segments(spark), None, CUTOFF, season_days).orderBy(
-        S.ITEM_ID
-    )
+    return pair_features(
+        candidates(spark), purchases, segments(spark), None, CUTOFF, season_days, sampled
+    ).orderBy(S.ITEM_ID)
 
 
 def test_features_ignore_events_on_or_after_the_cutoff(spark: SparkSession) -> None:
     with_future = features(spark, PAST + FUTURE)
     assert_df_equality(with_future, features(spark, PAST))
+    # candidates for a sample (u1, not u2): the user side reads the sample's purchases, the item side all
+    assert_df_equality(features(spark, PAST, sampled=True), with_future)
     assert with_future.columns == [S.USER_ID, S.ITEM_ID, *feature_columns()]
     a = with_future.filter(F.col(S.ITEM_ID) == "A").first()
     assert a is not None
@@ -190,6 +193,14 @@ def test_spark_ranker_matches_a_local_xgboost_fit(spark: SparkSession, settings:
     assert len(merged) == len(data)
     np.testing.assert_allclose(merged["score"], merged["expected"], rtol=1e-5, atol=1e-5)
     assert merged[S.LABEL].corr(merged["score"]) > 0.5  # it learned the signal
+
+    # the stage's one-pass scoring of both models: the same scores, the second where never bought
+    bought_before = training.withColumn("ui_orders", (F.col(S.ITEM_ID) < "i04").cast("double"))
+    both = score_pairs(bought_before, fitted, fitted).toPandas().merge(got, on=[S.USER_ID, S.ITEM_ID])
+    np.testing.assert_allclose(both[S.LEARNED_SCORE], both["score"], rtol=1e-6)
+    never = both["ui_orders"] == 0
+    np.testing.assert_allclose(both.loc[never, S.LEARNED_NEW_SCORE], both.loc[never, "score"], rtol=1e-6)
+    assert both.loc[~never, S.LEARNED_NEW_SCORE].isna().all() and never.sum() == 40 * 8
 
 
 def learned_book(**changes: object) -> StrategyBook:
