@@ -3,6 +3,8 @@
     python benchmarks/scale.py --users 100000 1000000       # the issue's sizes (hours on 2 cores)
     python benchmarks/scale.py --users 20000 200000         # the same 10x step, smaller
     python benchmarks/scale.py --users 100000 1000000 --large   # adds 5M
+    python benchmarks/scale.py --users 100000 --items 100000 --out benchmarks/results/scale_items.md
+                                                             # a wider catalog than the sample's growth
 
 For each size N: `genre-spark generate --users N` (the packaged profile, seed 0) writes the raw export
 under --work, then every stage runs in order in a fresh local Spark session with conf/local.yaml +
@@ -58,6 +60,9 @@ def main() -> None:
     parser.add_argument("--users", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--large", action="store_true", help="add 5,000,000 users")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--items", type=int, default=None, help="catalog size of every run (default: the sample's growth)"
+    )
     parser.add_argument("--scoring", action="store_true", help="keep the bi-encoder scorer on")
     parser.add_argument("--work", type=Path, default=Path("/tmp/genre-spark-scale"), help="data + warehouses")
     parser.add_argument("--keep", action="store_true", help="keep each size's data and warehouse")
@@ -70,7 +75,10 @@ def main() -> None:
         previous = {r["users"]: r for r in json.loads(args.out.with_suffix(".json").read_text())}
     runs: list[dict[str, Any]] = []
     for users in sizes:
-        run = previous.get(users) or {"users": users, "catalog": synthetic.load_profile().catalog_size(users)}
+        catalog = args.items or synthetic.load_profile().catalog_size(users)
+        run = previous.get(users) or {"users": users, "catalog": catalog}
+        if run["catalog"] != catalog:
+            raise SystemExit(f"--resume: {args.out} measured {users:,} users with {run['catalog']:,} items")
         runs.append(run)
         if not _complete(run):
             run_size(run, args, lambda: write_results(runs, args))
@@ -120,7 +128,7 @@ def run_size(run: dict[str, Any], args: argparse.Namespace, measured: Callable[[
         else:
             started = time.perf_counter()
             config = synthetic.write_generated(
-                synthetic.generate_events(spark, profile, users, args.seed), folder / "data"
+                synthetic.generate_events(spark, profile, users, args.seed, args.items), folder / "data"
             )
             rows = spark.read.option("header", True).csv(str(folder / "data" / "events")).count()
             done("generate", time.perf_counter() - started, rows)
@@ -196,7 +204,7 @@ def write_results(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
         f"local Spark with conf/local.yaml + conf/scale.yaml; scorers {'on' if args.scoring else 'off'}; "
         f"seed {args.seed}.",
         f"Command: `python benchmarks/scale.py --users {' '.join(str(r['users']) for r in runs)}"
-        f"{' --scoring' if args.scoring else ''}`",
+        f"{f' --items {args.items}' if args.items else ''}{' --scoring' if args.scoring else ''}`",
         "",
         f"Users: {sizes}; catalog: {catalogs} items.",
         "Peak memory: largest so far in the session (JVM heap / Python workers' RSS), largest size run.",

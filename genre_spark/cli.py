@@ -130,6 +130,9 @@ def _add_synthetic_commands(sub: Commands, configured: argparse.ArgumentParser) 
     )
     generate.add_argument("--users", type=int, required=True, help="customers to generate")
     generate.add_argument("--seed", type=int, default=0, help="same users + seed = same rows")
+    generate.add_argument(
+        "--items", type=int, default=None, help="catalog size (default: the sample's growth for --users)"
+    )
     generate.add_argument("--out", required=True, help="output folder: events/*.csv.gz and genre-spark.yaml")
     generate.add_argument("--profile", default=None, help="profile JSON (default: the packaged one)")
     fit = sub.add_parser(
@@ -234,14 +237,16 @@ def _synthetic(settings: Settings, args: argparse.Namespace) -> int:
     if args.command == "generate":
         if args.users < 1:
             raise ConfigError(f"--users must be at least 1, got {args.users}")
+        if args.items is not None and args.items < 1:
+            raise ConfigError(f"--items must be at least 1, got {args.items}")
         profile = synthetic.load_profile(args.profile)  # fails before Spark starts
     started = time.perf_counter()
     spark = build_spark_session(settings.spark)
     try:
         if args.command == "generate":
-            events = synthetic.generate_events(spark, profile, args.users, args.seed)
+            events = synthetic.generate_events(spark, profile, args.users, args.seed, args.items)
             config = synthetic.write_generated(events, args.out)
-            catalog = profile.catalog_size(args.users)
+            catalog = args.items or profile.catalog_size(args.users)
             print(f"{args.users} users, {catalog} items: {Path(args.out).resolve() / 'events'}")
             print(
                 f"run it: genre-spark run --conf conf/local.yaml --conf {config} --as-of {profile.span_end}"

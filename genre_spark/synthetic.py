@@ -346,9 +346,16 @@ def _item_code(index: Column) -> Column:
     return F.concat(F.lit("S"), F.lpad(index.cast("string"), 7, "0"))
 
 
-def generate_events(spark: SparkSession, profile: SyntheticProfile, users: int, seed: int) -> DataFrame:
-    """Raw export rows (columns :data:`COLUMNS`) for ``users`` customers, as a lazy Spark plan."""
+def generate_events(
+    spark: SparkSession, profile: SyntheticProfile, users: int, seed: int, items: int | None = None
+) -> DataFrame:
+    """Raw export rows (columns :data:`COLUMNS`) for ``users`` customers, as a lazy Spark plan; ``items``:
+    the catalog size (default: the sample's growth, :meth:`SyntheticProfile.catalog_size`), the
+    popularity curve stretched over it."""
     p = profile
+    catalog = p.catalog_size(users) if items is None else items
+    if catalog < 1:
+        raise ValueError(f"the catalog needs at least 1 item, got {catalog}")
     mean_lines = float(np.mean(p.lines_per_order))
     # guests: extra customers whose rows carry no customer id, anonymous_share of all rows
     guests = round(users * p.anonymous_share / (1 - p.anonymous_share))
@@ -365,7 +372,7 @@ def generate_events(spark: SparkSession, profile: SyntheticProfile, users: int, 
         (_uniform("first", uid, seed=seed) * span_days).cast("int").alias("first_day"),
         _pick(p.countries, _uniform("country", uid, seed=seed)).alias("country"),
     )
-    lines = _order_lines(_orders(people, p, seed), p, seed, p.catalog_size(users), mean_lines)
+    lines = _order_lines(_orders(people, p, seed), p, seed, catalog, mean_lines)
     rows = lines.drop("returned", "delay").unionByName(_returns(lines, p))
     return _export_columns(rows, p, seed)
 
