@@ -274,20 +274,29 @@ def content_neighbours(embeddings: DataFrame, items: DataFrame, per_item: int) -
     )
 
 
-def block_neighbours(block: pd.DataFrame, per_item: int) -> pd.DataFrame:
-    """Top cosine neighbours of every item in one block (embeddings are unit length)."""
+NEIGHBOUR_ROWS = 2048  # items compared with their whole block at once: memory rows x block, not block^2
+
+
+def block_neighbours(block: pd.DataFrame, per_item: int, rows_at_once: int = NEIGHBOUR_ROWS) -> pd.DataFrame:
+    """Top cosine neighbours of every item in one block (embeddings are unit length), ``rows_at_once``
+    items against the block per matrix product: a category of 20,000 items needs 160 MB, not 1.6 GB."""
     ids = block[S.ITEM_ID].to_numpy()
     if len(ids) < 2:
         return pd.DataFrame({S.ITEM_ID: [], "neighbour_id": [], "score": []})
     vectors = np.stack(block[S.EMBEDDING].to_numpy()).astype(np.float32)
-    sims = vectors @ vectors.T
-    np.fill_diagonal(sims, -np.inf)
     k = min(per_item, len(ids) - 1)
-    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-    rows = np.repeat(np.arange(len(ids)), k)
-    cols = top.ravel()
+    rows, cols, scores = [], [], []
+    for start in range(0, len(ids), rows_at_once):
+        sims = vectors[start : start + rows_at_once] @ vectors.T
+        own = np.arange(len(sims))
+        sims[own, start + own] = -np.inf  # an item is not its own neighbour
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        rows.append(np.repeat(start + own, k))
+        cols.append(top.ravel())
+        scores.append(np.take_along_axis(sims, top, axis=1).ravel())
+    r, c = np.concatenate(rows), np.concatenate(cols)
     return pd.DataFrame(
-        {S.ITEM_ID: ids[rows], "neighbour_id": ids[cols], "score": sims[rows, cols].astype(float)}
+        {S.ITEM_ID: ids[r], "neighbour_id": ids[c], "score": np.concatenate(scores).astype(float)}
     )
 
 

@@ -240,6 +240,21 @@ def test_block_neighbours_are_the_nearest_by_cosine() -> None:
     assert list(out.neighbour_id) == ["b", "a", "d", "c"]
     np.testing.assert_allclose(out.score, [v[0] @ v[1], v[0] @ v[1], v[2] @ v[3], v[2] @ v[3]])
     assert len(block_neighbours(block.iloc[:1], per_item=3)) == 0
+    # a few rows at a time (bounded memory): the same neighbours
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(50, 8))
+    many = pd.DataFrame(
+        {
+            "item_id": [f"i{n:02d}" for n in range(50)],
+            "embedding": list(w / np.linalg.norm(w, axis=1, keepdims=True)),
+        }
+    )
+    at_once, chunked = block_neighbours(many, per_item=5), block_neighbours(many, per_item=5, rows_at_once=7)
+    key = ["item_id", "neighbour_id"]
+    pd.testing.assert_frame_equal(
+        at_once.sort_values(key).reset_index(drop=True), chunked.sort_values(key).reset_index(drop=True)
+    )
+    assert len(chunked) == 250 and (chunked.item_id != chunked.neighbour_id).all()
 
 
 def test_als_recommends_within_the_taste_group(spark: SparkSession, settings: Settings) -> None:
