@@ -75,7 +75,8 @@ def _user_item(purchases: DataFrame, cutoff: dt.date, season_days: int) -> DataF
         F.count("*").cast("double").alias("_u_orders"), F.sum("_recent").cast("double").alias("_u_recent")
     )
     user_qty = pairs.groupBy(S.USER_ID).agg(F.sum("_qty").alias("_u_qty"))
-    by_decay = Window.partitionBy(S.USER_ID).orderBy(F.desc("ui_decay_60d"), F.asc(S.ITEM_ID))
+    # rounded: sums of the same decays in another order differ in the last bits, and must tie all the same
+    by_decay = Window.partitionBy(S.USER_ID).orderBy(F.desc(F.round("ui_decay_60d", 9)), F.asc(S.ITEM_ID))
     gap = F.when(
         F.col("ui_orders") > 1,
         (F.col("ui_days_since_first") - F.col("ui_days_since_last")) / (F.col("ui_orders") - 1),
