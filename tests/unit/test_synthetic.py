@@ -94,14 +94,10 @@ def test_generation_is_determined_by_users_and_seed(spark):
 
 def test_the_catalog_size_is_a_knob(spark):
     profile = syn.load_profile()
-    default = syn.generate_events(spark, profile, 50, seed=3)
     wide = syn.generate_events(spark, profile, 50, seed=3, items=50_000)
     index = F.regexp_extract("StockCode", r"^S(\d+)$", 1).try_cast("int")
-    codes = [
-        frame.where(index.isNotNull()).agg(F.countDistinct(index), F.max(index)).first()
-        for frame in (default, wide)
-    ]
-    # the same popularity curve over 50,000 items: more of them bought, some beyond the default catalog
-    assert codes[0][1] < profile.catalog_size(50) <= codes[1][1] < 50_000 and codes[1][0] > codes[0][0]
+    row = wide.where(index.isNotNull()).agg(F.countDistinct(index), F.max(index)).first()
+    # the same popularity curve over 50,000 items: some bought beyond the default catalog (3,000-odd)
+    assert row is not None and profile.catalog_size(50) <= row[1] < 50_000 and row[0] > 500
     with pytest.raises(ValueError, match="at least 1 item"):
         syn.generate_events(spark, profile, 50, seed=3, items=0)
