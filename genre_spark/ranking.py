@@ -377,7 +377,10 @@ def rank(
 ) -> DataFrame:
     """``recommendations`` rows for one as-of date; ``choose`` picks each segment's strategy (default: the
     book's selection rules in ``ctx``)."""
-    candidates, segments, history = inputs.candidates, inputs.segments, inputs.history
+    # by user, once: the joins, aggregations and windows below are per user (see the Spark setting
+    # requireAllClusterKeysForCoPartition in conf/default.yaml)
+    candidates = inputs.candidates.repartition(S.USER_ID)
+    segments, history = inputs.segments, inputs.history
     if history.as_of != ctx.as_of:  # the rules read one date's past, the lists are stamped with the other
         raise ValueError(f"ranking inputs as of {history.as_of} for lists as of {ctx.as_of}")
     scores, learned = inputs.scores, inputs.learned

@@ -201,7 +201,9 @@ def pair_features(
     days its labels cover, a year earlier); ``sampled``: the candidates are for a sample of the users (a
     training cut-off's), so the user-side aggregations read only the sample's purchases.
     """
-    pairs = _sources(candidates)
+    # by user, once: the joins below are per user or per pair (requireAllClusterKeysForCoPartition, in
+    # conf/default.yaml, lets the pair joins read the user partitioning)
+    pairs = _sources(candidates.repartition(S.USER_ID))
     if scores is not None:
         lm = scores.groupBy(S.USER_ID, S.ITEM_ID).pivot("scorer", list(S.SCORER_NAMES)).agg(F.max("score"))
         pairs = pairs.join(lm, [S.USER_ID, S.ITEM_ID], "left")
