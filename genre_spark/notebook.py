@@ -148,6 +148,17 @@ def load_params_settings(params: NotebookParams) -> Settings:
     return load_settings(params.config_files, params.overrides())
 
 
+def apply_session_conf(spark: SparkSession, settings: Settings) -> None:
+    """Set what a running session can still take of spark.conf (its SQL settings) and the library's own.
+
+    A notebook's session was not built by genre-spark: settings such as the co-partitioning one of
+    conf/default.yaml would otherwise be missing; static ones (memory, extensions) belong to the cluster.
+    """
+    for key, value in {**settings.spark.conf, **REQUIRED_CONF}.items():
+        if spark.conf.isModifiable(key):
+            spark.conf.set(key, value)
+
+
 def run(
     spark: SparkSession, params: NotebookParams, stages: Sequence[str] | None = None
 ) -> list[StageResult]:
@@ -158,8 +169,7 @@ def run(
     strategies = load_strategies(settings.strategies_file)
     context = context_for(params.as_of, params.context_hour, settings.features.hour_bands)
     run_id = params.run_id or default_run_id(settings, params.as_of, strategies, context.hour_band)
-    for key, value in REQUIRED_CONF.items():  # the notebook's session was not built by genre-spark
-        spark.conf.set(key, value)
+    apply_session_conf(spark, settings)
     store = open_store(spark, settings.storage)
     print(
         f"genre-spark run {run_id} as of {params.as_of}: warehouse {store.warehouse} ({store.backend} Delta)"

@@ -143,10 +143,13 @@ def test_every_notebook_runs(spark: SparkSession, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("GENRE_SPARK_WAREHOUSE", warehouse.as_uri())  # a file:// URI, as remote ones are
     monkeypatch.setenv("GENRE_SPARK_CONTEXT_HOUR", "9")
 
+    copartition = "spark.sql.requireAllClusterKeysForCoPartition"  # a SQL setting of conf/default.yaml
+    spark.conf.set(copartition, "true")  # as a Databricks cluster's session would have it
     stage_notebooks = [found[s] for s in STAGES if s in found]
     for path in stage_notebooks:
         namespace = execute(path, spark)
         assert [r.stage for r in namespace["results"]] == [path.stem]
+    assert spark.conf.get(copartition) == "false"  # the notebook set it from the configuration
 
     store = EmbeddedDeltaStore(spark, str(warehouse))
     recommendations = store.read_table(S.RECOMMENDATIONS)
