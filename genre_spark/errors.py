@@ -52,6 +52,12 @@ class RankerMissingError(GenreSparkError):
     exit_code = 4
 
 
+class PartialInputError(GenreSparkError):
+    """A stage's input partition was written for part of the users (a training cut-off's sample)."""
+
+    exit_code = 4
+
+
 class WriteConflictError(GenreSparkError):
     """Another writer committed to the same table in between; the write was not committed."""
 

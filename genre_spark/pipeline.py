@@ -22,7 +22,7 @@ from genre_spark import schemas as S
 from genre_spark.candidates import run_candidates
 from genre_spark.config import Settings
 from genre_spark.enrich import run_enrich
-from genre_spark.errors import ConfigError
+from genre_spark.errors import ConfigError, PartialInputError
 from genre_spark.features import run_features
 from genre_spark.feedback import adaptive_chooser_from_store, run_feedback
 from genre_spark.history import History
@@ -273,11 +273,28 @@ def missing_undated(store: TableStore) -> list[str]:
     return [s.name for s in STAGE_TABLE if not s.dated and not store.exists(s.writes[0])]
 
 
+def check_candidates_cover_everyone(ctx: RunContext, selected: Sequence[str]) -> None:
+    """Stop a run that would read a date's candidates without making them when a training cut-off made
+    them for its sample only: its scores and lists would cover those users alone."""
+    readers = [s.name for s in STAGE_TABLE if s.name in selected and S.CANDIDATES in s.reads]
+    if ctx.training_cutoff or "candidates" in selected or not readers:
+        return
+    written = ctx.store.partition_commit(S.CANDIDATES, ctx.as_of) or {}
+    sample = written.get(PROPOSED_FOR_KEY, EVERYONE)
+    if sample != EVERYONE:
+        raise PartialInputError(
+            f"table '{S.CANDIDATES}' as of {ctx.as_of} holds the candidates a training cut-off made for "
+            f"its sample ({sample}), not for every user: stage(s) {readers} would cover those users only; "
+            f"run the candidates stage and those after it for {ctx.as_of} under a new run id"
+        )
+
+
 def run_stages(ctx: RunContext, stages: Sequence[str] | None = None) -> list[StageResult]:
     selected = list(STAGES) if not stages else list(stages)
     unknown = [s for s in selected if s not in STAGES]
     if unknown:
         raise ConfigError(f"unknown stage(s) {unknown}; valid choices: {list(STAGES)}")
+    check_candidates_cover_everyone(ctx, selected)
     results = []
     ctx.store.progress = progress
     ctx.store.commit_tags = {STAGE_SETTINGS_KEY: ctx.stage_settings, PROPOSED_FOR_KEY: ctx.proposed_for}

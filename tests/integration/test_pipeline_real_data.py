@@ -14,10 +14,11 @@ from genre_spark import schemas as S
 from genre_spark.candidates import CandidateReport, run_candidates
 from genre_spark.config import Settings
 from genre_spark.enrich import EnrichReport, run_enrich
+from genre_spark.errors import PartialInputError
 from genre_spark.features import FeatureReport, run_features
 from genre_spark.history import History, bought_pairs
 from genre_spark.learned.stage import training_cutoffs
-from genre_spark.pipeline import RunContext, train_discriminator
+from genre_spark.pipeline import RunContext, run_stages, train_discriminator
 from genre_spark.ranking import RankingReport, run_ranking
 from genre_spark.scoring import ScoringReport, run_scoring
 from genre_spark.segments import SegmentReport, run_segments
@@ -218,6 +219,18 @@ def test_the_learned_ranker_scores_every_candidate(
         labelled.filter(F.col(S.LABEL).isNull()).count() == 0 and labelled.agg(F.sum(S.LABEL)).first()[0] > 0
     )
     assert "learned ranker" in learned and "top features" in learned
+
+
+def test_a_cut_off_date_is_not_listed_from_its_sample_candidates(
+    spark: SparkSession, settings: Settings, real: RealWarehouse, learned: str
+) -> None:
+    (cutoff,) = training_cutoffs(AS_OF, settings.discriminator.model_copy(update={"cutoffs": 1}))
+    context = context_for(cutoff, 9, settings.features.hour_bands)
+    ctx = RunContext(spark, real.store, settings, cutoff, "lists-of-a-cut-off", load_strategies(), context)
+    version = real.store.version(S.RECOMMENDATIONS)
+    with pytest.raises(PartialInputError, match=f"'candidates' as of {cutoff} .* its sample"):
+        run_stages(ctx, ["ranking"])
+    assert real.store.version(S.RECOMMENDATIONS) == version
 
 
 @pytest.fixture(scope="module")
