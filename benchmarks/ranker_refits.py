@@ -153,7 +153,9 @@ def main() -> None:
     args = parser.parse_args()
     conf = args.conf or [ROOT / "conf" / "local.yaml"]
     trials = {"default": [], **{t[0]: t[1:] for t in args.trials}}
-    base = trial_settings(conf, args.warehouse, [])
+    # every trial's training set comes to the driver (six cut-offs of the sample: ~1.2 GB from the tasks)
+    collect = ["spark.conf.spark.driver.memory=8g", "spark.conf.spark.driver.maxResultSize=4g"]
+    base = trial_settings(conf, args.warehouse, collect)
     spark = build_spark_session(base.spark, delta_extension=base.storage.backend == "delta")
     rows: list[tuple[str, str, float]] = []
     try:
