@@ -277,7 +277,7 @@ def check_candidates_cover_everyone(ctx: RunContext, selected: Sequence[str]) ->
     """Stop a run that would read a date's candidates without making them when a training cut-off made
     them for its sample only: its scores and lists would cover those users alone."""
     readers = [s.name for s in STAGE_TABLE if s.name in selected and S.CANDIDATES in s.reads]
-    if ctx.training_cutoff or "candidates" in selected or not readers:
+    if ctx.proposed_for != EVERYONE or "candidates" in selected or not readers:
         return
     written = ctx.store.partition_commit(S.CANDIDATES, ctx.as_of) or {}
     sample = written.get(PROPOSED_FOR_KEY, EVERYONE)

@@ -16,7 +16,7 @@ from genre_spark.errors import ConfigError, WriteConflictError
 
 def fake_context() -> SimpleNamespace:
     """What run_stages reads of a RunContext; the stage functions are replaced."""
-    store = SimpleNamespace(write_log=[])
+    store = SimpleNamespace(write_log=[], partition_commit=lambda table, as_of: None)
     return SimpleNamespace(
         store=store, as_of=dt.date(2011, 12, 9), run_id="r1", stage_settings="s1", proposed_for="everyone"
     )
