@@ -141,6 +141,9 @@ def main() -> None:
     parser.add_argument("--horizon-days", type=int, default=100)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--seeds", type=int, default=3, help="fits per trial (seeds: the config's + 0..n-1)")
+    # every trial's training set comes to the driver (six cut-offs of the sample: ~1.2 GB from the tasks)
+    parser.add_argument("--driver-memory", default="8g", help="spark.driver.memory over the --conf files'")
+    parser.add_argument("--max-result-size", default="4g", help="spark.driver.maxResultSize, likewise")
     parser.add_argument(
         "--try",
         dest="trials",
@@ -153,8 +156,10 @@ def main() -> None:
     args = parser.parse_args()
     conf = args.conf or [ROOT / "conf" / "local.yaml"]
     trials = {"default": [], **{t[0]: t[1:] for t in args.trials}}
-    # every trial's training set comes to the driver (six cut-offs of the sample: ~1.2 GB from the tasks)
-    collect = ["spark.conf.spark.driver.memory=8g", "spark.conf.spark.driver.maxResultSize=4g"]
+    collect = [
+        f"spark.conf.spark.driver.memory={args.driver_memory}",
+        f"spark.conf.spark.driver.maxResultSize={args.max_result_size}",
+    ]
     base = trial_settings(conf, args.warehouse, collect)
     spark = build_spark_session(base.spark, delta_extension=base.storage.backend == "delta")
     rows: list[tuple[str, str, float]] = []

@@ -5,14 +5,17 @@
     python benchmarks/scale.py --users 100000 1000000 --large   # adds 5M
     python benchmarks/scale.py --users 100000 --items 100000 --out benchmarks/results/scale_items.md
                                                              # a wider catalog than the sample's growth
+    python benchmarks/scale.py --users 10000 --items 0 100000 --out benchmarks/results/scale_items.md
+                                                             # one user count, two catalogs (0: the growth)
 
 For each size N: `genre-spark generate --users N` (the packaged profile, seed 0) writes the raw export
 under --work, then every stage runs in order in a fresh local Spark session with conf/local.yaml +
 conf/scale.yaml + the generated source config, as of the profile's last day. Per stage: wall time,
 rows written, and the peak JVM heap and Python-worker RSS Spark reports for the driver (in local
 mode the driver is the executor) through its REST API, as peaks so far in the session. The driver
-process's own Python peak RSS is reported too. The ratio column is t(largest N) / t(smallest N) per
-stage; with a 10x step, <= 11 is about linear.
+process's own Python peak RSS is reported too. The ratio column is t(last size) / t(first size) per
+stage; with a 10x step, <= 11 is about linear. With several --items, every user count runs with each
+catalog (users x items sizes), so the ratio of one user count's catalogs shows what grows with the catalog.
 
 The language-model scorers are off unless --scoring: the bi-encoder's cost is one profile encoding
 per user (about 150 profiles/s on these 2 cores, see benchmarks/results/scoring.md), linear by
@@ -61,7 +64,11 @@ def main() -> None:
     parser.add_argument("--large", action="store_true", help="add 5,000,000 users")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--items", type=int, default=None, help="catalog size of every run (default: the sample's growth)"
+        "--items",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="catalog size(s) of the runs (0, the default: the sample's growth for the user count)",
     )
     parser.add_argument("--scoring", action="store_true", help="keep the bi-encoder scorer on")
     parser.add_argument("--work", type=Path, default=Path("/tmp/genre-spark-scale"), help="data + warehouses")
@@ -69,16 +76,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "scale.md")
     parser.add_argument("--resume", action="store_true", help="keep --out's measured stages")
     args = parser.parse_args()
-    sizes = sorted(set(args.users + ([5_000_000] if args.large else [])))
-    previous: dict[int, dict[str, Any]] = {}
+    users_sizes = sorted(set(args.users + ([5_000_000] if args.large else [])))
+    profile = synthetic.load_profile()
+    sizes = [(users, items or profile.catalog_size(users)) for users in users_sizes for items in args.items]
+    previous: dict[tuple[int, int], dict[str, Any]] = {}
     if args.resume:
-        previous = {r["users"]: r for r in json.loads(args.out.with_suffix(".json").read_text())}
+        previous = {
+            (r["users"], r["catalog"]): r for r in json.loads(args.out.with_suffix(".json").read_text())
+        }
     runs: list[dict[str, Any]] = []
-    for users in sizes:
-        catalog = args.items or synthetic.load_profile().catalog_size(users)
-        run = previous.get(users) or {"users": users, "catalog": catalog}
-        if run["catalog"] != catalog:
-            raise SystemExit(f"--resume: {args.out} measured {users:,} users with {run['catalog']:,} items")
+    for users, catalog in sizes:
+        run = previous.get((users, catalog)) or {"users": users, "catalog": catalog}
         runs.append(run)
         if not _complete(run):
             run_size(run, args, lambda: write_results(runs, args))
@@ -94,8 +102,8 @@ def run_size(run: dict[str, Any], args: argparse.Namespace, measured: Callable[[
     """Generate ``run["users"]`` users and run every stage; ``run["stages"]`` grows a row per stage and
     ``measured`` is called after each, so a run stopped half-way leaves what it measured. A run that
     already has stages (``--resume``) skips them and continues on the data and tables under --work."""
-    users = run["users"]
-    folder = args.work / f"users-{users}"
+    users, catalog = run["users"], run["catalog"]
+    folder = args.work / f"users-{users}-items-{catalog}"
     stages: list[dict[str, Any]] = run.get("stages", [])
     resume = bool(stages) and stages[0]["stage"] == "generate"
     if resume and not (folder / "data" / "genre-spark.yaml").is_file():
@@ -128,7 +136,7 @@ def run_size(run: dict[str, Any], args: argparse.Namespace, measured: Callable[[
         else:
             started = time.perf_counter()
             config = synthetic.write_generated(
-                synthetic.generate_events(spark, profile, users, args.seed, args.items), folder / "data"
+                synthetic.generate_events(spark, profile, users, args.seed, catalog), folder / "data"
             )
             rows = spark.read.option("header", True).csv(str(folder / "data" / "events")).count()
             done("generate", time.perf_counter() - started, rows)
@@ -189,12 +197,21 @@ def write_results(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(runs, indent=1) + "\n")
     first, last = runs[0], runs[-1]
-    step = last["users"] / first["users"]
+    steps = [
+        f"{last[key] / first[key]:.3g}x {key if key == 'users' else 'items'}"
+        for key in ("users", "catalog")
+        if last[key] != first[key]
+    ]
+    several_catalogs = len({r["catalog"] for r in runs}) > 1
+
+    def size(r: dict[str, Any]) -> str:
+        return f"{r['users']:,} users" + (f" x {r['catalog']:,} items" if several_catalogs else "")
 
     def cell(value: float | None, fmt: str) -> str:
         return "-" if value is None else format(value, fmt)
 
     sizes = " / ".join(f"{r['users']:,}" for r in runs)
+    users = " ".join(map(str, sorted({r["users"] for r in runs})))
     catalogs = " / ".join(f"{r['catalog']:,}" for r in runs)
     lines = [
         "# Pipeline at scale (benchmarks/scale.py)",
@@ -203,17 +220,18 @@ def write_results(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
         f"Python {sys.version.split()[0]}; "
         f"local Spark with conf/local.yaml + conf/scale.yaml; scorers {'on' if args.scoring else 'off'}; "
         f"seed {args.seed}.",
-        f"Command: `python benchmarks/scale.py --users {' '.join(str(r['users']) for r in runs)}"
-        f"{f' --items {args.items}' if args.items else ''}{' --scoring' if args.scoring else ''}`",
+        f"Command: `python benchmarks/scale.py --users {users}"
+        f"{' --items ' + ' '.join(map(str, args.items)) if args.items != [0] else ''}"
+        f"{' --scoring' if args.scoring else ''}`",
         "",
         f"Users: {sizes}; catalog: {catalogs} items.",
         "Peak memory: largest so far in the session (JVM heap / Python workers' RSS), largest size run.",
         "",
     ]
-    header = "| stage | " + " | ".join(f"s @ {r['users']:,}" for r in runs)
-    header += " | " + " | ".join(f"rows @ {r['users']:,}" for r in runs)
+    header = "| stage | " + " | ".join(f"s @ {size(r)}" for r in runs)
+    header += " | " + " | ".join(f"rows @ {size(r)}" for r in runs)
     if len(runs) > 1:
-        header += f" | ratio ({step:g}x users)"
+        header += f" | ratio ({', '.join(steps)})"
     lines += [header + " | peak heap GiB | peak Python GiB |"]
     lines += ["|---|" + "---:|" * (2 * len(runs) + (len(runs) > 1) + 2)]
     names = [s["stage"] for s in first["stages"]]
@@ -239,23 +257,21 @@ def write_results(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
     lines += [
         "",
         "Driver Python process peak RSS: "
-        + ", ".join(
-            f"{r['driver_python_peak_rss_gib']:.2f} GiB @ {r['users']:,}" for r in runs if r["stages"]
-        )
+        + ", ".join(f"{r['driver_python_peak_rss_gib']:.2f} GiB @ {size(r)}" for r in runs if r["stages"])
         + ". A '-' is a stage not (yet) measured at that size.",
     ]
     for r in runs:
         for resumed in r.get("resumed", []):
             lines += [
                 "",
-                f"{r['users']:,} users were resumed at `{resumed['stage']}` on {resumed['at']} (`--resume`, "
+                f"{size(r)} were resumed at `{resumed['stage']}` on {resumed['at']} (`--resume`, "
                 "same data and tables, a new Spark session: peak memory restarts there). Each stage's "
                 "`measured_at` is in scale.json.",
             ]
     if "files" in last:
         lines += [
             "",
-            f"Files per table at {last['users']:,} users (latest snapshot: files, mean MB per file):",
+            f"Files per table at {size(last)} (latest snapshot: files, mean MB per file):",
             "",
         ]
         lines += [", ".join(f"`{t}` {n} x {mb:.1f}" for t, (n, mb) in last["files"].items()) + "."]

@@ -27,7 +27,7 @@ from genre_spark.config import Settings, default_run_id, load_settings
 from genre_spark.errors import ConfigError
 from genre_spark.pipeline import RunContext, StageResult
 from genre_spark.refresh import run_once
-from genre_spark.session import REQUIRED_CONF
+from genre_spark.session import session_conf
 from genre_spark.strategy import context_for, load_strategies
 
 ENV_PREFIX = "GENRE_SPARK_"
@@ -152,9 +152,10 @@ def apply_session_conf(spark: SparkSession, settings: Settings) -> None:
     """Set what a running session can still take of spark.conf (its SQL settings) and the library's own.
 
     A notebook's session was not built by genre-spark: settings such as the co-partitioning one of
-    conf/default.yaml would otherwise be missing; static ones (memory, extensions) belong to the cluster.
+    conf/default.yaml would otherwise be missing; static ones (memory, extensions) belong to the cluster, and
+    so does ``spark.shuffle_partitions`` (8 suits one machine; the cluster's own count and AQE know better).
     """
-    for key, value in {**settings.spark.conf, **REQUIRED_CONF}.items():
+    for key, value in session_conf(settings.spark).items():
         if spark.conf.isModifiable(key):
             spark.conf.set(key, value)
 

@@ -23,6 +23,12 @@ REQUIRED_CONF = {
 }
 
 
+def session_conf(settings: SparkSettings) -> dict[str, str]:
+    """The configuration's spark.conf with the library's REQUIRED_CONF over it: what every session needs,
+    whether genre-spark builds it or a notebook's cluster did."""
+    return {**settings.conf, **REQUIRED_CONF}
+
+
 def build_spark_session(settings: SparkSettings, *, delta_extension: bool = False) -> SparkSession:
     # Python workers must run the interpreter that has the project's packages, not any python3.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -31,10 +37,9 @@ def build_spark_session(settings: SparkSettings, *, delta_extension: bool = Fals
     if settings.master:
         builder = builder.master(settings.master)
     conf = {
-        **settings.conf,
+        **session_conf(settings),
         "spark.sql.shuffle.partitions": str(settings.shuffle_partitions),
         "spark.ui.enabled": str(settings.ui_enabled).lower(),
-        **REQUIRED_CONF,
     }
     if delta_extension:
         conf["spark.sql.extensions"] = DELTA_EXTENSION
