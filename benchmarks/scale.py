@@ -198,8 +198,8 @@ def write_results(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
     args.out.with_suffix(".json").write_text(json.dumps(runs, indent=1) + "\n")
     first, last = runs[0], runs[-1]
     steps = [
-        f"{last[key] / first[key]:.3g}x {key if key == 'users' else 'items'}"
-        for key in ("users", "catalog")
+        f"{last[key] / first[key]:.3g}x {name}"
+        for key, name in (("users", "users"), ("catalog", "items"))
         if last[key] != first[key]
     ]
     several_catalogs = len({r["catalog"] for r in runs}) > 1
