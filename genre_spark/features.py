@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -23,13 +23,16 @@ from genre_spark.storage import TableStore, WriteResult
 class FeatureReport:
     as_of: dt.date
     users: int
-    without_purchase: int
+    without_purchase: int | None  # None: the features of a sample of the users (a training cut-off's)
     write: WriteResult
 
     def format(self) -> str:
+        head = f"features as of {self.as_of}: {self.users:,} users"
+        if self.without_purchase is None:
+            return f"{head} (a sample: the learned ranker's training users)"
         return (
-            f"features as of {self.as_of}: {self.users:,} users; {self.without_purchase:,} known users "
-            f"have no purchase before {self.as_of} and get no features"
+            f"{head}; {self.without_purchase:,} known users have no purchase before {self.as_of} and get "
+            "no features"
         )
 
 
@@ -115,11 +118,20 @@ def _top_shares(shares: list[Column], top: int) -> Column:
 
 
 def run_features(
-    store: TableStore, history: History, settings: FeatureSettings, n_categories: int, run_id: str
+    store: TableStore,
+    history: History,
+    settings: FeatureSettings,
+    n_categories: int,
+    run_id: str,
+    sample: DataFrame | None = None,
 ) -> FeatureReport:
+    """The features of every user with a purchase before the history's date, or only of those in
+    ``sample`` (user_id; a training cut-off's: only their events are aggregated)."""
     as_of = history.as_of
+    if sample is not None:
+        history = replace(history, events=history.events.join(sample, S.USER_ID, "left_semi"))
     features = compute_user_features(history, settings.hour_bands, n_categories, settings.top_categories)
     write = store.replace_date(features, S.USER_FEATURES, as_of=as_of, run_id=run_id, stage="features")
     users = store.read_table(S.USER_FEATURES).filter(F.col(S.AS_OF) == F.lit(as_of)).count()
-    known = store.read_table(S.USERS).count()
-    return FeatureReport(as_of, users, known - users, write)
+    without = None if sample is not None else store.read_table(S.USERS).count() - users
+    return FeatureReport(as_of, users, without, write)

@@ -30,6 +30,7 @@ from genre_spark.ingest import run_ingest
 from genre_spark.learned.features import feature_columns
 from genre_spark.learned.stage import (
     Decide,
+    feature_users,
     fingerprint,
     reusable_model,
     run_discriminator,
@@ -53,8 +54,8 @@ class RunContext:
     run_id: str
     strategies: StrategyBook
     context: Context  # the as-of day and the --context-hour band the lists are made for
-    # a training cut-off of the learned ranker: its candidates stage proposes only for the users the
-    # ranker trains on (learned.stage.training_users), not for everyone with a segment
+    # a training cut-off of the learned ranker: its features, segments and candidates stages are only for
+    # the users the ranker trains on (learned.stage.feature_users, training_users), not for everyone
     training_cutoff: bool = False
 
     @cached_property
@@ -65,7 +66,8 @@ class RunContext:
 
     @property
     def proposed_for(self) -> str:
-        """Whom this run's candidates are for, recorded with its writes (``PROPOSED_FOR_KEY``)."""
+        """Whom this run's features, segments and candidates are for, recorded with its writes
+        (``PROPOSED_FOR_KEY``)."""
         return training_sample(self.settings.discriminator) if self.training_cutoff else EVERYONE
 
     @cached_property
@@ -93,11 +95,15 @@ def _enrich(ctx: RunContext) -> str:
 
 def _features(ctx: RunContext) -> str:
     s = ctx.settings
-    return run_features(ctx.store, ctx.history, s.features, s.enrich.n_categories, ctx.run_id).format()
+    # a training cut-off's: its ranker's sample only (and so its segments)
+    sample = feature_users(ctx.store, ctx.history, s.discriminator) if ctx.training_cutoff else None
+    report = run_features(ctx.store, ctx.history, s.features, s.enrich.n_categories, ctx.run_id, sample)
+    return report.format()
 
 
 def _segments(ctx: RunContext) -> str:
-    return run_segments(ctx.spark, ctx.store, ctx.settings.segments, ctx.as_of, ctx.run_id).format()
+    s, cutoff = ctx.settings.segments, ctx.training_cutoff  # a cut-off's fit is its sample's, not published
+    return run_segments(ctx.spark, ctx.store, s, ctx.as_of, ctx.run_id, publish=not cutoff).format()
 
 
 def _candidates(ctx: RunContext) -> str:
@@ -273,19 +279,29 @@ def missing_undated(store: TableStore) -> list[str]:
     return [s.name for s in STAGE_TABLE if not s.dated and not store.exists(s.writes[0])]
 
 
-def check_candidates_cover_everyone(ctx: RunContext, selected: Sequence[str]) -> None:
-    """Stop a run that would read a date's candidates without making them when a training cut-off made
-    them for its sample only: its scores and lists would cover those users alone."""
-    readers = [s.name for s in STAGE_TABLE if s.name in selected and S.CANDIDATES in s.reads]
-    if ctx.proposed_for != EVERYONE or "candidates" in selected or not readers:
+SAMPLED_TABLES = (S.USER_FEATURES, S.USER_SEGMENTS, S.CANDIDATES)  # a training cut-off's, for its sample
+
+
+def check_inputs_cover_everyone(ctx: RunContext, selected: Sequence[str]) -> None:
+    """Stop a run that would read a date's features, segments or candidates without making them when a
+    training cut-off made them for its sample only: what it writes would cover those users alone."""
+    if ctx.proposed_for != EVERYONE:
         return
-    written = ctx.store.partition_commit(S.CANDIDATES, ctx.as_of) or {}
-    sample = written.get(PROPOSED_FOR_KEY, EVERYONE)
-    if sample != EVERYONE:
+    made = {table for s in STAGE_TABLE if s.name in selected for table in s.writes}
+    read = {table for s in STAGE_TABLE if s.name in selected for table in s.reads}
+    partial = {}
+    for table in SAMPLED_TABLES:
+        if table in read and table not in made:
+            sample = (ctx.store.partition_commit(table, ctx.as_of) or {}).get(PROPOSED_FOR_KEY, EVERYONE)
+            if sample != EVERYONE:
+                partial[table] = sample
+    if partial:
+        readers = [s.name for s in STAGE_TABLE if s.name in selected and set(s.reads) & set(partial)]
+        names = ", ".join(f"'{table}'" for table in partial)
         raise PartialInputError(
-            f"table '{S.CANDIDATES}' as of {ctx.as_of} holds the candidates a training cut-off made for "
-            f"its sample ({sample}), not for every user: stage(s) {readers} would cover those users only; "
-            f"run the candidates stage and those after it for {ctx.as_of} under a new run id"
+            f"table(s) {names} as of {ctx.as_of} hold what a training cut-off made for its sample "
+            f"({next(iter(partial.values()))}), not every user: stage(s) {readers} would cover those users "
+            f"only; run the features stage and those after it for {ctx.as_of} under a new run id"
         )
 
 
@@ -294,7 +310,7 @@ def run_stages(ctx: RunContext, stages: Sequence[str] | None = None) -> list[Sta
     unknown = [s for s in selected if s not in STAGES]
     if unknown:
         raise ConfigError(f"unknown stage(s) {unknown}; valid choices: {list(STAGES)}")
-    check_candidates_cover_everyone(ctx, selected)
+    check_inputs_cover_everyone(ctx, selected)
     results = []
     ctx.store.progress = progress
     ctx.store.commit_tags = {STAGE_SETTINGS_KEY: ctx.stage_settings, PROPOSED_FOR_KEY: ctx.proposed_for}

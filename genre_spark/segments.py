@@ -258,8 +258,11 @@ def label_segments(
 
 
 def load_or_fit(
-    store: TableStore, features: DataFrame, settings: SegmentSettings, run_id: str
+    store: TableStore, features: DataFrame, settings: SegmentSettings, run_id: str, publish: bool = True
 ) -> tuple[SegmentFit, bool]:
+    """The segmentation model ``settings.refit`` asks for, and whether it was fitted now. A fit is saved
+    and, when ``publish``, becomes the latest model later runs reuse (a training cut-off's fit on its
+    sample is not published)."""
     latest = store.latest_model(MODEL_KIND)
     if settings.refit == "never" and latest is None:
         raise GenreSparkError(
@@ -268,7 +271,8 @@ def load_or_fit(
     if settings.refit == "always" or latest is None:
         fit = fit_segmentation(features, settings, run_id)
         fit.model.write().overwrite().save(store.model_path(MODEL_KIND, run_id))
-        store.set_latest_model(MODEL_KIND, run_id)
+        if publish:
+            store.set_latest_model(MODEL_KIND, run_id)
         return fit, True
     model = PipelineModel.load(store.model_path(MODEL_KIND, latest))
     kmeans, pca = model.stages[-1], model.stages[-2]
@@ -277,10 +281,15 @@ def load_or_fit(
 
 
 def run_segments(
-    spark: SparkSession, store: TableStore, settings: SegmentSettings, as_of: dt.date, run_id: str
+    spark: SparkSession,
+    store: TableStore,
+    settings: SegmentSettings,
+    as_of: dt.date,
+    run_id: str,
+    publish: bool = True,
 ) -> SegmentReport:
     features = store.read_table(S.USER_FEATURES).filter(F.col(S.AS_OF) == F.lit(as_of))
-    fit, refitted = load_or_fit(store, features, settings, run_id)
+    fit, refitted = load_or_fit(store, features, settings, run_id, publish)
     assigned = assign_segments(fit.model, features).cache()
     try:
         stats = segment_statistics(features, assigned, settings.features, settings.log_features)

@@ -112,15 +112,32 @@ def training_set(store: TableStore, cutoffs: list[dt.date], settings: Discrimina
     return table.join(queries, [S.USER_ID, S.AS_OF], "left_semi")
 
 
+def label_buyers(store: TableStore, history: History, settings: DiscriminatorSettings) -> DataFrame:
+    """(user_id): who bought a product in the label window ``[day, day + label_days)`` of the history's
+    date (``day`` a training cut-off); duplicates left in."""
+    day = history.as_of
+    end = day + dt.timedelta(days=settings.label_days)
+    return purchases_between(store.read_table(S.EVENTS), history.items, day, end).select(S.USER_ID)
+
+
+def feature_users(store: TableStore, history: History, settings: DiscriminatorSettings) -> DataFrame:
+    """(user_id): whom a training cut-off's features and segments are computed for: the users with a
+    purchase before it (those the features stage keeps) and one in its label window, at most
+    ``max_training_users`` of them (the hash sample of :func:`sample_users`, so that
+    :func:`training_users` then keeps them all). Nobody else's features reach the ranker."""
+    ordered = history.of_type(S.PURCHASE).filter(F.col(S.ORDER_ID).isNotNull()).select(S.USER_ID)
+    users = ordered.join(label_buyers(store, history, settings), S.USER_ID, "left_semi").distinct()
+    return sample_users(users.withColumn(S.AS_OF, F.lit(history.as_of)), settings).select(S.USER_ID)
+
+
 def training_users(store: TableStore, history: History, settings: DiscriminatorSettings) -> DataFrame:
     """(user_id): whom a training cut-off's candidates stage proposes for, the users its ranker can
     train on: those with a segment on the history's date and a purchase in its label window, at most
     ``max_training_users`` of them (the hash sample :func:`training_set` takes). Their labels end on or
     before the run's date, like every label."""
     day = history.as_of
-    end = day + dt.timedelta(days=settings.label_days)
-    buyers = purchases_between(store.read_table(S.EVENTS), history.items, day, end).select(S.USER_ID)
     segmented = store.read_table(S.USER_SEGMENTS).filter(F.col(S.AS_OF) == F.lit(day))
+    buyers = label_buyers(store, history, settings)
     users = segmented.select(S.USER_ID, S.AS_OF).join(buyers, S.USER_ID, "left_semi")
     return sample_users(users, settings).select(S.USER_ID)
 

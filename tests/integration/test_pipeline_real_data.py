@@ -219,16 +219,28 @@ def test_the_learned_ranker_scores_every_candidate(
     assert "learned ranker" in learned and "top features" in learned
 
 
-def test_a_cut_off_date_is_not_listed_from_its_sample_candidates(
+def test_a_cut_off_is_made_for_its_sample_and_never_listed_from_it(
     spark: SparkSession, settings: Settings, real: RealWarehouse, learned: str
 ) -> None:
     (cutoff,) = training_cutoffs(AS_OF, settings.discriminator.model_copy(update={"cutoffs": 1}))
     context = context_for(cutoff, 9, settings.features.hour_bands)
     ctx = RunContext(spark, real.store, settings, cutoff, "lists-of-a-cut-off", load_strategies(), context)
     version = real.store.version(S.RECOMMENDATIONS)
-    with pytest.raises(PartialInputError, match=f"'candidates' as of {cutoff} .* its sample"):
+    partial = f"'user_segments', 'candidates' as of {cutoff} .* its sample"
+    with pytest.raises(PartialInputError, match=partial):
         run_stages(ctx, ["ranking"])
     assert real.store.version(S.RECOMMENDATIONS) == version
+    with pytest.raises(PartialInputError, match=f"'user_features' as of {cutoff}"):
+        run_stages(ctx, ["segments", "candidates"])  # segments would be the sample's again
+
+    # the cut-off's features and segments were made for the users its candidates are for, no one else
+    def users(table: str, day: dt.date) -> set[str]:
+        on_day = real.store.read_table(table).filter(F.col(S.AS_OF) == day)
+        return {r[0] for r in on_day.select(S.USER_ID).distinct().collect()}
+
+    sample = users(S.CANDIDATES, cutoff)
+    assert users(S.USER_FEATURES, cutoff) == users(S.USER_SEGMENTS, cutoff) == sample
+    assert 100 < len(sample) < len(users(S.USER_FEATURES, AS_OF))
 
 
 @pytest.fixture(scope="module")

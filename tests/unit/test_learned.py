@@ -4,6 +4,7 @@ local xgboost fit, the ranking fails rather than fall back, and the new-items mo
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,7 @@ from genre_spark.learned.features import MISSING_RANK, feature_columns, pair_fea
 from genre_spark.learned.stage import (
     MODEL_KIND,
     ModelNote,
+    feature_users,
     features_run_id,
     fingerprint,
     reusable_model,
@@ -342,17 +344,21 @@ def test_a_cut_off_proposes_for_a_hash_sample_of_its_label_window_buyers(
     store.write_table(segmented, S.USER_SEGMENTS, mode="overwrite", run_id="setup")
     label_days = (END - CUTOFF).days
 
-    def sample(cap: int | None, seed: int = 0) -> set[str]:
+    def sample(cap: int | None, seed: int = 0, of: Callable[..., DataFrame] = training_users) -> set[str]:
         ranker = settings.discriminator.model_copy(
             update={"label_days": label_days, "max_training_users": cap, "seed": seed}
         )
-        return {r.user_id for r in training_users(store, history, ranker).collect()}
+        return {r.user_id for r in of(store, history, ranker).collect()}
 
     assert sample(None) == set(buyers)
     three = sample(3)
     assert len(three) == 3 and three < set(buyers) and sample(3) == three  # the same draw every time
     assert sample(4) > three  # a larger cap keeps the smaller sample's users (smallest hashes first)
     assert any(len(sample(3, seed)) == 3 and sample(3, seed) != three for seed in range(1, 5))
+    # the cut-off's features (and so its segments) are for the same users, found from the events alone:
+    # the buyers who ordered before it (not the newcomer), and with a cap the same hash sample
+    assert sample(None, of=feature_users) == set(buyers)
+    assert sample(3, of=feature_users) == three and sample(4, of=feature_users) == sample(4)
 
 
 def test_a_saved_model_is_reused_only_when_young_and_trained_on_the_same_stage_settings(

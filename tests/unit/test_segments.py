@@ -130,8 +130,12 @@ def test_refit_modes(spark: SparkSession, seg: SegmentSettings, store: TableStor
     assert_df_equality(
         assign_segments(first.model, users), assign_segments(again.model, users), ignore_row_order=True
     )
-    _, forced = load_or_fit(store, users, seg.model_copy(update={"refit": "always"}), "r3")
+    always = seg.model_copy(update={"refit": "always"})
+    _, forced = load_or_fit(store, users, always, "r3")
     assert forced and store.latest_model("segments") == "r3"
+    # a training cut-off's fit (on its sample) serves its own date only
+    _, unpublished = load_or_fit(store, users, always, "r4", publish=False)
+    assert unpublished and store.latest_model("segments") == "r3"
 
 
 def test_labels_first_matching_rule_and_unique() -> None:
