@@ -49,6 +49,7 @@ from genre_spark.config import Settings, load_settings
 from genre_spark.features import run_features
 from genre_spark.history import History, purchase_history
 from genre_spark.ingest import run_ingest
+from genre_spark.learned.stage import feature_users
 from genre_spark.ranking import run_ranking
 from genre_spark.session import build_spark_session
 from genre_spark.storage import open_store
@@ -236,6 +237,11 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="these sources only (default: every source on)")
     parser.add_argument("--out", type=Path, help="default: results/profile_<stage>.md")
     parser.add_argument("--union", action="store_true", help="then all of them unioned (doubles the time)")
+    parser.add_argument(
+        "--cutoff-sample",
+        action="store_true",
+        help="propose only for the training sample a cut-off on --as-of would (learned.stage.feature_users)",
+    )
     args = parser.parse_args()
     overrides = [f"storage.warehouse={args.warehouse}", "spark.ui_enabled=true", *args.set]
     settings = load_settings(
@@ -255,11 +261,17 @@ def main() -> None:
     history = History.read(store, args.as_of)
     segments = store.read_table(S.USER_SEGMENTS).filter(F.col(S.AS_OF) == F.lit(args.as_of))
     users = segments.count()
+    sample = (
+        f" proposing for a training cut-off's sample of at most {settings.discriminator.max_training_users:,}"
+        if args.cutoff_sample
+        else ""
+    )
     header = (
         "# Candidates stage profile (benchmarks/stage_profile.py)\n\n"
         f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; "
         f"{describe()}; `python benchmarks/stage_profile.py --warehouse {args.warehouse} --as-of {args.as_of}"
-        f"{''.join(f' --set {s}' for s in args.set)}`; {users:,} users; conf/local.yaml + conf/scale.yaml."
+        f"{''.join(f' --set {s}' for s in args.set)}{' --cutoff-sample' if sample else ''}`; {users:,} users"
+        f"{sample}; conf/local.yaml + conf/scale.yaml."
     )
     purchases = history.purchases().persist(StorageLevel.MEMORY_AND_DISK)
     per_item = purchase_history(purchases).persist(StorageLevel.MEMORY_AND_DISK)
@@ -273,6 +285,9 @@ def main() -> None:
         store.read_table(S.ITEM_EMBEDDINGS),
         settings.candidates,
         args.as_of,
+        feature_users(store, history, settings.discriminator).localCheckpoint()
+        if args.cutoff_sample
+        else None,
     )
     on = [name for name in SOURCES if limits.get(name, 0) and (not args.only or name in args.only)]
     for name in on:
