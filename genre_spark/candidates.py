@@ -7,8 +7,7 @@ explanation quotes ("bought 3 times, last 12 days ago"). Only products, only eve
 Some run Spark jobs while their plan is built, none brings per-user data to the driver: ALS fits its
 model, the dense ids MLlib, the co-occurrence pairs and the similar-users sums need are numbered and
 checkpointed (so that a recomputation cannot number them differently, :func:`_index`), and the
-co-occurrence cap collects one row per day of history (:func:`recent_orders`). What a source reads twice
-(the co-occurrence baskets, the similar-users vectors) is checkpointed lazily: computed once, on the write.
+co-occurrence cap collects one row per day of history (:func:`recent_orders`).
 """
 
 from __future__ import annotations
@@ -391,7 +390,6 @@ def similar_users(
         _decayed_user_vectors(purchases, as_of, settings.half_life_days)
         .join(F.broadcast(ids), S.ITEM_ID)
         .select("_u", "_i", "w")
-        .localCheckpoint(eager=False)  # read twice (the cosines, the neighbours' items): aggregated once
     )
     cosine = _user_cosines(vectors, settings.max_buyers_per_item)
     targets = users.select(S.USER_ID, F.xxhash64(S.USER_ID).alias("_u"))
