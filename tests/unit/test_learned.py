@@ -125,6 +125,10 @@ def test_features_ignore_events_on_or_after_the_cutoff(spark: SparkSession) -> N
         and a.n_sources == 2.0
     )
     assert (a.segment_id, a.strategy_index, a.u_orders, a.u_repeat_rate) == (2.0, 1.0, 3.0, 0.5)
+    # each source's score over the user's best from it; 0 where it did not propose the item
+    rows = with_future.collect()
+    assert [r.als_score for r in rows] == pytest.approx([1.0, 0.8, 0.6, 0.4, 0.2])
+    assert [r.buy_again_score for r in rows] == [1.0, 0.0, 0.0, 0.0, 0.0]
     e = with_future.filter(F.col(S.ITEM_ID) == "E").first()
     assert e is not None and e.ui_orders == 0.0 and e.ui_gap_days is None and e.item_buyers_4w is None
 
