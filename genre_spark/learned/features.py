@@ -24,6 +24,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from genre_spark import schemas as S
+from genre_spark.candidate_scores import normalised_score
 from genre_spark.errors import ConfigError
 from genre_spark.history import YEAR_DAYS, days_before, decay
 
@@ -162,28 +163,18 @@ def _items(purchases: DataFrame, cutoff: dt.date, season_days: int) -> DataFrame
 
 
 def _sources(candidates: DataFrame) -> DataFrame:
-    """One row per candidate pair: each source's normalised score and rank (missing: 0 and a far rank).
-
-    The score over the user's best from that source (:func:`~genre_spark.candidate_scores.normalised_score`)
-    is taken after the pivot: the best per user and source is one aggregate of the pivoted pairs, which
-    ``candidates`` partitioned by user gives without a shuffle, not a window sorting every candidate row."""
-    raw = (
-        candidates.groupBy(S.USER_ID, S.ITEM_ID)
+    """One row per candidate pair: each source's normalised score and rank (missing: 0 and a far rank)."""
+    per_source = (
+        candidates.withColumn("_norm", normalised_score())
+        .groupBy(S.USER_ID, S.ITEM_ID)
         .pivot("source", list(S.CANDIDATE_SOURCES))
-        .agg(F.max("source_score").alias("score"), F.min("source_rank").cast("double").alias("rank"))
+        .agg(F.max("_norm").alias("score"), F.min("source_rank").cast("double").alias("rank"))
     )
-    best = raw.groupBy(S.USER_ID).agg(*[F.max(f"{s}_score").alias(f"_best_{s}") for s in S.CANDIDATE_SOURCES])
-    per_source = raw.join(best, S.USER_ID)
-
-    def score(source: str) -> Column:
-        top = F.col(f"_best_{source}")
-        return F.when(top > 0, F.col(f"{source}_score") / top).otherwise(F.lit(0.0))
-
     proposed = [F.col(f"{s}_score").isNotNull().cast("double") for s in S.CANDIDATE_SOURCES]
     return per_source.select(
         S.USER_ID,
         S.ITEM_ID,
-        *[F.coalesce(score(s), F.lit(0.0)).alias(f"{s}_score") for s in S.CANDIDATE_SOURCES],
+        *[F.coalesce(F.col(f"{s}_score"), F.lit(0.0)).alias(f"{s}_score") for s in S.CANDIDATE_SOURCES],
         *[
             F.coalesce(F.col(f"{s}_rank"), F.lit(MISSING_RANK)).alias(f"{s}_rank")
             for s in S.CANDIDATE_SOURCES
