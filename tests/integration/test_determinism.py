@@ -25,8 +25,8 @@ COMPARED = (S.USER_SEGMENTS, S.CANDIDATES, S.SCORES, S.RECOMMENDATIONS)
 def test_two_fresh_runs_write_identical_lists(spark: SparkSession, tmp_path: Path) -> None:
     conf = slice_conf(tmp_path, sample_slice(tmp_path, rows=3_000))
     # the bi-encoder on (off by default; the slice's tiny encoder): its scores and the lists it reorders
-    # must repeat too
-    on = ["scoring.bi_encoder.enabled=true"]
+    # must repeat too; so must the similar-users source's sums (on by default, off in the slice's config)
+    on = ["scoring.bi_encoder.enabled=true", "candidates.limits.similar_users=200"]
     tables = []
     for name in ("first", "second"):
         settings = load_settings([conf], [f"storage.warehouse={tmp_path / name}", *on])
@@ -41,5 +41,6 @@ def test_two_fresh_runs_write_identical_lists(spark: SparkSession, tmp_path: Pat
         tables.append({t: store.read_table(t) for t in COMPARED})
     first, second = tables
     assert first[S.RECOMMENDATIONS].select(S.USER_ID).distinct().count() > 50
+    assert first[S.CANDIDATES].filter("source = 'similar_users'").select(S.USER_ID).distinct().count() > 50
     for table in COMPARED:
         assert_df_equality(first[table], second[table], ignore_row_order=True)
