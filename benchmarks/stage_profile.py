@@ -18,12 +18,12 @@ W is a warehouse that already holds the as-of date's inputs of the candidates st
 item_embeddings, user_segments): what `benchmarks/scale.py --keep` or `benchmarks/ranker.py` leave. Settings:
 conf/local.yaml + conf/scale.yaml + the --conf files. Each candidate source with a limit above 0 runs on its
 own into Spark's `noop` sink (computed in full, nothing written), over the inputs the stage shares (the
-persisted purchases and per-item history, built first and timed as "inputs"); with --union, then all
-of them unioned into the noop sink, which is what the stage computes before its write. For each: wall
-seconds, the summed task time and CPU time of its Spark stages, JVM GC time, shuffle bytes written,
-bytes spilled (memory and
-disk), and the SQL operators with the most time in their metrics (sort time, aggregation build time,
-shuffle write time, Python UDF time, ...), with their spill.
+persisted purchases and per-item history, built first and timed as "inputs"). With --cutoff-sample they
+propose only for the training sample a cut-off on that date would (as the discriminator's stages do
+there); with --union, then all of them unioned into the noop sink, which is what the stage computes
+before its write. For each: wall seconds, the summed task time and CPU time of its Spark stages, JVM GC
+time, shuffle bytes written, bytes spilled (memory and disk), and the SQL operators with the most time in
+their metrics (sort time, aggregation build time, shuffle write time, Python UDF time, ...), with their spill.
 
 Results: benchmarks/results/profile_candidates.md (rewritten after every source).
 """
@@ -261,17 +261,14 @@ def main() -> None:
     history = History.read(store, args.as_of)
     segments = store.read_table(S.USER_SEGMENTS).filter(F.col(S.AS_OF) == F.lit(args.as_of))
     users = segments.count()
-    sample = (
-        f" proposing for a training cut-off's sample of at most {settings.discriminator.max_training_users:,}"
-        if args.cutoff_sample
-        else ""
-    )
+    cap = settings.discriminator.max_training_users
+    sample = f" proposing for a training cut-off's sample of at most {cap:,}" if args.cutoff_sample else ""
     header = (
         "# Candidates stage profile (benchmarks/stage_profile.py)\n\n"
         f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; "
         f"{describe()}; `python benchmarks/stage_profile.py --warehouse {args.warehouse} --as-of {args.as_of}"
-        f"{''.join(f' --set {s}' for s in args.set)}{' --cutoff-sample' if sample else ''}`; {users:,} users"
-        f"{sample}; conf/local.yaml + conf/scale.yaml."
+        f"{''.join(f' --set {s}' for s in args.set)}{' --cutoff-sample' if args.cutoff_sample else ''}`; "
+        f"{users:,} users{sample}; conf/local.yaml + conf/scale.yaml."
     )
     purchases = history.purchases().persist(StorageLevel.MEMORY_AND_DISK)
     per_item = purchase_history(purchases).persist(StorageLevel.MEMORY_AND_DISK)
