@@ -1,0 +1,92 @@
+"""The ALS source's time by its number of user/item blocks (``candidates.als.num_blocks``), in one run.
+
+    python benchmarks/als_blocks.py --warehouse W --conf W/../data/genre-spark.yaml --as-of DATE
+
+W: a warehouse holding the date's events and items (what `benchmarks/scale.py --keep` leaves; DATE e.g. one
+of its training cut-offs, 2011-09-16, or its run date). The fit is on everyone's purchases before DATE, the
+candidates for ``--users`` users (a seeded hash sample; a training cut-off proposes for 5,000). Settings:
+conf/local.yaml + conf/scale.yaml + --conf, only the block count changed. Each case fits and proposes into
+Spark's noop sink, interleaved over ``--repeat`` rounds; the first --blocks is the reference. The share of
+each case's proposals the reference also makes is reported beside (ALS's blocks change its random start).
+Results: benchmarks/results/als_blocks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from pathlib import Path
+
+from machine import interleaved, ratio_table, write_report  # benchmarks/machine.py
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from genre_spark import schemas as S
+from genre_spark.candidates import als_candidates
+from genre_spark.config import load_settings
+from genre_spark.history import History, purchase_history
+from genre_spark.session import build_spark_session
+from genre_spark.storage import open_store
+
+ROOT = Path(__file__).parents[1]
+RESULTS = Path(__file__).parent / "results" / "als_blocks.md"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--warehouse", type=Path, required=True)
+    parser.add_argument("--conf", type=Path, action="append", default=[])
+    parser.add_argument("--as-of", type=dt.date.fromisoformat, required=True)
+    parser.add_argument("--blocks", type=int, nargs="+", default=[8, 4, 2], help="the first: the reference")
+    parser.add_argument("--users", type=int, default=5000)
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args()
+    conf = [ROOT / "conf" / "local.yaml", ROOT / "conf" / "scale.yaml", *args.conf]
+    settings = load_settings(conf, [f"storage.warehouse={args.warehouse}"])
+    spark = build_spark_session(settings.spark)
+    try:
+        store = open_store(spark, settings.storage)
+        history = purchase_history(History.read(store, args.as_of).purchases())
+        history = history.persist(StorageLevel.MEMORY_AND_DISK)
+        ratings = history.count()
+        hashed = history.select(S.USER_ID).distinct().withColumn("_h", F.xxhash64(S.USER_ID, F.lit(0)))
+        users = hashed.orderBy("_h").limit(args.users).select(S.USER_ID).localCheckpoint()
+        limit = settings.candidates.limits["als"]
+
+        def proposals(blocks: int) -> DataFrame:
+            als = settings.candidates.als.model_copy(update={"num_blocks": blocks})
+            return als_candidates(history, users, als, limit).select(S.USER_ID, S.ITEM_ID)
+
+        name = {b: f"{b} blocks" + (" (reference)" if b == args.blocks[0] else "") for b in args.blocks}
+        cases = {
+            name[b]: (lambda b=b: proposals(b).write.format("noop").mode("overwrite").save())
+            for b in args.blocks
+        }
+        times = interleaved(cases, args.repeat)
+        reference = proposals(args.blocks[0]).localCheckpoint()
+        total = reference.count()
+        shared = {
+            b: proposals(b).join(reference, [S.USER_ID, S.ITEM_ID], "left_semi").count()
+            for b in args.blocks[1:]
+        }
+    finally:
+        spark.stop()
+    als = settings.candidates.als
+    setup = (
+        f"ALS rank {als.rank}, {als.max_iter} iterations on {ratings:,} (user, item) ratings before "
+        f"{args.as_of}, {limit} items for {args.users:,} users; {args.repeat} interleaved rounds. Shared "
+        f"with the reference's {total:,} proposals: "
+        + ", ".join(f"{b} blocks {shared[b] / total:.1%}" for b in args.blocks[1:])
+        + "."
+    )
+    command = (
+        f"python benchmarks/als_blocks.py --warehouse W --as-of {args.as_of} "
+        f"--blocks {' '.join(map(str, args.blocks))} --users {args.users} --repeat {args.repeat}"
+    )
+    table = ratio_table(times, name[args.blocks[0]], "the ALS source")
+    write_report(RESULTS, "ALS by its number of blocks", command, setup, table)
+
+
+if __name__ == "__main__":
+    main()
