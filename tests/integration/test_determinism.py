@@ -19,14 +19,16 @@ from tests.integration.test_notebooks import sample_slice, slice_conf
 
 pytestmark = pytest.mark.slow
 AS_OF = dt.date(2010, 12, 2)
-COMPARED = (S.USER_SEGMENTS, S.CANDIDATES, S.SCORES, S.RECOMMENDATIONS)
+COMPARED = (S.USER_SEGMENTS, S.CANDIDATES, S.RECOMMENDATIONS)
 
 
 def test_two_fresh_runs_write_identical_lists(spark: SparkSession, tmp_path: Path) -> None:
     conf = slice_conf(tmp_path, sample_slice(tmp_path, rows=3_000))
-    # the bi-encoder on (off by default; the slice's tiny encoder): its scores and the lists it reorders
-    # must repeat too; so must the similar-users source's sums (on by default, off in the slice's config)
-    on = ["scoring.bi_encoder.enabled=true", "candidates.limits.similar_users=200"]
+    # the similar-users source on (on by default, off in the slice's config): its sums must repeat too. The
+    # bi-encoder (off by default) is left off for the suite's budget: with both on the test took 138 s here,
+    # 114 s with the bi-encoder alone, 100-121 s with the source alone; the scorers are checked against their
+    # pure functions in tests/unit/test_scoring.py
+    on = ["candidates.limits.similar_users=200"]
     tables = []
     for name in ("first", "second"):
         settings = load_settings([conf], [f"storage.warehouse={tmp_path / name}", *on])
