@@ -17,19 +17,17 @@ import argparse
 import datetime as dt
 from pathlib import Path
 
-from machine import interleaved, ratio_table, write_report  # benchmarks/machine.py
+from machine import interleaved, ratio_table, scale_settings, write_report  # benchmarks/machine.py
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from genre_spark import schemas as S
 from genre_spark.candidates import als_candidates
-from genre_spark.config import load_settings
 from genre_spark.history import History, purchase_history
 from genre_spark.session import build_spark_session
 from genre_spark.storage import open_store
 
-ROOT = Path(__file__).parents[1]
 RESULTS = Path(__file__).parent / "results" / "als_blocks.md"
 
 
@@ -42,8 +40,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=5000)
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
-    conf = [ROOT / "conf" / "local.yaml", ROOT / "conf" / "scale.yaml", *args.conf]
-    settings = load_settings(conf, [f"storage.warehouse={args.warehouse}"])
+    settings = scale_settings(args.conf, [f"storage.warehouse={args.warehouse}"])
     spark = build_spark_session(settings.spark)
     try:
         store = open_store(spark, settings.storage)

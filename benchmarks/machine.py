@@ -11,6 +11,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from genre_spark.config import Settings, load_settings
+
+ROOT = Path(__file__).parents[1]
+
 
 def memory_gib() -> float:
     """Physical memory in GiB."""
@@ -20,6 +24,12 @@ def memory_gib() -> float:
 def describe() -> str:
     """'2 cores, 24 GiB, x86_64': for the first line of a results file."""
     return f"{os.cpu_count()} cores, {memory_gib():.0f} GiB, {platform.processor() or platform.machine()}"
+
+
+def scale_settings(conf: list[Path], overrides: list[str]) -> Settings:
+    """conf/local.yaml + conf/scale.yaml + ``conf`` (a generated data set's genre-spark.yaml) with
+    ``overrides``: the settings `benchmarks/scale.py` runs the pipeline with."""
+    return load_settings([ROOT / "conf" / "local.yaml", ROOT / "conf" / "scale.yaml", *conf], overrides)
 
 
 def interleaved(cases: dict[str, Callable[[], object]], repeat: int) -> dict[str, list[float]]:

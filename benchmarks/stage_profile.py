@@ -38,14 +38,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from machine import describe  # benchmarks/machine.py (scripts run from their folder)
+from machine import describe, scale_settings  # benchmarks/machine.py (scripts run from their folder)
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from genre_spark import schemas as S
 from genre_spark.candidates import SOURCES, SourceInputs, generate_candidates
-from genre_spark.config import Settings, load_settings
+from genre_spark.config import Settings
 from genre_spark.features import run_features
 from genre_spark.history import History, purchase_history
 from genre_spark.ingest import run_ingest
@@ -244,9 +244,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     overrides = [f"storage.warehouse={args.warehouse}", "spark.ui_enabled=true", *args.set]
-    settings = load_settings(
-        [ROOT / "conf" / "local.yaml", ROOT / "conf" / "scale.yaml", *args.conf], overrides
-    )
+    settings = scale_settings(args.conf, overrides)
     spark = build_spark_session(settings.spark)
     if args.stage == "ingest" and args.warehouse.exists():
         parser.error(f"{args.warehouse} exists: the ingest profile writes a new warehouse")

@@ -1,5 +1,6 @@
 """What the later stages read of the ``candidates`` table: each candidate's score relative to its source's
-best for the user, and the strategy-independent shortlist the language-model scorers see."""
+best for the user, and the strategy-independent shortlists the language-model scorers and (when it is
+set) the learned ranker see."""
 
 from __future__ import annotations
 
@@ -23,9 +24,11 @@ def shortlist(candidates: DataFrame, n: int) -> DataFrame:
         .groupBy(S.USER_ID, S.ITEM_ID)
         .agg(F.sum("_norm").alias("_sum"))
     )
-    w = Window.partitionBy(S.USER_ID).orderBy(F.desc("_sum"), F.asc(S.ITEM_ID))
-    return (
-        summed.withColumn("shortlist_rank", F.row_number().over(w))
-        .filter(F.col("shortlist_rank") <= n)
-        .select(S.USER_ID, S.ITEM_ID, "shortlist_rank")
-    )
+    return best_per_user(summed, [F.desc("_sum")], n).select(S.USER_ID, S.ITEM_ID, "shortlist_rank")
+
+
+def best_per_user(pairs: DataFrame, order: list[Column], n: int) -> DataFrame:
+    """The rows of ``pairs`` (one per user and item) that are the user's ``n`` first in ``order``, ties by
+    item id, with their ``shortlist_rank`` (1 = first)."""
+    w = Window.partitionBy(S.USER_ID).orderBy(*order, F.asc(S.ITEM_ID))
+    return pairs.withColumn("shortlist_rank", F.row_number().over(w)).filter(F.col("shortlist_rank") <= n)

@@ -24,7 +24,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from genre_spark import schemas as S
-from genre_spark.candidate_scores import normalised_score
+from genre_spark.candidate_scores import best_per_user, normalised_score
 from genre_spark.errors import ConfigError
 from genre_spark.history import YEAR_DAYS, days_before, decay
 
@@ -183,6 +183,14 @@ def _sources(candidates: DataFrame) -> DataFrame:
     )
 
 
+def shortlisted(pairs: DataFrame, n: int) -> DataFrame:
+    """Each user's ``n`` pairs best placed by any source: by the best of their source ranks (the sources'
+    lists merged round-robin), ties by the sum of their normalised source scores."""
+    best_rank = F.least(*[F.col(f"{s}_rank") for s in S.CANDIDATE_SOURCES])
+    total = sum((F.col(f"{s}_score") for s in S.CANDIDATE_SOURCES), F.lit(0.0))
+    return best_per_user(pairs, [best_rank.asc(), total.desc()], n).drop("shortlist_rank")
+
+
 def pair_features(
     candidates: DataFrame,
     purchases: DataFrame,
@@ -191,6 +199,7 @@ def pair_features(
     cutoff: dt.date,
     season_days: int,
     sampled: bool = False,
+    shortlist: int | None = None,
 ) -> DataFrame:
     """(user_id, item_id, *feature_columns()) for the candidate pairs of one cut-off.
 
@@ -199,11 +208,15 @@ def pair_features(
     segment_id, strategy_index; ``scores``: the scorers' rows for the cut-off, or None; ``season_days``:
     the width of the season window (the label window's, so that a cut-off's season features look at the
     days its labels cover, a year earlier); ``sampled``: the candidates are for a sample of the users (a
-    training cut-off's), so the user-side aggregations read only the sample's purchases.
+    training cut-off's), so the user-side aggregations read only the sample's purchases; ``shortlist``:
+    keep each user's this many pairs best placed by any source (:func:`shortlisted`; their features are
+    those among all the user's candidates), None: every pair.
     """
     # by user, once: the joins below are per user or per pair (requireAllClusterKeysForCoPartition, in
     # conf/default.yaml, lets the pair joins read the user partitioning)
     pairs = _sources(candidates.repartition(S.USER_ID))
+    if shortlist is not None:
+        pairs = shortlisted(pairs, shortlist)
     if scores is not None:
         lm = scores.groupBy(S.USER_ID, S.ITEM_ID).pivot("scorer", list(S.SCORER_NAMES)).agg(F.max("score"))
         pairs = pairs.join(lm, [S.USER_ID, S.ITEM_ID], "left")

@@ -58,13 +58,14 @@ def write_features(
     decisions: dict[int, str],
     book: StrategyBook,
     run_id: str,
-    label_days: int,
+    settings: DiscriminatorSettings,
     labelled: bool,
 ) -> WriteResult:
     """The ``ranker_features`` partition of the history's date: the features of the candidates the stages
-    wrote for it (from the history only; the season features look at the ``label_days`` after the date, a
-    year earlier), labelled by the purchases of ``[day, day + label_days)`` when ``labelled``."""
-    day = history.as_of
+    wrote for it (each user's ``shortlist`` best when it is set; from the history only; the season features
+    look at the ``label_days`` after the date, a year earlier), labelled by the purchases of
+    ``[day, day + label_days)`` when ``labelled``."""
+    day, label_days = history.as_of, settings.label_days
     on_day = F.col(S.AS_OF) == F.lit(day)
     segments = store.read_table(S.USER_SEGMENTS).filter(on_day)
     scores = store.read_table(S.SCORES).filter(on_day) if store.exists(S.SCORES) else None
@@ -79,6 +80,7 @@ def write_features(
             day,
             label_days,
             sampled=labelled,  # a training cut-off's candidates may be for its sample only
+            shortlist=settings.shortlist,
         )
         if not labelled:
             features = features.withColumn(S.LABEL, F.lit(None).cast("double"))
@@ -324,7 +326,7 @@ def fit_and_save(
             decide(t),
             book,
             features_run_id(store, run_id, t),
-            settings.label_days,
+            settings,
             labelled=True,
         )
     seconds["training features"] = time.perf_counter() - started
@@ -392,7 +394,7 @@ def run_discriminator(
     seconds: dict[str, float] = {}
     note = reused or fit_and_save(store, settings, decide, book, as_of, run_id, wanted, seconds)
     started = time.perf_counter()
-    write_features(store, history, decide(as_of), book, run_id, settings.label_days, labelled=False)
+    write_features(store, history, decide(as_of), book, run_id, settings, labelled=False)
     seconds["features"] = time.perf_counter() - started
     started = time.perf_counter()
     features = store.read_table(S.RANKER_FEATURES).filter(F.col(S.AS_OF) == F.lit(as_of))

@@ -11,7 +11,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from genre_spark import schemas as S
-from genre_spark.config import Settings
+from genre_spark.config import DiscriminatorSettings, Settings
 from genre_spark.evaluation import (
     BLEND,
     DECAYED,
@@ -103,11 +103,12 @@ def warehouse(spark: SparkSession, store: TableStore) -> TableStore:
     return store
 
 
-def with_ranker_tables(store: TableStore) -> TableStore:
+def with_ranker_tables(store: TableStore, settings: DiscriminatorSettings) -> TableStore:
     """The discriminator stage's tables as of AS_OF, its score standing in for a model: buy-again first."""
     decisions = {0: "balanced"}
     history = History.read(store, AS_OF)
-    write_features(store, history, decisions, load_strategies(), "setup", 28, labelled=False)
+    label_days = settings.model_copy(update={"label_days": 28})
+    write_features(store, history, decisions, load_strategies(), "setup", label_days, labelled=False)
     scores = store.read_table(S.RANKER_FEATURES).select(
         S.USER_ID,
         S.ITEM_ID,
@@ -165,7 +166,7 @@ def test_strategy_book_variants_change_rules_or_ranker_only() -> None:
 def test_evaluate_writes_metrics_for_every_model_and_variant(
     spark: SparkSession, settings: Settings, warehouse: TableStore
 ) -> None:
-    store = with_ranker_tables(warehouse)
+    store = with_ranker_tables(warehouse, settings.discriminator)
     # segment_popularity is not among the candidates: evaluate makes it from the events
     baselines = ["buy_again", "co_occurrence", "segment_popularity"]
     evaluation = settings.evaluation.model_copy(

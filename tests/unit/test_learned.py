@@ -133,6 +133,25 @@ def test_features_ignore_events_on_or_after_the_cutoff(spark: SparkSession) -> N
     assert e is not None and e.ui_orders == 0.0 and e.ui_gap_days is None and e.item_buyers_4w is None
 
 
+def test_a_shortlist_keeps_the_pairs_best_placed_by_any_source(spark: SparkSession) -> None:
+    """als ranks A B C D, content E D C: the best ranks are A and E 1, D and B 2 (D first: its source
+    scores sum higher), C 3; by the sum alone D and C would lead. Each kept row is as among all pairs."""
+    rows = [("u1", i, "als", 5.0 - n / 10, n + 1) for n, i in enumerate("ABCD")]
+    rows += [("u1", "E", "content", 1.0, 1), ("u1", "D", "content", 0.9, 2), ("u1", "C", "content", 0.85, 3)]
+    proposed = spark.createDataFrame(
+        rows, "user_id string, item_id string, source string, source_score double, source_rank int"
+    )
+    purchases = history_of(events(spark, PAST), items(spark), CUTOFF).purchases()
+
+    def shortlisted(n: int | None) -> DataFrame:
+        days = (END - CUTOFF).days
+        frame = pair_features(proposed, purchases, segments(spark), None, CUTOFF, days, shortlist=n)
+        return frame.orderBy(S.ITEM_ID)
+
+    assert [r.item_id for r in shortlisted(2).collect()] == ["A", "E"]
+    assert_df_equality(shortlisted(4), shortlisted(None).filter(F.col(S.ITEM_ID).isin("A", "B", "D", "E")))
+
+
 def test_season_features_look_at_the_label_window_a_year_back(spark: SparkSession) -> None:
     """The label window [2011-11-01, 2011-11-29) 52 weeks back is [2010-11-02, 2010-11-30); the window
     before it [2010-10-05, 2010-11-02)."""
