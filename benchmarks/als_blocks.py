@@ -17,7 +17,7 @@ import argparse
 import datetime as dt
 from pathlib import Path
 
-from machine import interleaved, ratio_table, scale_settings, write_report  # benchmarks/machine.py
+from machine import compute, interleaved, ratio_table, scale_settings, write_report  # benchmarks/machine.py
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -56,10 +56,7 @@ def main() -> None:
             return als_candidates(history, users, als, limit).select(S.USER_ID, S.ITEM_ID)
 
         name = {b: f"{b} blocks" + (" (reference)" if b == args.blocks[0] else "") for b in args.blocks}
-        cases = {
-            name[b]: (lambda b=b: proposals(b).write.format("noop").mode("overwrite").save())
-            for b in args.blocks
-        }
+        cases = {name[b]: (lambda b=b: compute(proposals(b))) for b in args.blocks}
         times = interleaved(cases, args.repeat)
         reference = proposals(args.blocks[0]).localCheckpoint()
         total = reference.count()

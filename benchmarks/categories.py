@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 from machine import (  # benchmarks/machine.py (scripts run from their folder)
+    compute,
     interleaved,
     ratio_table,
     write_report,
@@ -56,9 +57,7 @@ def main() -> None:
     counts = {f"{shuffle} partitions (before)": shuffle, "16 partitions": 16, f"{now} (now)": now}
 
     def fit(partitions: int) -> None:
-        fit_categories(embeddings, es.n_categories, es.seed, partitions).write.format("noop").mode(
-            "overwrite"
-        ).save()
+        compute(fit_categories(embeddings, es.n_categories, es.seed, partitions))
 
     times = interleaved({name: lambda n=n: fit(n) for name, n in counts.items()}, args.repeat)
     spark.stop()

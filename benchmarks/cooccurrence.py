@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from machine import (  # benchmarks/machine.py (scripts run from their folder)
+    compute,
     interleaved,
     ratio_table,
     write_report,
@@ -123,7 +124,7 @@ def main() -> None:
         f"pair keys, at most {max_orders:,} recent orders": capped,
     }
     # building the plan is timed too: it numbers the items
-    times = interleaved({name: lambda b=b: _noop_write(b()) for name, b in cases.items()}, args.repeat)
+    times = interleaved({name: lambda b=b: compute(b()) for name, b in cases.items()}, args.repeat)
     spark.stop()
 
     write_report(
@@ -136,10 +137,6 @@ def main() -> None:
         f"{args.repeat} interleaved rounds. Uncapped, they equal the reference's neighbours (checked).",
         ratio_table(times, "self-join (reference)", "implementation", digits=1),
     )
-
-
-def _noop_write(df: DataFrame) -> None:
-    df.write.format("noop").mode("overwrite").save()
 
 
 def _check_equal(expected: DataFrame, got: DataFrame) -> None:

@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from pyspark.sql import DataFrame
+
 from genre_spark.config import Settings, load_settings
 
 ROOT = Path(__file__).parents[1]
@@ -30,6 +32,11 @@ def scale_settings(conf: list[Path], overrides: list[str]) -> Settings:
     """conf/local.yaml + conf/scale.yaml + ``conf`` (a generated data set's genre-spark.yaml) with
     ``overrides``: the settings `benchmarks/scale.py` runs the pipeline with."""
     return load_settings([ROOT / "conf" / "local.yaml", ROOT / "conf" / "scale.yaml", *conf], overrides)
+
+
+def compute(frame: DataFrame) -> None:
+    """Run every row of ``frame`` through its plan into Spark's noop sink: computed, nothing written."""
+    frame.write.format("noop").mode("overwrite").save()
 
 
 def interleaved(cases: dict[str, Callable[[], object]], repeat: int) -> dict[str, list[float]]:

@@ -16,7 +16,7 @@ import argparse
 import datetime as dt
 from pathlib import Path
 
-from machine import interleaved, ratio_table, scale_settings, write_report  # benchmarks/machine.py
+from machine import compute, interleaved, ratio_table, scale_settings, write_report  # benchmarks/machine.py
 from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
@@ -61,7 +61,7 @@ def main() -> None:
             pairs = pair_features(
                 candidates, purchases, indices, None, args.as_of, label_days, shortlist=shortlist
             )
-            score_pairs(pairs, ranker, None).write.format("noop").mode("overwrite").save()
+            compute(score_pairs(pairs, ranker, None))
 
         cases = {REFERENCE: lambda: scored(None)}
         cases |= {f"shortlist {n}": (lambda n=n: scored(n)) for n in args.shortlist}

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from machine import memory_gib  # benchmarks/machine.py (scripts run from their folder)
+from machine import compute, memory_gib  # benchmarks/machine.py (scripts run from their folder)
 
 from genre_spark import schemas as S
 from genre_spark.config import load_settings
@@ -278,11 +278,6 @@ def timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
-def noop(df: Any) -> None:
-    """Runs every row of ``df`` through its plan, writing nothing."""
-    df.write.format("noop").mode("overwrite").save()
-
-
 def set_threads(n: int) -> None:
     import torch
 
@@ -428,7 +423,7 @@ def main() -> None:
         base = w.scorer.spec
         set_threads(cores)
         w.scorer.score(w.profiles[:8], w.items[:8])  # loads the model in this process
-        noop(w.scorer.spark_scores(w.warmup))  # ... and in the workers
+        compute(w.scorer.spark_scores(w.warmup))  # ... and in the workers
         for batch in batch_sizes:
             for sort in (False, True):
                 w.scorer.spec = dataclasses.replace(base, batch_size=batch, sort_by_length=sort)
@@ -439,7 +434,7 @@ def main() -> None:
                         t = timed(partial(w.scorer.score, w.profiles, w.items))
                         times[f"raw{threads}"] = min(t, times.get(f"raw{threads}", t))
                     set_threads(cores)
-                    t = timed(lambda w=w: noop(w.scorer.spark_scores(w.inputs)))
+                    t = timed(lambda w=w: compute(w.scorer.spark_scores(w.inputs)))
                     times["spark"] = min(t, times.get("spark", t))
                 row = {
                     "scorer": w.name,

@@ -38,9 +38,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from machine import describe, scale_settings  # benchmarks/machine.py (scripts run from their folder)
+from machine import compute, describe, scale_settings  # benchmarks/machine.py (scripts run from their folder)
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from genre_spark import schemas as S
@@ -144,10 +144,6 @@ def timed(metrics: SparkMetrics, name: str, action: Any) -> dict[str, Any]:
     row = summary(name, time.perf_counter() - started, *metrics.since())
     print(json.dumps(row), flush=True)
     return row
-
-
-def noop(df: DataFrame) -> None:
-    df.write.format("noop").mode("overwrite").save()
 
 
 def write(rows: list[dict[str, Any]], header: str, out: Path) -> None:
@@ -286,10 +282,10 @@ def main() -> None:
     )
     on = [name for name in SOURCES if limits.get(name, 0) and (not args.only or name in args.only)]
     for name in on:
-        rows.append(timed(metrics, name, lambda name=name: noop(SOURCES[name](inputs, limits[name]))))
+        rows.append(timed(metrics, name, lambda name=name: compute(SOURCES[name](inputs, limits[name]))))
         write(rows, header, out)
     if args.union:
-        rows.append(timed(metrics, "all sources, unioned", lambda: noop(generate_candidates(inputs))))
+        rows.append(timed(metrics, "all sources, unioned", lambda: compute(generate_candidates(inputs))))
         write(rows, header, out)
     print(out.read_text())
 

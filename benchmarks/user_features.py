@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from machine import interleaved, ratio_table, write_report  # benchmarks/machine.py
+from machine import compute, interleaved, ratio_table, write_report  # benchmarks/machine.py
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -89,10 +89,8 @@ def main() -> None:
 
         check_same(users(count_distincts), users(CURRENT))
         cases = {
-            "count-distinct (reference)": lambda: (
-                users(count_distincts).write.format("noop").mode("overwrite").save()
-            ),
-            "set sizes": lambda: users(CURRENT).write.format("noop").mode("overwrite").save(),
+            "count-distinct (reference)": lambda: compute(users(count_distincts)),
+            "set sizes": lambda: compute(users(CURRENT)),
         }
         times = interleaved(cases, args.repeat)
         rows = history.events.count()
