@@ -298,9 +298,10 @@ def check_inputs_cover_everyone(ctx: RunContext, selected: Sequence[str]) -> Non
     if partial:
         readers = [s.name for s in STAGE_TABLE if s.name in selected and set(s.reads) & set(partial)]
         names = ", ".join(f"'{table}'" for table in partial)
+        samples = "; ".join(sorted(set(partial.values())))  # one, unless the tables came from two runs
         raise PartialInputError(
             f"table(s) {names} as of {ctx.as_of} hold what a training cut-off made for its sample "
-            f"({next(iter(partial.values()))}), not every user: stage(s) {readers} would cover those users "
+            f"({samples}), not every user: stage(s) {readers} would cover those users "
             f"only; run the features stage and those after it for {ctx.as_of} under a new run id"
         )
 
