@@ -325,7 +325,7 @@ class DiscriminatorSettings(_Strict):
     max_model_age_days: int = Field(ge=0)  # reuse the latest model trained this many days before as_of
     max_training_users: int | None = Field(gt=0)  # per cut-off, a seeded sample of the users with a label
     without: list[str]  # feature groups left out of the model (schemas.RANKER_FEATURE_GROUPS)
-    shortlist: int | None = Field(gt=0)  # the ranker sees each user's this many best candidates; null: all
+    shortlist: int | None = Field(gt=0)  # the ranker sees each user's n best-placed candidates; null: all
     new_items_model: bool  # a second model for the new-items mode, fitted on the newest cut-offs only
     new_items_cutoffs: int = Field(gt=0)  # how many (the newest first)
     num_workers: int = Field(gt=0)  # Spark tasks that train together (barrier mode)

@@ -107,8 +107,8 @@ def with_ranker_tables(store: TableStore, settings: DiscriminatorSettings) -> Ta
     """The discriminator stage's tables as of AS_OF, its score standing in for a model: buy-again first."""
     decisions = {0: "balanced"}
     history = History.read(store, AS_OF)
-    label_days = settings.model_copy(update={"label_days": 28})
-    write_features(store, history, decisions, load_strategies(), "setup", label_days, labelled=False)
+    ranker = settings.model_copy(update={"label_days": 28})
+    write_features(store, history, decisions, load_strategies(), "setup", ranker, labelled=False)
     scores = store.read_table(S.RANKER_FEATURES).select(
         S.USER_ID,
         S.ITEM_ID,

@@ -143,13 +143,13 @@ def test_a_shortlist_keeps_the_pairs_best_placed_by_any_source(spark: SparkSessi
     )
     purchases = history_of(events(spark, PAST), items(spark), CUTOFF).purchases()
 
-    def shortlisted(n: int | None) -> DataFrame:
+    def kept(n: int | None) -> DataFrame:
         days = (END - CUTOFF).days
         frame = pair_features(proposed, purchases, segments(spark), None, CUTOFF, days, shortlist=n)
         return frame.orderBy(S.ITEM_ID)
 
-    assert [r.item_id for r in shortlisted(2).collect()] == ["A", "E"]
-    assert_df_equality(shortlisted(4), shortlisted(None).filter(F.col(S.ITEM_ID).isin("A", "B", "D", "E")))
+    assert [r.item_id for r in kept(2).collect()] == ["A", "E"]
+    assert_df_equality(kept(4), kept(None).filter(F.col(S.ITEM_ID).isin("A", "B", "D", "E")))
 
 
 def test_season_features_look_at_the_label_window_a_year_back(spark: SparkSession) -> None:
