@@ -13,7 +13,10 @@ from pathlib import Path
 
 from pyspark.sql import DataFrame
 
+from genre_spark import schemas as S
 from genre_spark.config import Settings, load_settings
+from genre_spark.learned.stage import strategy_indices
+from genre_spark.strategy import load_strategies
 
 ROOT = Path(__file__).parents[1]
 
@@ -32,6 +35,14 @@ def scale_settings(conf: list[Path], overrides: list[str]) -> Settings:
     """conf/local.yaml + conf/scale.yaml + ``conf`` (a generated data set's genre-spark.yaml) with
     ``overrides``: the settings `benchmarks/scale.py` runs the pipeline with."""
     return load_settings([ROOT / "conf" / "local.yaml", ROOT / "conf" / "scale.yaml", *conf], overrides)
+
+
+def first_strategy_indices(segments: DataFrame, settings: Settings) -> DataFrame:
+    """The ranker's strategy-index feature with every segment of ``segments`` given the book's first
+    strategy: one value for all, so that two ways of computing the pair features compare."""
+    book = load_strategies(settings.strategies_file)
+    ids = segments.select(S.SEGMENT_ID).distinct().collect()  # one row per segment
+    return strategy_indices(segments, {r[0]: next(iter(book.strategies)) for r in ids}, book)
 
 
 def compute(frame: DataFrame) -> None:

@@ -16,7 +16,14 @@ import argparse
 import datetime as dt
 from pathlib import Path
 
-from machine import compute, interleaved, ratio_table, scale_settings, write_report  # benchmarks/machine.py
+from machine import (  # benchmarks/machine.py
+    compute,
+    first_strategy_indices,
+    interleaved,
+    ratio_table,
+    scale_settings,
+    write_report,
+)
 from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
@@ -24,10 +31,9 @@ from genre_spark import schemas as S
 from genre_spark.history import History
 from genre_spark.learned import model as M
 from genre_spark.learned.features import pair_features
-from genre_spark.learned.stage import MODEL_KIND, ModelNote, score_pairs, strategy_indices
+from genre_spark.learned.stage import MODEL_KIND, ModelNote, score_pairs
 from genre_spark.session import build_spark_session
 from genre_spark.storage import open_store
-from genre_spark.strategy import load_strategies
 
 RESULTS = Path(__file__).parent / "results" / "ranker_shortlist.md"
 REFERENCE = "every candidate (reference)"
@@ -50,11 +56,7 @@ def main() -> None:
         ranker = M.load(store.model_path(MODEL_KIND, note.run_id))
         on = F.col(S.AS_OF) == F.lit(args.as_of)
         purchases = History.read(store, args.as_of).purchases().persist(StorageLevel.MEMORY_AND_DISK)
-        book = load_strategies(settings.strategies_file)
-        segments = store.read_table(S.USER_SEGMENTS).filter(on)
-        # the strategy index is one feature, the same in every case: every segment gets the first strategy
-        ids = segments.select(S.SEGMENT_ID).distinct().collect()  # one row per segment
-        indices = strategy_indices(segments, {r[0]: next(iter(book.strategies)) for r in ids}, book)
+        indices = first_strategy_indices(store.read_table(S.USER_SEGMENTS).filter(on), settings)
         candidates = store.read_table(S.CANDIDATES).filter(on)
 
         def scored(shortlist: int | None) -> None:

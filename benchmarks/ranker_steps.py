@@ -25,7 +25,13 @@ from collections.abc import Callable
 from functools import reduce
 from pathlib import Path
 
-from machine import compute, interleaved, ratio_table, write_report  # benchmarks/machine.py
+from machine import (
+    compute,
+    first_strategy_indices,
+    interleaved,
+    ratio_table,
+    write_report,
+)  # benchmarks/machine.py
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -41,11 +47,9 @@ from genre_spark.learned.stage import (
     NEW_ITEMS_KIND,
     ModelNote,
     score_pairs,
-    strategy_indices,
 )
 from genre_spark.session import build_spark_session
 from genre_spark.storage import open_store
-from genre_spark.strategy import load_strategies
 
 ROOT = Path(__file__).parents[1]
 RESULTS = Path(__file__).parent / "results" / "ranker_steps.md"
@@ -94,11 +98,8 @@ def main() -> None:
         cutoff = note.cutoffs[0]
         history = History.read(store, cutoff)
         purchases = history.purchases().persist(StorageLevel.MEMORY_AND_DISK)
-        book = load_strategies(settings.strategies_file)
         segments = store.read_table(S.USER_SEGMENTS).filter(on[cutoff])
-        # the strategy index is one feature, the same in both variants: every segment gets the first strategy
-        ids = segments.select(S.SEGMENT_ID).distinct().collect()  # one row per segment
-        indices = strategy_indices(segments, {r[0]: next(iter(book.strategies)) for r in ids}, book)
+        indices = first_strategy_indices(segments, settings)
         candidates = store.read_table(S.CANDIDATES).filter(on[cutoff])
 
         def cutoff_features(sampled: bool) -> DataFrame:
