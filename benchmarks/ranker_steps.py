@@ -25,13 +25,13 @@ from collections.abc import Callable
 from functools import reduce
 from pathlib import Path
 
-from machine import (
+from machine import (  # benchmarks/machine.py
     compute,
     first_strategy_indices,
     interleaved,
     ratio_table,
     write_report,
-)  # benchmarks/machine.py
+)
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
