@@ -359,15 +359,17 @@ def list_metrics(lists: DataFrame, truth: DataFrame, ks: Sequence[int]) -> DataF
     cuts = _check_ks(ks)
     # every model in every variant: a model without a single list in a variant scores 0 there
     models = lists.select(MODEL).distinct().crossJoin(truth.select(VARIANT).distinct())
+    # one struct key rather than three columns: the lists are unions of branches with a literal variant
+    # and model, and Spark's runtime bloom filter on such a key folds its hash to a constant that fails
+    # code generation (an ERROR with a stack trace per plan, then the slower interpreted path)
+    key = F.struct(VARIANT, MODEL, S.USER_ID).alias("_key")
     frame = (
         truth.select(VARIANT, S.USER_ID, _clean(ITEMS_COL).alias(RELEVANT))
         .where(F.size(RELEVANT) > 0)
         .join(models, VARIANT)
-        .join(
-            lists.select(VARIANT, MODEL, S.USER_ID, F.col(ITEMS_COL).alias(PREDICTED)),
-            [VARIANT, MODEL, S.USER_ID],
-            "left",
-        )
+        .select("*", key)
+        .join(lists.select(key, F.col(ITEMS_COL).alias(PREDICTED)), "_key", "left")
+        .drop("_key")
         .withColumn(PREDICTED, _clean(PREDICTED))
     )
 
