@@ -1,14 +1,18 @@
-"""The ALS source's time by its number of user/item blocks (``candidates.als.num_blocks``), in one run.
+"""The ALS source's time by its number of user/item blocks (``candidates.als.num_blocks``) or by the cap on
+the users a training cut-off's fit reads (``candidates.als.max_fit_users``), in one run.
 
     python benchmarks/als_blocks.py --warehouse W --conf W/../data/genre-spark.yaml --as-of DATE
+    python benchmarks/als_blocks.py --warehouse W --conf W/../data/genre-spark.yaml --as-of DATE \
+        --fit-users 0 50000 20000
 
 W: a warehouse holding the date's events and items (what `benchmarks/scale.py --keep` leaves; DATE e.g. one
-of its training cut-offs, 2011-09-16, or its run date). The fit is on everyone's purchases before DATE, the
+of its training cut-offs, 2011-09-16, or its run date). The fit is on everyone's purchases before DATE (with
+--fit-users N: the sample's and a hash sample of the others', N users in all; 0: everyone's), the
 candidates for ``--users`` users (a seeded hash sample; a training cut-off proposes for 5,000). Settings:
-conf/local.yaml + conf/scale.yaml + --conf, only the block count changed. Each case fits and proposes into
-Spark's noop sink, interleaved over ``--repeat`` rounds; the first --blocks is the reference. The share of
-each case's proposals the reference also makes is reported beside (ALS's blocks change its random start).
-Results: benchmarks/results/als_blocks.md.
+conf/local.yaml + conf/scale.yaml + --conf, only the block count (or the cap) changed. Each case fits and
+proposes into Spark's noop sink, interleaved over ``--repeat`` rounds; the first value is the reference. The
+share of each case's proposals the reference also makes is reported beside (ALS's blocks change its random
+start). Results: benchmarks/results/als_blocks.md, or als_fit_users.md with --fit-users.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from genre_spark.history import History, purchase_history
 from genre_spark.session import build_spark_session
 from genre_spark.storage import open_store
 
-RESULTS = Path(__file__).parent / "results" / "als_blocks.md"
+RESULTS = Path(__file__).parent / "results"
 
 
 def main() -> None:
@@ -37,6 +41,7 @@ def main() -> None:
     parser.add_argument("--conf", type=Path, action="append", default=[])
     parser.add_argument("--as-of", type=dt.date.fromisoformat, required=True)
     parser.add_argument("--blocks", type=int, nargs="+", default=[8, 4, 2], help="the first: the reference")
+    parser.add_argument("--fit-users", type=int, nargs="+", help="vary the fit's cap instead (0: none)")
     parser.add_argument("--users", type=int, default=5000)
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
@@ -51,35 +56,43 @@ def main() -> None:
         users = hashed.orderBy("_h").limit(args.users).select(S.USER_ID).localCheckpoint()
         limit = settings.candidates.limits["als"]
 
-        def proposals(blocks: int) -> DataFrame:
-            als = settings.candidates.als.model_copy(update={"num_blocks": blocks})
-            return als_candidates(history, users, als, limit).select(S.USER_ID, S.ITEM_ID)
+        if args.fit_users:  # the cap, at the configured blocks
+            knob, values, unit = "fit users", args.fit_users, "users fitted"
+        else:
+            knob, values, unit = "blocks", args.blocks, "blocks"
 
-        name = {b: f"{b} blocks" + (" (reference)" if b == args.blocks[0] else "") for b in args.blocks}
-        cases = {name[b]: (lambda b=b: compute(proposals(b))) for b in args.blocks}
+        def proposals(value: int) -> DataFrame:
+            als, cap = settings.candidates.als, (value or None) if args.fit_users else None
+            if not args.fit_users:
+                als = als.model_copy(update={"num_blocks": value})
+            return als_candidates(history, users, als, limit, cap).select(S.USER_ID, S.ITEM_ID)
+
+        name = {v: f"{v or 'all'} {unit}" + (" (reference)" if v == values[0] else "") for v in values}
+        cases = {name[v]: (lambda v=v: compute(proposals(v))) for v in values}
         times = interleaved(cases, args.repeat)
-        reference = proposals(args.blocks[0]).localCheckpoint()
+        reference = proposals(values[0]).localCheckpoint()
         total = reference.count()
         shared = {
-            b: proposals(b).join(reference, [S.USER_ID, S.ITEM_ID], "left_semi").count()
-            for b in args.blocks[1:]
+            v: proposals(v).join(reference, [S.USER_ID, S.ITEM_ID], "left_semi").count() for v in values[1:]
         }
     finally:
         spark.stop()
     als = settings.candidates.als
     setup = (
-        f"ALS rank {als.rank}, {als.max_iter} iterations on {ratings:,} (user, item) ratings before "
-        f"{args.as_of}, {limit} items for {args.users:,} users; {args.repeat} interleaved rounds. Shared "
-        f"with the reference's {total:,} proposals: "
-        + ", ".join(f"{b} blocks {shared[b] / total:.1%}" for b in args.blocks[1:])
+        f"ALS rank {als.rank}, {als.max_iter} iterations, {als.num_blocks if args.fit_users else 'n'} blocks "
+        f"on {ratings:,} (user, item) ratings before {args.as_of}, {limit} items for {args.users:,} users; "
+        f"{args.repeat} interleaved rounds. Shared with the reference's {total:,} proposals: "
+        + ", ".join(f"{name[v]} {shared[v] / total:.1%}" for v in values[1:])
         + "."
     )
     command = (
         f"python benchmarks/als_blocks.py --warehouse W --as-of {args.as_of} "
-        f"--blocks {' '.join(map(str, args.blocks))} --users {args.users} --repeat {args.repeat}"
+        f"--{knob.replace(' ', '-')} {' '.join(map(str, values))} --users {args.users} --repeat {args.repeat}"
     )
-    table = ratio_table(times, name[args.blocks[0]], "the ALS source")
-    write_report(RESULTS, "ALS by its number of blocks", command, setup, table)
+    table = ratio_table(times, name[values[0]], "the ALS source")
+    out = RESULTS / ("als_fit_users.md" if args.fit_users else "als_blocks.md")
+    title = "ALS by the users its fit reads" if args.fit_users else "ALS by its number of blocks"
+    write_report(out, title, command, setup, table)
 
 
 if __name__ == "__main__":

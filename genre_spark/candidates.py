@@ -5,9 +5,10 @@ Every source is a transform over DataFrames (no table I/O) returning
 explanation quotes ("bought 3 times, last 12 days ago"). Only products, only events before as-of.
 
 Some run Spark jobs while their plan is built, none brings per-user data to the driver: ALS fits its
-model, the dense ids MLlib, the co-occurrence pairs and the similar-users sums need are numbered and
-checkpointed (so that a recomputation cannot number them differently, :func:`_index`), and the
-co-occurrence cap collects one row per day of history (:func:`recent_orders`).
+model (for a training sample, it counts the sample and checkpoints whom it fits on,
+:func:`als_fit_users`), the dense ids MLlib, the co-occurrence pairs and the similar-users sums need are
+numbered and checkpointed (so that a recomputation cannot number them differently, :func:`_index`), and
+the co-occurrence cap collects one row per day of history (:func:`recent_orders`).
 """
 
 from __future__ import annotations
@@ -333,10 +334,32 @@ def from_neighbours(
     return _as_candidates(named, source, F.format_string(template, F.coalesce("_anchor", "anchor_id")))
 
 
-def als_candidates(history: DataFrame, users: DataFrame, settings: AlsSettings, limit: int) -> DataFrame:
+def als_fit_users(history: DataFrame, users: DataFrame, max_users: int, seed: int) -> DataFrame:
+    """(user_id): whose ``history`` ALS fits on, ``max_users`` of them: every user it proposes for
+    (``users``: their factors are needed), then the others with the smallest seeded hashes of the user id
+    (all of ``users`` when they alone are more). Counts ``users`` and checkpoints the result: ALS reads
+    it three times (the id numberings and the ratings)."""
+    everyone = history.select(S.USER_ID).distinct()
+    targets = everyone.join(users.select(S.USER_ID), S.USER_ID, "left_semi")
+    room = max(max_users - targets.count(), 0)
+    others = (
+        everyone.join(targets, S.USER_ID, "left_anti")
+        .orderBy(F.xxhash64(S.USER_ID, F.lit(seed)), S.USER_ID)
+        .limit(room)
+    )
+    return targets.unionByName(others).localCheckpoint(eager=True)
+
+
+def als_candidates(
+    history: DataFrame, users: DataFrame, settings: AlsSettings, limit: int, max_fit_users: int | None = None
+) -> DataFrame:
     """MLlib ALS on implicit feedback (``history``'s orders per user and item, see
-    :func:`purchase_history`); ids indexed with zipWithIndex."""
+    :func:`purchase_history`; with ``max_fit_users``, the histories of :func:`als_fit_users` only); ids
+    indexed with zipWithIndex."""
     spark = history.sparkSession
+    if max_fit_users is not None:
+        fit = als_fit_users(history, users, max_fit_users, settings.seed)
+        history = history.join(fit, S.USER_ID, "left_semi")
     user_ids = _index(spark, history.select(S.USER_ID).distinct(), S.USER_ID, "_u")
     item_ids = _index(spark, history.select(S.ITEM_ID).distinct(), S.ITEM_ID, "_i")
     ratings = (
@@ -549,7 +572,9 @@ def _co_occurrence(i: SourceInputs, n: int) -> DataFrame:
 
 
 def _als(i: SourceInputs, n: int) -> DataFrame:
-    return als_candidates(i.history, i.users, i.settings.als, n)
+    # a training sample's fit is capped; the run's date fits on everyone
+    cap = None if i.targets is None else i.settings.als.max_fit_users
+    return als_candidates(i.history, i.users, i.settings.als, n, cap)
 
 
 def _content(i: SourceInputs, n: int) -> DataFrame:

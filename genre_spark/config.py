@@ -218,6 +218,8 @@ class AlsSettings(_Strict):
     alpha: float = Field(gt=0)
     num_blocks: int = Field(gt=0)
     seed: int
+    # a training cut-off's fit: its sample and a hash sample of the others, this many in all (None: everyone)
+    max_fit_users: int | None = Field(default=None, gt=0)
 
 
 class SimilarUserSettings(_Strict):

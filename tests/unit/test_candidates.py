@@ -15,6 +15,7 @@ from genre_spark import schemas as S
 from genre_spark.candidates import (
     SourceInputs,
     als_candidates,
+    als_fit_users,
     block_neighbours,
     buy_again,
     cooccurrence_neighbours,
@@ -276,6 +277,40 @@ def test_als_recommends_within_the_taste_group(spark: SparkSession, settings: Se
         spark.createDataFrame([("als",)], "source string"),
         ignore_nullable=True,
     )
+
+
+def test_als_fit_users_keep_the_targets_then_the_smallest_hashes(spark: SparkSession) -> None:
+    history = spark.createDataFrame(
+        [(f"u{i}", "A") for i in range(20)] + [("u3", "B")], "user_id string, item_id string"
+    )
+    targets = spark.createDataFrame([("u3",), ("u7",), ("nobody",)], "user_id string")
+    fit = {r.user_id for r in als_fit_users(history, targets, max_users=6, seed=42).collect()}
+    by_hash = sorted(
+        (r.h, r.user_id)
+        for r in history.select("user_id", F.xxhash64("user_id", F.lit(42)).alias("h")).distinct().collect()
+    )
+    others = [u for _, u in by_hash if u not in ("u3", "u7")][:4]
+    assert fit == {"u3", "u7", *others}
+    # the users proposed for are all kept, however many they are
+    everyone = history.select("user_id").distinct()
+    assert als_fit_users(history, everyone, max_users=6, seed=42).count() == 20
+
+
+def test_als_with_a_capped_fit_still_proposes_for_every_target(
+    spark: SparkSession, settings: Settings
+) -> None:
+    rows = [
+        (f"g{g}u{u}", item, f"o{g}{u}{j}", 3)
+        for g, group_items in enumerate(["ABCDE", "VWXYZ"])
+        for u in range(8)
+        for j, item in enumerate(group_items)
+        if (u + j) % 5 != 0
+    ]
+    als = settings.candidates.als.model_copy(update={"rank": 4, "max_iter": 15, "num_blocks": 2})
+    users = spark.createDataFrame([("g0u0",), ("g1u1",)], "user_id string")
+    result = als_candidates(purchase_history(purchases(spark, rows)), users, als, limit=3, max_fit_users=6)
+    assert sorted(r.user_id for r in result.select("user_id").distinct().collect()) == ["g0u0", "g1u1"]
+    assert result.count() == 6
 
 
 def test_similar_users_offer_the_nearest_users_items(spark: SparkSession, settings: Settings) -> None:
