@@ -40,8 +40,9 @@ def main() -> None:
     parser.add_argument("--warehouse", type=Path, required=True)
     parser.add_argument("--conf", type=Path, action="append", default=[])
     parser.add_argument("--as-of", type=dt.date.fromisoformat, required=True)
-    parser.add_argument("--blocks", type=int, nargs="+", default=[8, 4, 2], help="the first: the reference")
-    parser.add_argument("--fit-users", type=int, nargs="+", help="vary the fit's cap instead (0: none)")
+    varied = parser.add_mutually_exclusive_group()
+    varied.add_argument("--blocks", type=int, nargs="+", default=[8, 4, 2], help="the first: the reference")
+    varied.add_argument("--fit-users", type=int, nargs="+", help="vary the fit's cap instead (0: none)")
     parser.add_argument("--users", type=int, default=5000)
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
@@ -62,9 +63,11 @@ def main() -> None:
             knob, values, unit = "blocks", args.blocks, "blocks"
 
         def proposals(value: int) -> DataFrame:
-            als, cap = settings.candidates.als, (value or None) if args.fit_users else None
-            if not args.fit_users:
-                als = als.model_copy(update={"num_blocks": value})
+            als = settings.candidates.als
+            if args.fit_users:
+                cap = value or None
+            else:
+                als, cap = als.model_copy(update={"num_blocks": value}), None
             return als_candidates(history, users, als, limit, cap).select(S.USER_ID, S.ITEM_ID)
 
         name = {v: f"{v or 'all'} {unit}" + (" (reference)" if v == values[0] else "") for v in values}
@@ -79,9 +82,10 @@ def main() -> None:
         spark.stop()
     als = settings.candidates.als
     setup = (
-        f"ALS rank {als.rank}, {als.max_iter} iterations, {als.num_blocks if args.fit_users else 'n'} blocks "
-        f"on {ratings:,} (user, item) ratings before {args.as_of}, {limit} items for {args.users:,} users; "
-        f"{args.repeat} interleaved rounds. Shared with the reference's {total:,} proposals: "
+        f"ALS rank {als.rank}, {als.max_iter} iterations"
+        + (f", {als.num_blocks} blocks" if args.fit_users else "")
+        + f" on {ratings:,} (user, item) ratings before {args.as_of}, {limit} items for {args.users:,} "
+        f"users; {args.repeat} interleaved rounds. Shared with the reference's {total:,} proposals: "
         + ", ".join(f"{name[v]} {shared[v] / total:.1%}" for v in values[1:])
         + "."
     )

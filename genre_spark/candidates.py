@@ -334,6 +334,9 @@ def from_neighbours(
     return _as_candidates(named, source, F.format_string(template, F.coalesce("_anchor", "anchor_id")))
 
 
+FIT_SALT = "als_fit"  # the fit sample's hash salt (:func:`als_fit_users`)
+
+
 def als_fit_users(history: DataFrame, users: DataFrame, max_users: int, seed: int) -> DataFrame:
     """(user_id): whose ``history`` ALS fits on, ``max_users`` of them: every user it proposes for
     (``users``: their factors are needed), then the others with the smallest seeded hashes of the user id
@@ -344,7 +347,9 @@ def als_fit_users(history: DataFrame, users: DataFrame, max_users: int, seed: in
     room = max(max_users - targets.count(), 0)
     others = (
         everyone.join(targets, S.USER_ID, "left_anti")
-        .orderBy(F.xxhash64(S.USER_ID, F.lit(seed)), S.USER_ID)
+        # salted: a training sample is the label buyers of smallest (user, seed) hashes, whose order must
+        # not pick the others (it would pick mostly the non-buyers below the sample's largest hash)
+        .orderBy(F.xxhash64(S.USER_ID, F.lit(seed), F.lit(FIT_SALT)), S.USER_ID)
         .limit(room)
     )
     return targets.unionByName(others).localCheckpoint(eager=True)
@@ -513,7 +518,7 @@ class SourceInputs:
     """What the sources read for one as-of date (lazy frames; the callers persist the shared ones)."""
 
     purchases: DataFrame  # product purchases before as_of
-    history: DataFrame  # purchase_history of all users (ALS fits on everyone's)
+    history: DataFrame  # purchase_history of all users (ALS fits on everyone's but with a capped fit)
     segments: DataFrame  # every user with a segment (segment popularity counts their votes)
     items: DataFrame  # the catalog as of the date
     embeddings: DataFrame | None
@@ -626,7 +631,7 @@ def run_candidates(
     """The candidates of every user with a segment on the history's date, or only of ``users``
     (``user_id``; a training cut-off's sample): a user's candidates do not depend on whom else the
     sources propose for, since every model (popularity, co-occurrence, ALS, the user neighbours) is
-    fitted on all users' purchases."""
+    fitted on all users' purchases (unless ``candidates.als.max_fit_users`` caps the ALS fit of a sample)."""
     as_of, items = history.as_of, history.items
     segments = store.read_table(S.USER_SEGMENTS).filter(F.col(S.AS_OF) == F.lit(as_of))
     # read by all six sources: one scan of the events instead of one per source

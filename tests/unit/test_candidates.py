@@ -7,12 +7,15 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
+import pytest
 from chispa import assert_approx_df_equality, assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from genre_spark import candidates as C
 from genre_spark import schemas as S
 from genre_spark.candidates import (
+    FIT_SALT,
     SourceInputs,
     als_candidates,
     als_fit_users,
@@ -287,13 +290,32 @@ def test_als_fit_users_keep_the_targets_then_the_smallest_hashes(spark: SparkSes
     fit = {r.user_id for r in als_fit_users(history, targets, max_users=6, seed=42).collect()}
     by_hash = sorted(
         (r.h, r.user_id)
-        for r in history.select("user_id", F.xxhash64("user_id", F.lit(42)).alias("h")).distinct().collect()
+        for r in history.select("user_id", F.xxhash64("user_id", F.lit(42), F.lit(FIT_SALT)).alias("h"))
+        .distinct()
+        .collect()
     )
     others = [u for _, u in by_hash if u not in ("u3", "u7")][:4]
     assert fit == {"u3", "u7", *others}
-    # the users proposed for are all kept, however many they are
+    # another seed, other users; the users proposed for are all kept, however many they are
+    again = {r.user_id for r in als_fit_users(history, targets, max_users=6, seed=7).collect()}
+    assert again != fit and {"u3", "u7"} <= again and len(again) == 6
     everyone = history.select("user_id").distinct()
     assert als_fit_users(history, everyone, max_users=6, seed=42).count() == 20
+
+
+def test_als_caps_the_fit_of_a_training_sample_only(
+    spark: SparkSession, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caps: list[int | None] = []
+    monkeypatch.setattr(C, "als_candidates", lambda *args: caps.append(args[-1]))
+    als = settings.candidates.als.model_copy(update={"max_fit_users": 10})
+    frame = spark.createDataFrame([("u1",)], "user_id string")
+    inputs = SourceInputs(
+        frame, frame, frame, frame, None, settings.candidates.model_copy(update={"als": als}), AS_OF
+    )
+    C.SOURCES["als"](inputs, 5)
+    C.SOURCES["als"](dataclasses.replace(inputs, targets=frame), 5)
+    assert caps == [None, 10]
 
 
 def test_als_with_a_capped_fit_still_proposes_for_every_target(
