@@ -16,9 +16,10 @@ Candidates (the default):
 
 W is a warehouse that already holds the as-of date's inputs of the candidates stage (events, items,
 item_embeddings, user_segments): what `benchmarks/scale.py --keep` or `benchmarks/ranker.py` leave. Settings:
-conf/local.yaml + conf/scale.yaml + the --conf files. Each candidate source with a limit above 0 runs on its
-own into Spark's `noop` sink (computed in full, nothing written), over the inputs the stage shares (the
-persisted purchases and per-item history, built first and timed as "inputs"). With --cutoff-sample they
+conf/local.yaml + conf/scale.yaml + the --conf files (with --sample the shipped sample's: conf/local.yaml + the
+--conf files). Each candidate source with a limit above 0 runs on its own into Spark's `noop` sink (computed in
+full, nothing written), over the inputs the stage shares (the persisted purchases and per-item history, built
+first and timed as "inputs"). With --cutoff-sample they
 propose only for the training sample a cut-off on that date would (as the discriminator's stages do
 there); with --union, then all of them unioned into the noop sink, which is what the stage computes
 before its write. For each: wall seconds, the summed task time and CPU time of its Spark stages, JVM GC
@@ -45,7 +46,7 @@ from pyspark.sql import functions as F
 
 from genre_spark import schemas as S
 from genre_spark.candidates import SOURCES, SourceInputs, generate_candidates
-from genre_spark.config import Settings
+from genre_spark.config import Settings, load_settings
 from genre_spark.features import run_features
 from genre_spark.history import History, purchase_history
 from genre_spark.ingest import run_ingest
@@ -185,6 +186,11 @@ def by_call_site(stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def configs(args: argparse.Namespace) -> str:
+    """The config files the settings came from, for a results header."""
+    return "conf/local.yaml" if args.sample else "conf/local.yaml + conf/scale.yaml"
+
+
 def run_stage(stage: str, args: argparse.Namespace, settings: Settings, spark: SparkSession) -> str:
     """Runs ``stage`` in full on the warehouse (ingest: a new one); returns its report."""
     store = open_store(spark, settings.storage)
@@ -212,7 +218,8 @@ def profile_stage(stage: str, args: argparse.Namespace, settings: Settings, spar
         f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; {describe()}; "
         f"`python benchmarks/stage_profile.py --stage {stage} --warehouse W"
         f"{''.join(f' --conf {c}' for c in args.conf)}{''.join(f' --set {s}' for s in args.set)}"
-        f"{f' --as-of {args.as_of}' if args.as_of else ''}`; conf/local.yaml + conf/scale.yaml. The first "
+        f"{f' --as-of {args.as_of}' if args.as_of else ''}{' --sample' if args.sample else ''}`; "
+        f"{configs(args)}. The first "
         "row is the whole stage; the others group its Spark stages by the call site Spark gives them (their "
         "last column holds the bytes they read instead).\n\n```\n" + report + "\n```"
     )
@@ -238,9 +245,17 @@ def main() -> None:
         action="store_true",
         help="propose only for the training sample a cut-off on --as-of would (learned.stage.feature_users)",
     )
+    parser.add_argument(
+        "--sample",
+        action="store_true",
+        help="the shipped sample's settings (conf/local.yaml and --conf, without conf/scale.yaml)",
+    )
     args = parser.parse_args()
     overrides = [f"storage.warehouse={args.warehouse}", "spark.ui_enabled=true", *args.set]
-    settings = scale_settings(args.conf, overrides)
+    if args.sample:
+        settings = load_settings([ROOT / "conf" / "local.yaml", *args.conf], overrides)
+    else:
+        settings = scale_settings(args.conf, overrides)
     spark = build_spark_session(settings.spark)
     if args.stage == "ingest" and args.warehouse.exists():
         parser.error(f"{args.warehouse} exists: the ingest profile writes a new warehouse")
@@ -261,8 +276,8 @@ def main() -> None:
         "# Candidates stage profile (benchmarks/stage_profile.py)\n\n"
         f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; "
         f"{describe()}; `python benchmarks/stage_profile.py --warehouse {args.warehouse} --as-of {args.as_of}"
-        f"{''.join(f' --set {s}' for s in args.set)}{' --cutoff-sample' if args.cutoff_sample else ''}`; "
-        f"{users:,} users{sample}; conf/local.yaml + conf/scale.yaml."
+        f"{''.join(f' --set {s}' for s in args.set)}{' --cutoff-sample' if args.cutoff_sample else ''}"
+        f"{' --sample' if args.sample else ''}`; {users:,} users{sample}; {configs(args)}."
     )
     purchases = history.purchases().persist(StorageLevel.MEMORY_AND_DISK)
     per_item = purchase_history(purchases).persist(StorageLevel.MEMORY_AND_DISK)

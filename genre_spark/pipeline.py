@@ -40,7 +40,7 @@ from genre_spark.learned.stage import (
 )
 from genre_spark.ranking import rule_chooser, run_ranking, segment_strategies
 from genre_spark.scoring import run_scoring
-from genre_spark.segments import run_segments
+from genre_spark.segments import run_segments, write_unsegmented
 from genre_spark.storage import TableStore
 from genre_spark.strategy import Context, StrategyBook, new_items_book
 
@@ -103,7 +103,21 @@ def _features(ctx: RunContext) -> str:
 
 def _segments(ctx: RunContext) -> str:
     s, cutoff = ctx.settings.segments, ctx.training_cutoff  # a cut-off's fit is its sample's, not published
+    if cutoff and not training_reads_segments(ctx.settings):
+        written = write_unsegmented(ctx.store, ctx.as_of, ctx.run_id)
+        return (
+            f"segments as of {ctx.as_of}: not fitted, {written.rows or 0:,} users in one segment (the "
+            "ranker reads no segment: 'segment' in discriminator.without, segment_popularity off)"
+        )
     return run_segments(ctx.spark, ctx.store, s, ctx.as_of, ctx.run_id, publish=not cutoff).format()
+
+
+def training_reads_segments(settings: Settings) -> bool:
+    """Whether a training cut-off's segments reach the ranker: as its segment feature group, or through
+    the segment-popularity source's candidates. When not, the cut-off's segments stage fits nothing
+    (~18 s per cut-off on the sample: the silhouette search over k)."""
+    popular = settings.candidates.limits.get("segment_popularity", 0) > 0
+    return "segment" not in settings.discriminator.without or popular
 
 
 def _candidates(ctx: RunContext) -> str:

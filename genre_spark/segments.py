@@ -280,6 +280,29 @@ def load_or_fit(
     return SegmentFit(model, kmeans.getK(), {}, pca.explainedVariance.toArray().tolist(), latest), False
 
 
+UNSEGMENTED = "unsegmented"  # the label of a training cut-off's one segment (write_unsegmented)
+
+
+def write_unsegmented(store: TableStore, as_of: dt.date, run_id: str) -> WriteResult:
+    """``user_segments`` of a training cut-off whose segments nothing reads (the ranker leaves the segment
+    feature group out and the segment-popularity source is off): the users of its features in one segment,
+    0, without a fit, projection, profile or plot. Its candidates and features still find their users and
+    a strategy per segment here."""
+    features = store.read_table(S.USER_FEATURES).filter(F.col(S.AS_OF) == F.lit(as_of))
+    none = F.lit(None).cast("double")
+    rows = features.select(
+        S.USER_ID,
+        S.AS_OF,
+        F.lit(0).alias(S.SEGMENT_ID),
+        F.lit(UNSEGMENTED).alias(S.SEGMENT_LABEL),
+        none.alias("pc1"),
+        none.alias("pc2"),
+        none.alias("distance"),
+        F.lit(None).cast("string").alias("model_run_id"),
+    )
+    return store.replace_date(rows, S.USER_SEGMENTS, as_of=as_of, run_id=run_id, stage="segments")
+
+
 def run_segments(
     spark: SparkSession,
     store: TableStore,

@@ -21,7 +21,7 @@ from genre_spark.learned.stage import training_cutoffs
 from genre_spark.pipeline import RunContext, run_stages, train_discriminator
 from genre_spark.ranking import RankingReport, run_ranking
 from genre_spark.scoring import ScoringReport, run_scoring
-from genre_spark.segments import SegmentReport, run_segments
+from genre_spark.segments import UNSEGMENTED, SegmentReport, run_segments
 from genre_spark.strategy import context_for, load_strategies, new_items_book
 from tests.conftest import REAL_RUN, RealWarehouse
 
@@ -240,6 +240,10 @@ def test_a_cut_off_is_made_for_its_sample_and_never_listed_from_it(
 
     sample = users(S.CANDIDATES, cutoff)
     assert users(S.USER_FEATURES, cutoff) == users(S.USER_SEGMENTS, cutoff) == sample
+    # nothing the ranker reads comes from the cut-off's segments (the defaults): one segment, no fit
+    segments = real.store.read_table(S.USER_SEGMENTS).filter(F.col(S.AS_OF) == cutoff)
+    assert segments.select(S.SEGMENT_ID, S.SEGMENT_LABEL).distinct().collect() == [(0, UNSEGMENTED)]
+    assert f"segments as of {cutoff}: not fitted" in learned
     assert 100 < len(sample) < len(users(S.USER_FEATURES, AS_OF))
 
 

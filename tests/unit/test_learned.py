@@ -38,6 +38,7 @@ from genre_spark.pipeline import (
     RunContext,
     cutoff_context,
     missing_stages,
+    training_reads_segments,
 )
 from genre_spark.ranking import RankingInputs, rank, rule_chooser
 from genre_spark.storage import TableStore
@@ -307,6 +308,20 @@ def test_the_cut_offs_score_only_for_a_model_that_uses_the_lm_scores(
 
     assert missing(["segment"]) == ["features", "segments", "candidates", "scoring"]
     assert missing(["segment", "lm"]) == ["features", "segments", "candidates"]
+
+
+def test_a_cut_off_fits_segments_only_when_the_ranker_reads_them(settings: Settings) -> None:
+    def reads(without: list[str], segment_popularity: int) -> bool:
+        limits = {**settings.candidates.limits, "segment_popularity": segment_popularity}
+        tuned = {
+            "discriminator": settings.discriminator.model_copy(update={"without": without}),
+            "candidates": settings.candidates.model_copy(update={"limits": limits}),
+        }
+        return training_reads_segments(settings.model_copy(update=tuned))
+
+    assert not reads(["segment", "season"], 0)  # the defaults: the cut-offs' segments are not fitted
+    assert reads(["season"], 0)  # the segment feature group
+    assert reads(["segment"], 50)  # the segment-popularity source's candidates
 
 
 def test_the_cut_offs_rerun_when_other_stage_settings_wrote_their_candidates(
