@@ -16,10 +16,10 @@ Candidates (the default):
 
 W is a warehouse that already holds the as-of date's inputs of the candidates stage (events, items,
 item_embeddings, user_segments): what `benchmarks/scale.py --keep` or `benchmarks/ranker.py` leave. Settings:
-conf/local.yaml + conf/scale.yaml + the --conf files (with --sample the shipped sample's: conf/local.yaml + the
---conf files). Each candidate source with a limit above 0 runs on its own into Spark's `noop` sink (computed in
-full, nothing written), over the inputs the stage shares (the persisted purchases and per-item history, built
-first and timed as "inputs"). With --cutoff-sample they
+conf/local.yaml + conf/scale.yaml + the --conf files (with --sample the shipped sample's: conf/local.yaml +
+the --conf files). Each candidate source with a limit above 0 runs on its own into Spark's `noop` sink
+(computed in full, nothing written), over the inputs the stage shares (the persisted purchases and per-item
+history, built first and timed as "inputs"). With --cutoff-sample they
 propose only for the training sample a cut-off on that date would (as the discriminator's stages do
 there); with --union, then all of them unioned into the noop sink, which is what the stage computes
 before its write. For each: wall seconds, the summed task time and CPU time of its Spark stages, JVM GC

@@ -68,7 +68,7 @@ class RunContext:
     def proposed_for(self) -> str:
         """Whom this run's features, segments and candidates are for, recorded with its writes
         (``PROPOSED_FOR_KEY``)."""
-        return training_sample(self.settings.discriminator) if self.training_cutoff else EVERYONE
+        return made_for_training(self.settings) if self.training_cutoff else EVERYONE
 
     @cached_property
     def history(self) -> History:
@@ -118,6 +118,15 @@ def training_reads_segments(settings: Settings) -> bool:
     (~18 s per cut-off on the sample: the silhouette search over k)."""
     popular = settings.candidates.limits.get("segment_popularity", 0) > 0
     return "segment" not in settings.discriminator.without or popular
+
+
+def made_for_training(settings: Settings) -> str:
+    """What a training cut-off's features, segments and candidates are made for (``PROPOSED_FOR_KEY``): the
+    ranker's sample and, when the ranker reads no segment, that its segments were not fitted (a ranker
+    that reads them needs the cut-off's stages again: ``discriminator.without`` is not in the stages'
+    settings fingerprint)."""
+    sample = training_sample(settings.discriminator)
+    return sample if training_reads_segments(settings) else f"{sample}; segments not fitted"
 
 
 def _candidates(ctx: RunContext) -> str:
@@ -191,7 +200,7 @@ def _current_partition(ctx: RunContext, table: str, as_of: dt.date) -> bool:
     written = ctx.store.partition_commit(table, as_of)
     if written is None or written.get(STAGE_SETTINGS_KEY) != ctx.stage_settings:
         return False
-    wanted = training_sample(ctx.settings.discriminator)
+    wanted = made_for_training(ctx.settings)
     if written.get(PROPOSED_FOR_KEY, EVERYONE) not in (EVERYONE, wanted):
         return False
     on_date = F.col(S.AS_OF) == F.lit(as_of)

@@ -50,6 +50,9 @@ def ranker(settings: DiscriminatorSettings, columns: list[str]) -> SparkXGBRanke
         qid_col=QID,
         prediction_col=PREDICTION,
         num_workers=settings.num_workers,
+        # always range-partitioned by query: with as many input partitions as workers the estimator would
+        # otherwise keep the input's, where one user's rows may sit in two partitions (two half-queries)
+        force_repartition=True,
         device=settings.device,
         missing=float("nan"),
         **booster_params(settings),

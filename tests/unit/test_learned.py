@@ -362,6 +362,9 @@ def test_the_cut_offs_rerun_when_other_stage_settings_wrote_their_candidates(
     assert missing_stages(base, day) == []
     other_sample = settings.discriminator.model_copy(update={"max_training_users": 5})
     assert missing_stages(ctx_with(discriminator=other_sample), day) == every_stage
+    # made with its segments unfitted (the defaults): a ranker that reads the segments needs them fitted
+    reads_segments = settings.discriminator.model_copy(update={"without": ["season"]})
+    assert missing_stages(ctx_with(discriminator=reads_segments), day) == every_stage
 
 
 def test_a_cut_off_proposes_for_a_hash_sample_of_its_label_window_buyers(
