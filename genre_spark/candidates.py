@@ -556,6 +556,17 @@ def _popularity(i: SourceInputs, n: int) -> DataFrame:
     )
 
 
+def cold_start(i: SourceInputs, n: int) -> DataFrame:
+    """The ``n`` most popular items (the popularity source's list) for the users who bought no product
+    before the date: no source proposes anything for them, and a customer who only paid postage or
+    returned something still gets a list."""
+    s = i.settings
+    cold = i.users.join(i.purchases.select(S.USER_ID), S.USER_ID, "left_anti")
+    return global_popularity(
+        i.purchases, cold, i.as_of, s.popularity_window_days, s.popularity_half_life_days, n
+    )
+
+
 def _segment_popularity(i: SourceInputs, n: int) -> DataFrame:
     s = i.settings
     proposed = segment_popularity(
@@ -608,15 +619,19 @@ SOURCES: dict[str, Callable[[SourceInputs, int], DataFrame]] = {
 
 
 def generate_candidates(inputs: SourceInputs) -> DataFrame:
-    """Every source with a limit above 0, for the users of ``inputs.segments``, unioned.
+    """Every source with a limit above 0, for the users of ``inputs.segments``, unioned; when the
+    popularity source is off, the popular items for the users without a purchase (:func:`cold_start`).
 
     ``purchases`` (read by every source) and ``history`` (buy-again, the anchors, and ALS, which fits on
     it before the candidates are written) are persisted by the callers.
     """
-    limits = inputs.settings.limits
+    limits, fill = inputs.settings.limits, inputs.settings.cold_start_popular
     frames = [source(inputs, limits[name]) for name, source in SOURCES.items() if limits.get(name, 0)]
     if not frames:
         raise ConfigError("candidates.limits turns every source off")
+    # the run's lists only: the ranker learns the order of what the sources propose for a history
+    if fill and inputs.targets is None and not limits.get("popularity", 0):
+        frames.append(cold_start(inputs, fill))
     as_of = F.lit(inputs.as_of).cast("date")
     return functools.reduce(DataFrame.unionByName, frames).withColumn(S.AS_OF, as_of)
 

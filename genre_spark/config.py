@@ -249,6 +249,7 @@ class CandidateSettings(_Strict):
     recency_half_life_days: float = Field(gt=0)
     popularity_window_days: int = Field(gt=0)
     popularity_half_life_days: float = Field(gt=0)
+    cold_start_popular: int = Field(ge=0)  # popular items for a date's users who bought no product yet
     seasonal_window_days: int = Field(gt=0)
     max_basket_size: int = Field(gt=1)
     min_co_count: int = Field(ge=1)

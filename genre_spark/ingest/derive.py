@@ -10,6 +10,7 @@ from pyspark.sql import functions as F
 from genre_spark import schemas as S
 
 ENRICHMENT = (S.PRICE_BAND, S.CATEGORY_ID, S.CATEGORY_LABEL)
+LISTED = "listed"  # a fresh item row from a catalog source (not derived from events)
 
 
 def is_product(item_id: Column, codes: Sequence[str], patterns: Sequence[str]) -> Column:
@@ -39,18 +40,34 @@ def items_from_events(rows: DataFrame) -> DataFrame:
 def merge_items(
     fresh: DataFrame, existing: DataFrame | None, codes: Sequence[str], patterns: Sequence[str]
 ) -> DataFrame:
-    """The new catalog: fresh rows (keeping the enrichment already computed for them and the earlier
-    first event) and the existing items this run did not see."""
-    base = fresh.select(S.ITEM_ID, S.TITLE, S.DESCRIPTION, S.UNIT_PRICE, S.FIRST_SEEN_TS)
+    """The new catalog: fresh rows and the existing items this run did not see.
+
+    ``fresh`` has a boolean ``listed`` column: true for a catalog source's rows, false for items
+    derived from this run's event rows. An item already known keeps its enrichment and the earlier first
+    event; a catalog row sets its title, description and price, while event-derived values only fill
+    what is unknown. A run that reads an export again sees its events as duplicates and derives the
+    items from the rows quarantined for other reasons alone (a missing customer id, often without a
+    title): they must not rename or reprice the catalog.
+    """
+    attributes = (S.TITLE, S.DESCRIPTION, S.UNIT_PRICE)
+    base = fresh.select(S.ITEM_ID, *attributes, S.FIRST_SEEN_TS, LISTED)
     if existing is None:
-        merged = base.select("*", *[F.lit(None).alias(c) for c in ENRICHMENT])
+        merged = base.drop(LISTED).select("*", *[F.lit(None).alias(c) for c in ENRICHMENT])
     else:
-        known = existing.select(S.ITEM_ID, *ENRICHMENT, F.col(S.FIRST_SEEN_TS).alias("_seen"))
+        known = existing.select(
+            S.ITEM_ID,
+            *ENRICHMENT,
+            *[F.col(c).alias(f"_known_{c}") for c in (*attributes, S.FIRST_SEEN_TS)],
+        )
         kept = existing.join(base.select(S.ITEM_ID), S.ITEM_ID, "left_anti").drop(S.IS_PRODUCT)
+        chosen = [
+            F.when(F.col(LISTED), F.col(c)).otherwise(F.coalesce(f"_known_{c}", c)).alias(c)
+            for c in attributes
+        ]
+        first_seen = F.least(S.FIRST_SEEN_TS, f"_known_{S.FIRST_SEEN_TS}").alias(S.FIRST_SEEN_TS)
         merged = (
             base.join(known, S.ITEM_ID, "left")
-            .withColumn(S.FIRST_SEEN_TS, F.least(S.FIRST_SEEN_TS, "_seen"))
-            .drop("_seen")
+            .select(S.ITEM_ID, *chosen, first_seen, *ENRICHMENT)
             .unionByName(kept)
         )
     return merged.select(

@@ -320,10 +320,10 @@ def _items(
     usable = events.filter(
         F.col(S.ITEM_ID).isNotNull() & ~F.col(MALFORMED) & (F.coalesce(REASON, F.lit("")) != DUPLICATE_EVENT)
     )
-    fresh = derive.items_from_events(usable)
+    fresh = derive.items_from_events(usable).withColumn(derive.LISTED, F.lit(False))
     if catalog is not None:
         listed = catalog.filter(F.col(REASON).isNull()).select(
-            S.ITEM_ID, S.TITLE, S.DESCRIPTION, S.UNIT_PRICE
+            S.ITEM_ID, S.TITLE, S.DESCRIPTION, S.UNIT_PRICE, F.lit(True).alias(derive.LISTED)
         )
         seen = fresh.select(S.ITEM_ID, S.FIRST_SEEN_TS)  # a listed item without events stays null
         fresh = listed.join(seen, S.ITEM_ID, "left").unionByName(

@@ -432,6 +432,35 @@ def test_a_users_candidates_do_not_depend_on_whom_else_they_are_for(
     )
 
 
+def test_a_customer_without_a_purchase_gets_the_popular_items_on_the_runs_date_only(
+    spark: SparkSession, settings: Settings
+) -> None:
+    p = purchases(
+        spark, [("u1", "A", "o1", 3), ("u2", "A", "o2", 5), ("u2", "B", "o2", 5), ("u2", "C", "o3", 9)]
+    )
+    segments = spark.createDataFrame(
+        [(u, 0, "all") for u in ("u1", "u2", "u9")], "user_id string, segment_id int, segment_label string"
+    )
+    c = settings.candidates
+    only_buy_again = dict.fromkeys(c.limits, 0) | {"buy_again": 4}
+    tuned = c.model_copy(update={"limits": only_buy_again, "cold_start_popular": 2})
+    inputs = SourceInputs(p, purchase_history(p), segments, p, None, tuned, AS_OF)
+
+    def proposed(i: SourceInputs) -> set[tuple[str, str, str]]:
+        return {(r.user_id, r.source, r.item_id) for r in generate_candidates(i).collect()}
+
+    buy_again_rows = {("u1", "buy_again", "A"), *[("u2", "buy_again", i) for i in "ABC"]}
+    # u9 bought no product: the two most popular items (A: two buyers, then B, the newer of B and C)
+    assert proposed(inputs) == buy_again_rows | {("u9", "popularity", "A"), ("u9", "popularity", "B")}
+    # a training cut-off's sample: the ranker learns from the sources only
+    sample = spark.createDataFrame([("u1",), ("u9",)], "user_id string")
+    assert proposed(dataclasses.replace(inputs, targets=sample)) == {("u1", "buy_again", "A")}
+    # the popularity source on: it proposes for everyone, no second list
+    with_popularity = tuned.model_copy(update={"limits": only_buy_again | {"popularity": 1}})
+    rows = proposed(dataclasses.replace(inputs, settings=with_popularity))
+    assert rows == buy_again_rows | {(u, "popularity", "A") for u in ("u1", "u2", "u9")}
+
+
 def test_candidate_contract(spark: SparkSession) -> None:
     assert S.CONTRACTS[S.CANDIDATES].names[:6] == [
         "user_id",

@@ -277,6 +277,30 @@ def test_catalog_and_user_sources(
     assert users == {"17850": "Norway", "14527": "United Kingdom", "99": "Iceland"}
 
 
+def test_reading_an_export_again_keeps_the_catalog_and_a_catalog_source_renames(
+    spark: SparkSession, store: TableStore, settings: Settings, tmp_path: Path
+) -> None:
+    """The sample's rerun bug: on the second read every event is a duplicate, so the items came from the
+    rows without a customer id alone (here one with no title and no price) and lost their titles."""
+    no_customer = "536390,71053,,1,2010-12-01 10:00:00,0,,United Kingdom"
+    cfg = ingest_settings(settings, a=source(write_csv(tmp_path / "a.csv", [*LINES_A, no_customer])))
+
+    def catalog() -> dict[str, tuple[str | None, float | None, str]]:
+        rows = store.read_table(S.ITEMS).collect()
+        return {r.item_id: (r.title, r.unit_price, str(r.first_seen_ts)) for r in rows}
+
+    run_ingest(spark, store, cfg, "run-1")
+    first = catalog()
+    assert first["71053"] == ("WHITE METAL LANTERN", 3.39, "2010-12-01 08:26:00")
+    run_ingest(spark, store, cfg, "run-2")
+    assert catalog() == first
+    renamed = write_csv(tmp_path / "items.csv", ["71053,Lantern (catalog),3.5"], header="sku,name,price")
+    columns = {"item_id": "sku", "title": "name", "unit_price": "price"}
+    with_catalog = cfg.sources | {"cat": source(renamed, "items", columns=columns)}
+    run_ingest(spark, store, cfg.model_copy(update={"sources": with_catalog}), "run-3")
+    assert catalog() == first | {"71053": ("Lantern (catalog)", 3.5, "2010-12-01 08:26:00")}
+
+
 SPELLINGS = [
     # one product each, spelled as the real exports do (case, surrounding spaces)
     "536400,82001S,SILVER RECORD COVER FRAME,1,2010-12-01 10:00:00,3.39,17850,United Kingdom",
