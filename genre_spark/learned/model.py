@@ -50,9 +50,8 @@ def ranker(settings: DiscriminatorSettings, columns: list[str]) -> SparkXGBRanke
         qid_col=QID,
         prediction_col=PREDICTION,
         num_workers=settings.num_workers,
-        # always range-partitioned by query: with as many input partitions as workers the estimator would
-        # otherwise keep the input's, where one user's rows may sit in two partitions (two half-queries)
-        force_repartition=True,
+        # the input comes hashed by query into one partition per worker (see fit): kept as it is
+        force_repartition=False,
         device=settings.device,
         missing=float("nan"),
         **booster_params(settings),
@@ -60,8 +59,19 @@ def ranker(settings: DiscriminatorSettings, columns: list[str]) -> SparkXGBRanke
 
 
 def fit(training: DataFrame, settings: DiscriminatorSettings, columns: list[str]) -> SparkXGBRankerModel:
-    """Fit on ``training`` (user_id, as_of, label, *columns): one query per user and cut-off."""
-    data = training.select(query_id(S.USER_ID, S.AS_OF).alias(QID), S.LABEL, *columns)
+    """Fit on ``training`` (user_id, as_of, item_id, label, *columns): one query per user and cut-off.
+
+    The rows are hashed by query into one partition per worker (no query split in two) and sorted by
+    query and item. The estimator's own range partitioning samples its bounds with a seed taken from the
+    RDD's id, a count of the session's earlier jobs: which queries met on which worker, and so the model,
+    changed with whatever the process had run before (two fits of one table in one session scored pairs
+    0.68 apart; `benchmarks/ranker_determinism.py`)."""
+    data = (
+        training.select(query_id(S.USER_ID, S.AS_OF).alias(QID), S.ITEM_ID, S.LABEL, *columns)
+        .repartition(settings.num_workers, QID)
+        .sortWithinPartitions(QID, S.ITEM_ID)
+        .drop(S.ITEM_ID)
+    )
     return ranker(settings, columns).fit(data)
 
 

@@ -209,9 +209,9 @@ def test_spark_ranker_matches_a_local_xgboost_fit(spark: SparkSession, settings:
     fitted = M.fit(training, tuned, columns)
     got = M.predict(fitted, training).select(S.USER_ID, S.ITEM_ID, "score").toPandas()
 
-    # the same data, queries in the order the Spark estimator sorts them (by query id, rows in input order)
+    # the same data, queries in the order the fit sorts them (by query id, then item id)
     qids = training.select(S.USER_ID, M.query_id(S.USER_ID, S.AS_OF).alias("qid")).distinct().toPandas()
-    local = data.merge(qids, on=S.USER_ID).sort_values("qid", kind="stable")
+    local = data.merge(qids, on=S.USER_ID).sort_values(["qid", S.ITEM_ID])
     ranker = xgboost.XGBRanker(**M.booster_params(tuned), missing=np.nan, n_jobs=1)
     ranker.fit(local[columns], local[S.LABEL], qid=local["qid"])
     local["expected"] = ranker.predict(local[columns])
@@ -219,6 +219,27 @@ def test_spark_ranker_matches_a_local_xgboost_fit(spark: SparkSession, settings:
     assert len(merged) == len(data)
     np.testing.assert_allclose(merged["score"], merged["expected"], rtol=1e-5, atol=1e-5)
     assert merged[S.LABEL].corr(merged["score"]) > 0.5  # it learned the signal
+    # two workers sampling rows: a fit is the same model after other jobs ran in the session (the
+    # estimator's range partitioning seeded its bounds with the RDD's id, a count of those jobs)
+    sampled = tuned.model_copy(update={"num_workers": 2, "subsample": 0.5})
+    more = pd.DataFrame(
+        [
+            (f"v{u:03d}", f"i{i:02d}", dt.date(2011, 8, 1), float(rng.random() < 0.3), *rng.normal(size=3))
+            for u in range(300)
+            for i in range(10)
+        ],
+        columns=data.columns,
+    )
+    wide = spark.createDataFrame(more).repartition(4)
+
+    def scores() -> np.ndarray:
+        fitted = M.fit(wide, sampled, columns)
+        frame = M.predict(fitted, wide).select(S.USER_ID, S.ITEM_ID, "score").toPandas()
+        return frame.sort_values([S.USER_ID, S.ITEM_ID])["score"].to_numpy()
+
+    first = scores()
+    spark.range(10).repartition(3).count()  # more RDDs
+    np.testing.assert_array_equal(scores(), first)
 
     # the stage's one-pass scoring of both models: the same scores, the second where never bought
     bought_before = training.withColumn("ui_orders", (F.col(S.ITEM_ID) < "i04").cast("double"))
