@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -560,11 +560,8 @@ def cold_start(i: SourceInputs, n: int) -> DataFrame:
     """The ``n`` most popular items (the popularity source's list) for the users who bought no product
     before the date: no source proposes anything for them, and a customer who only paid postage or
     returned something still gets a list."""
-    s = i.settings
     cold = i.users.join(i.purchases.select(S.USER_ID), S.USER_ID, "left_anti")
-    return global_popularity(
-        i.purchases, cold, i.as_of, s.popularity_window_days, s.popularity_half_life_days, n
-    )
+    return _popularity(replace(i, targets=cold), n)
 
 
 def _segment_popularity(i: SourceInputs, n: int) -> DataFrame:
