@@ -37,11 +37,12 @@ from genre_spark.learned.stage import (
     training_cutoffs,
     training_sample,
     training_users,
+    write_features,
 )
 from genre_spark.ranking import rule_chooser, run_ranking, segment_strategies
 from genre_spark.scoring import run_scoring
 from genre_spark.segments import run_segments, write_unsegmented
-from genre_spark.storage import TableStore
+from genre_spark.storage import TableStore, WriteResult
 from genre_spark.strategy import Context, StrategyBook, new_items_book
 
 
@@ -175,9 +176,10 @@ def cutoff_context(ctx: RunContext, day: dt.date) -> RunContext:
     return dataclasses.replace(ctx, as_of=day, run_id=run_id, training_cutoff=True)
 
 
-def train_discriminator(ctx: RunContext) -> str:
+def train_discriminator(ctx: RunContext, keep_features: bool = False) -> str:
     """Run the stages for the training cut-offs that lack them (unless the latest model is reused), then
-    train or reuse the ranker and score the candidates as of the run's date."""
+    train or reuse the ranker and score the candidates as of the run's date (``keep_features``: their
+    features written to ``ranker_features`` too)."""
     settings = ctx.settings.discriminator
     lines = []
     wanted = fingerprint(settings, feature_columns(frozenset(settings.without)), ctx.stage_settings)
@@ -189,9 +191,17 @@ def train_discriminator(ctx: RunContext) -> str:
                 lines += [r.summary for r in run_stages(cutoff_context(ctx, day), stages)]
     decide = strategy_decider(ctx)
     report = run_discriminator(
-        ctx.store, ctx.history, settings, decide, ctx.strategies, ctx.run_id, wanted, reused
+        ctx.store, ctx.history, settings, decide, ctx.strategies, ctx.run_id, wanted, reused, keep_features
     )
     return "\n".join([*lines, report.format()])
+
+
+def write_date_features(ctx: RunContext) -> WriteResult:
+    """The ``ranker_features`` of the run's date (a no-op when this run id wrote them): the ranker scores
+    them as they are computed, so a run keeps none; evaluate reads them."""
+    decisions = strategy_decider(ctx)(ctx.as_of)
+    settings = ctx.settings.discriminator
+    return write_features(ctx.store, ctx.history, decisions, ctx.strategies, ctx.run_id, settings, False)
 
 
 def _current_partition(ctx: RunContext, table: str, as_of: dt.date) -> bool:

@@ -38,6 +38,7 @@ from genre_spark.pipeline import (
     run_stages,
     stages_before,
     train_discriminator,
+    write_date_features,
 )
 from genre_spark.report import write_run_report
 from genre_spark.storage import TableStore
@@ -192,8 +193,9 @@ def evaluate_date(
 ) -> EvaluationReport:
     """`genre-spark evaluate`: the stages the evaluation reads (the undated ones when their tables are
     missing; the dated ones before the discriminator unless ``runs`` records them for the run id), the
-    learned ranker (trained whether or not ``discriminator.enabled``, unless the run recorded it), then the
-    evaluation of the date. ``report`` receives the outcome of the stages run first."""
+    learned ranker (trained whether or not ``discriminator.enabled``, unless the run recorded it) with the
+    date's pair features kept in ``ranker_features`` (a run scores them without keeping them: written here
+    when it did), then the evaluation of the date. ``report`` receives the outcome of the stages run first."""
     from genre_spark.evaluation import evaluate  # the evaluation's imports only where it runs
 
     done = completed_stages(ctx.store, ctx.run_id)
@@ -203,8 +205,10 @@ def evaluate_date(
     if "discriminator" not in done or not ctx.settings.discriminator.enabled:
         progress("stage discriminator: started")
         started = time.perf_counter()
-        progress(train_discriminator(ctx))
+        progress(train_discriminator(ctx, keep_features=True))
         progress(f"stage discriminator: done in {time.perf_counter() - started:.1f} s")
+    else:  # the run scored the date's features without keeping them
+        write_date_features(ctx)
     progress("stage evaluate: started")
     started = time.perf_counter()
     result = evaluate(

@@ -14,7 +14,8 @@ import datetime as dt
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from pyspark import StorageLevel
@@ -52,19 +53,19 @@ def strategy_indices(segments: DataFrame, decisions: dict[int, str], book: Strat
     return segments.select(S.USER_ID, S.SEGMENT_ID).join(F.broadcast(table), S.SEGMENT_ID, "left")
 
 
-def write_features(
+@contextmanager
+def features_of(
     store: TableStore,
     history: History,
     decisions: dict[int, str],
     book: StrategyBook,
-    run_id: str,
     settings: DiscriminatorSettings,
     labelled: bool,
-) -> WriteResult:
-    """The ``ranker_features`` partition of the history's date: the features of the candidates the stages
-    wrote for it (each user's ``shortlist`` best when it is set; from the history only; the season features
-    look at the ``label_days`` after the date, a year earlier), labelled by the purchases of
-    ``[day, day + label_days)`` when ``labelled``."""
+) -> Iterator[DataFrame]:
+    """The ``ranker_features`` rows of the history's date (lazy; its purchases persisted while the
+    context is open): the features of the candidates the stages wrote for it (each user's ``shortlist``
+    best when it is set; from the history only; the season features look at the ``label_days`` after the
+    date, a year earlier), labelled by the purchases of ``[day, day + label_days)`` when ``labelled``."""
     day, label_days = history.as_of, settings.label_days
     on_day = F.col(S.AS_OF) == F.lit(day)
     segments = store.read_table(S.USER_SEGMENTS).filter(on_day)
@@ -87,10 +88,25 @@ def write_features(
         else:
             end = day + dt.timedelta(days=label_days)
             features = with_labels(features, store.read_table(S.EVENTS), history.items, day, end)
-        dated = features.withColumn(S.AS_OF, F.lit(day).cast("date"))
-        return store.replace_date(dated, S.RANKER_FEATURES, as_of=day, run_id=run_id, stage="discriminator")
+        yield features.withColumn(S.AS_OF, F.lit(day).cast("date"))
     finally:
         purchases.unpersist()
+
+
+def write_features(
+    store: TableStore,
+    history: History,
+    decisions: dict[int, str],
+    book: StrategyBook,
+    run_id: str,
+    settings: DiscriminatorSettings,
+    labelled: bool,
+) -> WriteResult:
+    """Write the ``ranker_features`` partition of the history's date (:func:`features_of`)."""
+    with features_of(store, history, decisions, book, settings, labelled) as features:
+        return store.replace_date(
+            features, S.RANKER_FEATURES, as_of=history.as_of, run_id=run_id, stage="discriminator"
+        )
 
 
 def with_labels(
@@ -386,29 +402,38 @@ def run_discriminator(
     run_id: str,
     wanted: str,
     reused: ModelNote | None,
+    keep_features: bool = False,
 ) -> DiscriminatorReport:
     """Train the ranker (or score with ``reused``, a saved model :func:`reusable_model` allows) and write
     its score of every candidate as of the history's date; ``wanted``: the :func:`fingerprint` a model
-    trained now records."""
+    trained now records. The date's features are scored as they are computed; with ``keep_features``
+    they are written to ``ranker_features`` first and scored from there (what evaluate reads)."""
     as_of = history.as_of
     seconds: dict[str, float] = {}
     note = reused or fit_and_save(store, settings, decide, book, as_of, run_id, wanted, seconds)
-    started = time.perf_counter()
-    write_features(store, history, decide(as_of), book, run_id, settings, labelled=False)
-    seconds["features"] = time.perf_counter() - started
-    started = time.perf_counter()
-    features = store.read_table(S.RANKER_FEATURES).filter(F.col(S.AS_OF) == F.lit(as_of))
     ranker = M.load(store.model_path(MODEL_KIND, note.run_id))
     new_items = M.load(store.model_path(NEW_ITEMS_KIND, note.run_id)) if note.new_items else None
-    scored = score_pairs(features, ranker, new_items).select(
-        S.USER_ID,
-        S.ITEM_ID,
-        S.LEARNED_SCORE,
-        S.LEARNED_NEW_SCORE,
-        F.lit(note.run_id).alias("model_run_id"),
-        F.lit(as_of).cast("date").alias(S.AS_OF),
-    )
-    write = store.replace_date(scored, S.RANKER_SCORES, as_of=as_of, run_id=run_id, stage="discriminator")
+
+    def write_scores(features: DataFrame) -> WriteResult:
+        scored = score_pairs(features, ranker, new_items).select(
+            S.USER_ID,
+            S.ITEM_ID,
+            S.LEARNED_SCORE,
+            S.LEARNED_NEW_SCORE,
+            F.lit(note.run_id).alias("model_run_id"),
+            F.lit(as_of).cast("date").alias(S.AS_OF),
+        )
+        return store.replace_date(scored, S.RANKER_SCORES, as_of=as_of, run_id=run_id, stage="discriminator")
+
+    started = time.perf_counter()
+    if keep_features:
+        write_features(store, history, decide(as_of), book, run_id, settings, labelled=False)
+        seconds["features"] = time.perf_counter() - started
+        started = time.perf_counter()
+        write = write_scores(store.read_table(S.RANKER_FEATURES).filter(F.col(S.AS_OF) == F.lit(as_of)))
+    else:
+        with features_of(store, history, decide(as_of), book, settings, labelled=False) as features:
+            write = write_scores(features)
     count = store.read_table(S.RANKER_SCORES).filter(F.col(S.AS_OF) == F.lit(as_of)).count()
-    seconds["scoring"] = time.perf_counter() - started
+    seconds["scoring" if keep_features else "features and scoring"] = time.perf_counter() - started
     return DiscriminatorReport(as_of, note, reused is None, count, write, seconds)

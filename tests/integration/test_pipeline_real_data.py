@@ -17,8 +17,9 @@ from genre_spark.enrich import EnrichReport, run_enrich
 from genre_spark.errors import PartialInputError
 from genre_spark.features import FeatureReport, run_features
 from genre_spark.history import History, bought_pairs
-from genre_spark.learned.stage import training_cutoffs
-from genre_spark.pipeline import RunContext, run_stages, train_discriminator
+from genre_spark.learned import model as M
+from genre_spark.learned.stage import MODEL_KIND, training_cutoffs
+from genre_spark.pipeline import RunContext, run_stages, train_discriminator, write_date_features
 from genre_spark.ranking import RankingReport, run_ranking
 from genre_spark.scoring import ScoringReport, run_scoring
 from genre_spark.segments import UNSEGMENTED, SegmentReport, run_segments
@@ -170,10 +171,9 @@ def test_bi_encoder_scores_every_user_on_the_shortlist(
     assert scoring.per_scorer["bi_encoder"][0] == scores.count()
 
 
-@pytest.fixture(scope="module")
-def learned(spark: SparkSession, settings: Settings, real: RealWarehouse, scoring: ScoringReport) -> str:
-    """The learned ranker as `run` trains it (one cut-off and fewer trees here, to keep the suite short):
-    the stages run for the cut-off before, then the fit, then ranker_scores as of AS_OF."""
+def learned_context(spark: SparkSession, settings: Settings, real: RealWarehouse) -> RunContext:
+    """The run of AS_OF the ranker is trained in (one cut-off and fewer trees here, to keep the suite
+    short)."""
     # the new-items model (off by default) on: with one cut-off it is the same fit, scored a second time
     tuned = settings.discriminator.model_copy(
         update={"cutoffs": 1, "n_estimators": 20, "new_items_model": True}
@@ -185,7 +185,7 @@ def learned(spark: SparkSession, settings: Settings, real: RealWarehouse, scorin
         "candidates": settings.candidates.model_copy(update={"als": als}),
         "segments": settings.segments.model_copy(update={"k_min": 4, "k_max": 4}),
     }
-    ctx = RunContext(
+    return RunContext(
         spark,
         real.store,
         settings.model_copy(update=cheap),
@@ -194,19 +194,35 @@ def learned(spark: SparkSession, settings: Settings, real: RealWarehouse, scorin
         load_strategies(),
         context_for(AS_OF, 9, settings.features.hour_bands),
     )
-    return train_discriminator(ctx)
+
+
+@pytest.fixture(scope="module")
+def learned(spark: SparkSession, settings: Settings, real: RealWarehouse, scoring: ScoringReport) -> str:
+    """The learned ranker as `run` trains it: the stages run for the cut-off before, then the fit, then
+    ranker_scores as of AS_OF."""
+    return train_discriminator(learned_context(spark, settings, real))
 
 
 def test_the_learned_ranker_scores_every_candidate(
-    real: RealWarehouse, settings: Settings, learned: str
+    spark: SparkSession, real: RealWarehouse, settings: Settings, learned: str
 ) -> None:
     on_date = F.col(S.AS_OF) == AS_OF
     scores = real.store.read_table(S.RANKER_SCORES).filter(on_date)
     pairs = real.store.read_table(S.CANDIDATES).filter(on_date).select(S.USER_ID, S.ITEM_ID).distinct()
     assert scores.count() == pairs.count() == scores.select(S.USER_ID, S.ITEM_ID).distinct().count()
     assert scores.filter(F.col(S.LEARNED_SCORE).isNull()).count() == 0
-    # the new-items model scores exactly the pairs the user never bought
+    # the run scored the date's features as they were computed and kept none; evaluate writes them
+    assert real.store.read_table(S.RANKER_FEATURES).filter(on_date).limit(1).count() == 0
+    write_date_features(learned_context(spark, settings, real))
     features = real.store.read_table(S.RANKER_FEATURES).filter(on_date)
+    # ... and the saved model scores them as the run did (a slice of the users)
+    model = M.load(real.store.model_path(MODEL_KIND, real.store.latest_model(MODEL_KIND) or ""))
+    some = features.filter(F.xxhash64(S.USER_ID) % 10 == 0)
+    again = M.predict(model, some).select(S.USER_ID, S.ITEM_ID, F.col("score").alias("again"))
+    both = again.join(scores, [S.USER_ID, S.ITEM_ID])
+    assert both.count() == some.count() > 0
+    assert both.filter(F.abs(F.col("again") - F.col(S.LEARNED_SCORE)) > 1e-9).count() == 0
+    # the new-items model scores exactly the pairs the user never bought
     never = features.filter(F.col("ui_orders") == 0).select(S.USER_ID, S.ITEM_ID)
     new_scored = scores.filter(F.col(S.LEARNED_NEW_SCORE).isNotNull()).select(S.USER_ID, S.ITEM_ID)
     assert new_scored.exceptAll(never).count() == 0 and never.exceptAll(new_scored).count() == 0

@@ -80,7 +80,11 @@ def test_evaluate_runs_what_the_run_did_not_record_then_the_ranker(monkeypatch: 
     calls: list[object] = []
     monkeypatch.setattr(refresh, "completed_stages", lambda store, run_id: {"features", "segments"})
     monkeypatch.setattr(refresh, "run_once", lambda ctx, stages: calls.append(list(stages)) or "outcome")
-    monkeypatch.setattr(refresh, "train_discriminator", lambda ctx: calls.append("ranker") or "fitted")
+    monkeypatch.setattr(
+        refresh,
+        "train_discriminator",
+        lambda ctx, keep_features: calls.append(("ranker", keep_features)) or "fit",
+    )
     monkeypatch.setattr(evaluation, "evaluate", lambda *args: calls.append("evaluate") or "report")
     store = SimpleNamespace(exists=lambda table: table != "item_embeddings")
     ctx = SimpleNamespace(
@@ -90,4 +94,29 @@ def test_evaluate_runs_what_the_run_did_not_record_then_the_ranker(monkeypatch: 
         setattr(ctx, name, None)
     outcomes: list[object] = []
     assert refresh.evaluate_date(ctx, 100, outcomes.append) == "report"  # type: ignore[arg-type]
-    assert calls == [["enrich", "candidates", "scoring"], "ranker", "evaluate"] and outcomes == ["outcome"]
+    # the ranker keeps the date's features: the evaluation reads them
+    assert calls == [["enrich", "candidates", "scoring"], ("ranker", True), "evaluate"]
+    assert outcomes == ["outcome"]
+
+
+def test_evaluate_after_a_run_writes_the_dates_features_the_run_did_not_keep(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from genre_spark import evaluation, refresh
+
+    calls: list[object] = []
+    monkeypatch.setattr(refresh, "completed_stages", lambda store, run_id: set(refresh.STAGES))
+    monkeypatch.setattr(refresh, "run_once", lambda ctx, stages: calls.append(list(stages)))
+    monkeypatch.setattr(refresh, "train_discriminator", lambda ctx, keep_features: calls.append("ranker"))
+    monkeypatch.setattr(refresh, "write_date_features", lambda ctx: calls.append("features"))
+    monkeypatch.setattr(evaluation, "evaluate", lambda *args: calls.append("evaluate") or "report")
+    ctx = SimpleNamespace(
+        store=SimpleNamespace(exists=lambda table: True),
+        run_id="r1",
+        settings=SimpleNamespace(discriminator=SimpleNamespace(enabled=True)),
+        spark=None,
+        strategies=None,
+        context=None,
+    )
+    assert refresh.evaluate_date(ctx, 100) == "report"  # type: ignore[arg-type]
+    assert calls == ["features", "evaluate"]
