@@ -442,7 +442,17 @@ def similar_users(
             .filter(F.col("_r") <= settings.items_per_neighbour)
             .drop("_r")
         )
-    summed = _neighbour_sums(neighbours, theirs).withColumn("source_score", F.col("_s") / F.col("_total"))
+    summed = (
+        neighbours.join(theirs, "_v")
+        .groupBy("_u", "_i")
+        .agg(
+            F.sum(F.col("_sim") * F.col("w")).alias("_s"),
+            F.count("*").alias("_buyers"),
+            F.max("_total").alias("_total"),  # one value per user: carried, not a grouping key
+            F.max("_k").alias("_k"),
+        )
+        .withColumn("source_score", F.col("_s") / F.col("_total"))
+    )
     # ranked by the hashed user (the ids' order is the items' order, so ties break by item id as in
     # top_per_user), then named: only the kept rows meet the user and item ids
     best_first = Window.partitionBy("_u").orderBy(F.desc("source_score"), "_i")
@@ -454,37 +464,6 @@ def similar_users(
         "bought by %d of the %d customers with the most similar baskets", "_buyers", "_k"
     )
     return _as_candidates(named, "similar_users", detail)
-
-
-def _neighbour_sums(neighbours: DataFrame, theirs: DataFrame) -> DataFrame:
-    """(_u, _i, _s, _buyers, _total, _k): per user and item its neighbours offer, the similarity-weighted
-    sum of their weights of it and how many offer it (``neighbours``: _u, _total, _k, _v, _sim;
-    ``theirs``: _v, _i, w).
-
-    Each neighbour's items are packed in two aligned arrays: the join yields one row per (user,
-    neighbour), which crosses the shuffle by user packed and is unpacked there, so the sum per (user,
-    item) needs no shuffle of its own. Joined unpacked, a row per (user, neighbour, item) crossed it
-    instead, after a partial aggregation that reduced nothing (benchmarks/results/similar_users_packed.md).
-    """
-    offered = (
-        theirs.groupBy("_v")
-        .agg(F.collect_list(F.struct("_i", "w")).alias("_o"))
-        .select("_v", F.col("_o._i").alias("_is"), F.col("_o.w").alias("_ws"))
-    )
-    weighted = F.transform("_ws", lambda w: F.col("_sim") * w)
-    return (
-        neighbours.join(offered, "_v")
-        .select("_u", "_total", "_k", "_is", weighted.alias("_ps"))
-        .repartition("_u")
-        .select("_u", "_total", "_k", F.inline(F.arrays_zip("_is", "_ps")))
-        .groupBy("_u", F.col("_is").alias("_i"))
-        .agg(
-            F.sum("_ps").alias("_s"),
-            F.count("*").alias("_buyers"),
-            F.max("_total").alias("_total"),  # one value per user: carried, not a grouping key
-            F.max("_k").alias("_k"),
-        )
-    )
 
 
 def _decayed_user_vectors(purchases: DataFrame, as_of: dt.date, half_life_days: float) -> DataFrame:
