@@ -136,8 +136,16 @@ def strategy_tables(spark: SparkSession, book: StrategyBook) -> StrategyTables:
     return StrategyTables(sources, weights("scorer"), rules, rankers)
 
 
+SOURCE_BITS = {name: 1 << i for i, name in enumerate(sorted(S.CANDIDATE_SOURCES))}
+
+
 def blend(candidates: DataFrame, strategies: DataFrame, weights: DataFrame) -> DataFrame:
-    """Per (user, item): sum over sources of weight x (score / the user's best score from that source)."""
+    """Per (user, item): sum over sources of weight x (score / the user's best score from that source), the
+    sources that proposed it (sorted) and the detail of the one that weighed most (ties: by text).
+
+    Over every candidate row, so no object aggregate: the sources are bits OR-ed into a long, named after
+    the aggregation, and the detail is the max of (part, detail). ``collect_set`` and ``max_by`` made it
+    the ranking stage's largest operator (benchmarks/results/profile_ranking.md)."""
     normalised = candidates.withColumn("_norm", normalised_score())
     weighted = (
         normalised.join(strategies, S.USER_ID)
@@ -145,10 +153,27 @@ def blend(candidates: DataFrame, strategies: DataFrame, weights: DataFrame) -> D
         .filter(F.col("weight") > 0)
         .withColumn("_part", F.col("weight") * F.col("_norm"))
     )
-    return weighted.groupBy(S.USER_ID, S.ITEM_ID, S.SEGMENT_ID, S.STRATEGY_ID).agg(
-        F.sum("_part").alias("score"),
-        F.array_sort(F.collect_set("source")).alias("sources"),
-        F.max_by("detail", F.struct("_part", "detail")).alias("explanation"),  # ties: by text
+    bit = F.coalesce(*[F.when(F.col("source") == n, F.lit(b)) for n, b in SOURCE_BITS.items()], F.lit(0))
+    bits = F.col("_bits")
+    names = F.array_compact(
+        F.array(*[F.when(bits.bitwiseAND(b) != 0, F.lit(n)) for n, b in SOURCE_BITS.items()])
+    )
+    return (
+        weighted.groupBy(S.USER_ID, S.ITEM_ID, S.SEGMENT_ID, S.STRATEGY_ID)
+        .agg(
+            F.sum("_part").alias("score"),
+            F.bit_or(bit.cast("long")).alias("_bits"),
+            F.max(F.struct("_part", "detail")).alias("_best"),
+        )
+        .select(
+            S.USER_ID,
+            S.ITEM_ID,
+            S.SEGMENT_ID,
+            S.STRATEGY_ID,
+            "score",
+            names.alias("sources"),
+            F.col("_best.detail").alias("explanation"),
+        )
     )
 
 
