@@ -165,15 +165,8 @@ def blend(candidates: DataFrame, strategies: DataFrame, weights: DataFrame) -> D
             F.bit_or(bit.cast("long")).alias("_bits"),
             F.max(F.struct("_part", "detail")).alias("_best"),
         )
-        .select(
-            S.USER_ID,
-            S.ITEM_ID,
-            S.SEGMENT_ID,
-            S.STRATEGY_ID,
-            "score",
-            names.alias("sources"),
-            F.col("_best.detail").alias("explanation"),
-        )
+        .select("*", names.alias("sources"), F.col("_best.detail").alias("explanation"))
+        .drop("_bits", "_best")
     )
 
 
